@@ -1,0 +1,54 @@
+// Core types shared by every layer: metadata values, the run Context, errors.
+// No MLX types appear here, so frontends (cli/, server/) can include it freely.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace lmlab {
+
+// One metadata value from a GGUF header or a config file. Integer types of any
+// width become int64_t, floats become double, bool arrays become int64_t arrays.
+using MetaValue = std::variant<bool,
+                               int64_t,
+                               double,
+                               std::string,
+                               std::vector<int64_t>,
+                               std::vector<double>,
+                               std::vector<std::string>>;
+using Metadata = std::map<std::string, MetaValue>;
+
+// Typed lookups; they throw std::invalid_argument naming the key on a type
+// mismatch, and return std::nullopt when the key is absent.
+std::optional<int64_t> meta_int(const Metadata& m, const std::string& key);
+std::optional<double> meta_float(const Metadata& m, const std::string& key);
+std::optional<bool> meta_bool(const Metadata& m, const std::string& key);
+std::optional<std::string> meta_string(const Metadata& m, const std::string& key);
+const std::vector<std::string>* meta_strings(const Metadata& m, const std::string& key);
+const std::vector<int64_t>* meta_ints(const Metadata& m, const std::string& key);
+const std::vector<double>* meta_floats(const Metadata& m, const std::string& key);
+
+// The input was understood but lmlab does not implement it (an architecture,
+// a tensor type); distinct from bad input so the server can map it to 501.
+class Unsupported : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The lmlab cache root: $LMLAB_HOME, else $XDG_CACHE_HOME/lmlab, else ~/.cache/lmlab.
+std::filesystem::path cache_dir();
+
+// Path of the default model (SmolLM2-135M-Instruct Q4_1 GGUF) in the cache;
+// throws std::runtime_error telling how to fetch it when absent.
+std::filesystem::path default_model_path();
+
+// Writes `data` to `path` atomically: a temp file in the same folder, then rename.
+void write_file_atomic(const std::filesystem::path& path, const std::string& data);
+
+}  // namespace lmlab

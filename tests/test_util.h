@@ -1,0 +1,32 @@
+// Paths shared by the tests: the source tree, the fixtures built by
+// scripts/make-fixtures.sh, ../shared, and the default model.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace lmlab::test {
+
+inline std::filesystem::path source_dir() { return LMLAB_SOURCE_DIR; }
+inline std::filesystem::path shared_dir() { return source_dir().parent_path() / "shared"; }
+inline std::filesystem::path fixtures_dir() {
+  const char* env = std::getenv("LMLAB_FIXTURES");
+  return env ? std::filesystem::path(env) : source_dir() / ".deps" / "fixtures";
+}
+inline std::string lmlab_binary() { return LMLAB_BINARY; }
+
+// A fresh empty folder under the system temp dir, removed at process exit is
+// not guaranteed: tests keep what they write small.
+std::filesystem::path temp_dir(const std::string& name);
+
+// Skips the calling test (GTEST_SKIP) when the file is missing.
+#define LMLAB_REQUIRE_FILE(path)                                        \
+  do {                                                                  \
+    if (!std::filesystem::exists(path))                                 \
+      GTEST_SKIP() << "missing " << (path) << " (run make fixtures)";   \
+  } while (0)
+
+}  // namespace lmlab::test
