@@ -18,15 +18,15 @@ inline std::filesystem::path fixtures_dir() {
 }
 inline std::string lmlab_binary() { return LMLAB_BINARY; }
 
-// A fresh empty folder under the system temp dir, removed at process exit is
-// not guaranteed: tests keep what they write small.
+// A fresh empty folder under the system temp dir (tests keep what they write small).
 std::filesystem::path temp_dir(const std::string& name);
 
-// Skips the calling test (GTEST_SKIP) when the file is missing.
+// Fails the calling test when a fixture is missing: `make test` always builds
+// them, so a missing one is a broken set-up, never a reason to skip.
 #define LMLAB_REQUIRE_FILE(path)                                        \
   do {                                                                  \
     if (!std::filesystem::exists(path))                                 \
-      GTEST_SKIP() << "missing " << (path) << " (run make fixtures)";   \
+      GTEST_FAIL() << "missing " << (path) << " (run make fixtures)";   \
   } while (0)
 
 }  // namespace lmlab::test
