@@ -30,6 +30,13 @@ class ChatTemplate {
   // raise_exception) throw std::invalid_argument with line and column.
   std::string apply(const nlohmann::json& messages, const ChatOptions& opts = {}) const;
 
+  // Same, for messages and tools whose objects keep their keys' insertion
+  // order, as Python dicts do: tojson output (tool specs, tool-call
+  // arguments) follows it, so use this to match transformers byte for byte.
+  // A non-null `tools` here replaces opts.tools.
+  std::string apply_ordered(const nlohmann::ordered_json& messages, const ChatOptions& opts = {},
+                            const nlohmann::ordered_json& tools = nullptr) const;
+
   const std::string& source() const;
 
  private:
