@@ -45,7 +45,37 @@ jinja::Value from_json(const Json& j, int depth = 0) {
   }
 }
 
+// transformers' _alias_reasoning_fields: a message's reasoning, under any of
+// its names, is also passed as `thinking` (first key) and
+// `reasoning_content` (last key unless already present).
+jinja::Value alias_reasoning(const jinja::Value& messages) {
+  if (!messages.is_list()) return messages;
+  std::vector<jinja::Value> out;
+  for (const jinja::Value& m : messages.items()) {
+    const jinja::Value* reasoning = nullptr;
+    if (m.is_dict())
+      for (const char* key : {"reasoning_content", "thinking", "reasoning"}) {
+        const jinja::Value* v = m.dict_obj().find(key);
+        if (v && !v->is_none()) {
+          reasoning = v;
+          break;
+        }
+      }
+    if (!reasoning) {
+      out.push_back(m);
+      continue;
+    }
+    jinja::DictObj d;
+    d.set("thinking", *reasoning);
+    for (const auto& [k, v] : m.dict_obj().items) d.set(k, v);
+    d.set("reasoning_content", *reasoning);
+    out.push_back(jinja::Value::dict(std::move(d)));
+  }
+  return jinja::Value::list(std::move(out));
+}
+
 std::string render(const JinjaTemplate& t, jinja::Value messages, jinja::Value tools, const ChatOptions& opts) {
+  messages = alias_reasoning(messages);
   jinja::DictObj vars;
   vars.set("messages", std::move(messages));
   vars.set("tools", std::move(tools));

@@ -103,6 +103,7 @@ void Interp::assign(const Stmt& s, const Value& v, const FramePtr& f) {
   if (!s.ns_attr.empty()) {
     const Value* ns = f->lookup(s.targets[0]);
     if (!ns || !ns->is_namespace()) fail(s.loc, "cannot assign attribute on non-namespace object");
+    if (s.ns_attr[0] == '_') fail(s.loc, underscore_error(s.ns_attr));
     ns->ns_obj().attrs.set(s.ns_attr, v);
     return;
   }

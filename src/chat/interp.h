@@ -83,6 +83,8 @@ std::string to_json(const Value& v, const Value& indent, const Value& separators
                     bool ensure_ascii, const Loc& loc);
 // Globals every template sees: range, namespace, dict, raise_exception, strftime_now.
 void add_globals(Interp& in, DictObj& g);
+// transformers' namespaces refuse underscore-prefixed attribute names.
+std::string underscore_error(const std::string& name);
 // Throws the error that using an undefined value raises.
 [[noreturn]] void undefined_error(const Value& v, const Loc& loc);
 

@@ -247,6 +247,10 @@ Value binary_op(Interp& in, const std::string& op, const Value& a, const Value& 
   return unsupported();
 }
 
+std::string underscore_error(const std::string& name) {
+  return "Chat templates cannot store underscore-prefixed attributes on a namespace, but got '" + name + "'.";
+}
+
 void add_globals(Interp& in, DictObj& g) {
   g.set("range", Value::callable("range", [&in](CallArgs& a, const Loc& loc) -> Value {
     if (a.pos.empty() || a.pos.size() > 3 || !a.kw.empty()) fail(loc, "range expected 1 to 3 integer arguments");
@@ -267,11 +271,15 @@ void add_globals(Interp& in, DictObj& g) {
   }));
   g.set("namespace", Value::callable("namespace", [&in](CallArgs& a, const Loc& loc) -> Value {
     auto ns = std::make_shared<NamespaceObj>();
+    auto add = [&](const std::string& k, const Value& v) {
+      if (!k.empty() && k[0] == '_') fail(loc, underscore_error(k));
+      ns->attrs.set(k, v);
+    };
     for (const Value& p : a.pos) {
       if (!p.is_dict()) fail(loc, "namespace() positional argument must be a mapping");
-      for (const auto& [k, v] : p.dict_obj().items) ns->attrs.set(k, v);
+      for (const auto& [k, v] : p.dict_obj().items) add(k, v);
     }
-    for (const auto& [k, v] : a.kw) ns->attrs.set(k, v);
+    for (const auto& [k, v] : a.kw) add(k, v);
     in.track(ns);
     return Value(ns);
   }));

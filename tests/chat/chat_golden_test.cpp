@@ -1,0 +1,102 @@
+// Renders every case of tests/golden/chat_golden.py (transformers +
+// jinja2 over 8 real chat templates) and requires byte-identical output,
+// or an exception where jinja2 raised.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include "lmlab/chat.h"
+#include "test_util.h"
+
+namespace {
+
+using nlohmann::ordered_json;
+
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else out += c;
+  }
+  return out;
+}
+
+// Where two renderings first differ, with some context on each side.
+std::string diff_snippet(const std::string& want, const std::string& got) {
+  size_t i = 0;
+  while (i < want.size() && i < got.size() && want[i] == got[i]) ++i;
+  size_t from = i > 60 ? i - 60 : 0;
+  std::ostringstream os;
+  os << "first difference at byte " << i << " (expected " << want.size() << " bytes, got " << got.size() << ")\n"
+     << "  expected: ..." << printable(want.substr(from, 140)) << "\n"
+     << "  got     : ..." << printable(got.substr(from, 140));
+  return os.str();
+}
+
+ordered_json load_cases() {
+  auto path = lmlab::test::fixtures_dir() / "chat" / "cases.json";
+  std::ifstream f(path);
+  return f ? ordered_json::parse(f) : ordered_json();
+}
+
+TEST(ChatGoldenTest, MatchesTransformersByteForByte) {
+  auto path = lmlab::test::fixtures_dir() / "chat" / "cases.json";
+  LMLAB_REQUIRE_FILE(path);
+  ordered_json cases = load_cases();
+  ASSERT_TRUE(cases.is_array());
+  ASSERT_GE(cases.size(), 8u * 20u);
+  std::map<std::string, std::shared_ptr<lmlab::ChatTemplate>> compiled;
+  std::map<std::string, std::pair<int, int>> per_template;  // passed, total
+  for (const auto& c : cases) {
+    const std::string name = c["template_name"];
+    const std::string label = name + "/" + c.value("scenario", std::string()) + " (add_generation_prompt=" +
+                              (c["options"]["add_generation_prompt"].get<bool>() ? "true" : "false") + ")";
+    auto& tally = per_template[name];
+    ++tally.second;
+    auto& tpl = compiled[c["template"].get<std::string>()];
+    if (!tpl) {
+      try {
+        tpl = std::make_shared<lmlab::ChatTemplate>(c["template"].get<std::string>());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << label << ": template does not parse: " << e.what();
+        continue;
+      }
+    }
+    const auto& o = c["options"];
+    lmlab::ChatOptions opts;
+    opts.add_generation_prompt = o["add_generation_prompt"];
+    opts.bos_token = o["bos_token"];
+    opts.eos_token = o["eos_token"];
+    opts.extra = nlohmann::json::parse(o["extra"].dump());
+    if (c.contains("error")) {
+      try {
+        std::string got = tpl->apply_ordered(c["messages"], opts, o["tools"]);
+        ADD_FAILURE() << label << ": expected an error (" << c["error"].get<std::string>() << "), rendered:\n"
+                      << got;
+      } catch (const std::invalid_argument& e) {
+        EXPECT_EQ(std::string(e.what()).rfind("[chat_template] line ", 0), 0u) << e.what();
+        ++tally.first;
+      }
+      continue;
+    }
+    const std::string want = c["expected"];
+    try {
+      std::string got = tpl->apply_ordered(c["messages"], opts, o["tools"]);
+      if (got == want) ++tally.first;
+      else ADD_FAILURE() << label << ": " << diff_snippet(want, got);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << label << ": threw " << e.what();
+    }
+  }
+  for (const auto& [name, t] : per_template) {
+    std::cout << "[ chat     ] " << name << ": " << t.first << "/" << t.second << " cases pass\n";
+    EXPECT_GE(t.second, 20) << name;
+  }
+  EXPECT_EQ(per_template.size(), 8u);
+}
+
+}  // namespace
