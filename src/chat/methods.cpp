@@ -78,21 +78,9 @@ Value call_str_method(Interp& in, const std::string& s, const std::string& m, Ca
     if (!ms.is_int()) fail(loc, "maxsplit must be an integer");
     Value sep = arg(a, 0, "sep", none);
     std::vector<Value> out;
-    if (m == "rsplit" && ms.as_int() >= 0) {
-      // rsplit: split from the right, done on reversed text for whitespace too.
-      std::vector<std::string> all = py_split(s, sep, -1);
-      int64_t keep = static_cast<int64_t>(all.size()) - ms.as_int();
-      if (keep > 1 && sep.is_string()) {
-        std::string head;
-        for (int64_t k = 0; k < keep; ++k) head += (k ? sep.as_str() : "") + all[k];
-        out.emplace_back(head);
-        for (size_t k = keep; k < all.size(); ++k) out.emplace_back(all[k]);
-      } else {
-        for (auto& p : all) out.emplace_back(p);
-      }
-    } else {
-      for (auto& p : py_split(s, sep, ms.as_int())) out.emplace_back(std::move(p));
-    }
+    if (sep.is_string() && sep.as_str().empty()) fail(loc, "empty separator");
+    for (auto& p : m == "split" ? py_split(s, sep, ms.as_int()) : py_rsplit(s, sep, ms.as_int()))
+      out.emplace_back(std::move(p));
     in.charge(out.size(), loc);
     return Value::list(std::move(out));
   }
@@ -245,15 +233,39 @@ std::string py_strip(const std::string& s, const Value& chars, bool left, bool r
   return utf8_encode(cps.substr(b, e - b));
 }
 
-static std::string map_case(const std::string& s, utf8proc_int32_t (*fn)(utf8proc_int32_t)) {
-  std::u32string cps = utf8_decode(s);
-  for (char32_t& c : cps)
-    if (c < 0xDC80 || c > 0xDCFF) c = static_cast<char32_t>(fn(static_cast<utf8proc_int32_t>(c)));
-  return utf8_encode(cps);
+// Simple case mapping per code point, plus the common one-to-many mappings
+// of Python's full (SpecialCasing) mapping: ß -> SS, ligatures, İ -> i̇.
+static std::string map_case(const std::string& s, bool upper) {
+  std::u32string out;
+  for (char32_t c : utf8_decode(s)) {
+    if (c >= 0xDC80 && c <= 0xDCFF) {
+      out.push_back(c);
+      continue;
+    }
+    const char32_t* special = nullptr;
+    if (upper) {
+      switch (c) {
+        case 0xDF: special = U"SS"; break;
+        case 0xFB00: special = U"FF"; break;
+        case 0xFB01: special = U"FI"; break;
+        case 0xFB02: special = U"FL"; break;
+        case 0xFB03: special = U"FFI"; break;
+        case 0xFB04: special = U"FFL"; break;
+        case 0xFB05: case 0xFB06: special = U"ST"; break;
+        case 0x149: special = U"\u02BCN"; break;
+      }
+    } else if (c == 0x130) {
+      special = U"i\u0307";
+    }
+    if (special) out += special;
+    else out.push_back(static_cast<char32_t>(upper ? utf8proc_toupper(static_cast<utf8proc_int32_t>(c))
+                                                   : utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
+  }
+  return utf8_encode(out);
 }
 
-std::string py_upper(const std::string& s) { return map_case(s, utf8proc_toupper); }
-std::string py_lower(const std::string& s) { return map_case(s, utf8proc_tolower); }
+std::string py_upper(const std::string& s) { return map_case(s, true); }
+std::string py_lower(const std::string& s) { return map_case(s, false); }
 
 std::string py_capitalize(const std::string& s) {
   std::u32string cps = utf8_decode(py_lower(s));
@@ -307,6 +319,42 @@ std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_
     start = p + d.size();
   }
   out.push_back(s.substr(start));
+  return out;
+}
+
+std::vector<std::string> py_rsplit(const std::string& s, const Value& sep, int64_t maxsplit) {
+  if (maxsplit < 0) return py_split(s, sep, -1);
+  std::vector<std::string> out;
+  if (sep.is_none() || sep.is_undefined()) {
+    // Mirror of the whitespace split, walking from the right.
+    std::u32string cps = utf8_decode(s);
+    size_t e = cps.size();
+    while (true) {
+      while (e > 0 && py_isspace(cps[e - 1])) --e;
+      if (e == 0) break;
+      if (static_cast<int64_t>(out.size()) == maxsplit) {
+        size_t b = 0;
+        while (b < e && py_isspace(cps[b])) ++b;
+        out.push_back(utf8_encode(cps.substr(b, e - b)));
+        break;
+      }
+      size_t b = e;
+      while (b > 0 && !py_isspace(cps[b - 1])) --b;
+      out.push_back(utf8_encode(cps.substr(b, e - b)));
+      e = b;
+    }
+  } else {
+    const std::string d = sep.str();
+    size_t end = s.size();
+    while (static_cast<int64_t>(out.size()) < maxsplit && end >= d.size()) {
+      size_t p = s.rfind(d, end - d.size());
+      if (p == std::string::npos) break;
+      out.push_back(s.substr(p + d.size(), end - p - d.size()));
+      end = p;
+    }
+    out.push_back(s.substr(0, end));
+  }
+  std::reverse(out.begin(), out.end());
   return out;
 }
 

@@ -20,6 +20,7 @@ std::string py_lower(const std::string& s);
 std::string py_capitalize(const std::string& s);
 std::string py_title(const std::string& s);
 std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_t maxsplit);
+std::vector<std::string> py_rsplit(const std::string& s, const Value& sep, int64_t maxsplit);
 std::vector<std::string> py_splitlines(const std::string& s);
 std::string py_replace(const std::string& s, const std::string& old, const std::string& rep, int64_t count);
 size_t py_len(const std::string& s);

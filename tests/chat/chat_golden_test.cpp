@@ -100,3 +100,37 @@ TEST(ChatGoldenTest, MatchesTransformersByteForByte) {
 }
 
 }  // namespace
+
+namespace {
+
+// Small templates over one data set, probing Python/jinja2 semantics
+// (float printing, repr, tojson options, slicing, loops, macros...).
+TEST(ChatGoldenTest, EngineSnippetsMatchJinja2) {
+  auto path = lmlab::test::fixtures_dir() / "chat" / "snippets.json";
+  LMLAB_REQUIRE_FILE(path);
+  std::ifstream f(path);
+  ordered_json cases = ordered_json::parse(f);
+  ASSERT_GE(cases.size(), 40u);
+  lmlab::ChatOptions opts;
+  opts.add_generation_prompt = false;
+  int passed = 0;
+  for (const auto& c : cases) {
+    const std::string src = c["template"];
+    try {
+      std::string got = lmlab::ChatTemplate(src).apply_ordered(c["data"], opts);
+      if (c.contains("error")) {
+        ADD_FAILURE() << src << "\n  expected error " << c["error"].get<std::string>() << ", rendered: " << got;
+      } else if (got != c["expected"].get<std::string>()) {
+        ADD_FAILURE() << src << "\n  " << diff_snippet(c["expected"], got);
+      } else {
+        ++passed;
+      }
+    } catch (const std::invalid_argument& e) {
+      if (c.contains("error")) ++passed;
+      else ADD_FAILURE() << src << "\n  threw " << e.what();
+    }
+  }
+  std::cout << "[ chat     ] snippets: " << passed << "/" << cases.size() << " pass\n";
+}
+
+}  // namespace

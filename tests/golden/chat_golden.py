@@ -255,6 +255,69 @@ SCENARIOS = [
 ]
 
 
+# Engine-level differential cases: small templates over DATA (passed as
+# `messages`), probing Python/jinja2 semantics the real templates may not.
+DATA = [
+    {"role": "user", "content": "Héllo \"wörld\" it's\n\ttabbed 😀", "x": 1.0, "n": 7, "f": [1e-7, 123.456, 1e22,
+     -0.0, 5e-324, 1.7976931348623157e308, 0.1], "flag": True, "none": None},
+    {"role": "assistant", "content": "  padded  ", "tool_calls": [{"id": "a", "function": {"name": "f",
+                                                                     "arguments": {"k": "v", "z": [1, 2]}}}]},
+    {"role": "system", "content": "sys\u2028sep\xa0nbsp\x01ctl\x7f"},
+]
+SNIPPETS = [
+    "{{ messages[0].f }}|{% for v in messages[0].f %}{{ v }} {% endfor %}",
+    "{{ messages[0] }}",
+    "{{ messages[2].content|tojson }}|{{ [messages[2].content] }}",
+    "{{ messages[0]|tojson(indent=2) }}",
+    "{{ messages[1]|tojson(indent='\t', separators=(',', ' = ')) }}",
+    "{{ ['a\nb', \"it's\", 'q\"', 'both\\'\"', '\x01', 'é'] }}",
+    "{{ messages|length }} {{ messages[-1].content }}|{{ messages[5] }}|{{ messages[0]['missing'] is defined }}",
+    "{% for k in messages[0] %}{{ k }},{% endfor %}|{{ messages[1].items()|list }}",
+    "{{ messages|selectattr('tool_calls', 'defined')|list|length }} {{ messages|map(attribute='role')|unique|list }}",
+    "{{ messages|sort(attribute='role')|map(attribute='role')|join(',') }} {{ messages|map(attribute='nope', default='d')|list }}",
+    "{{ 'x' * 3 }} {{ [1] * 3 }} {{ 3 * 'ab' }} {{ '%s' }}",
+    "{{ 10 // 3 }} {{ -10 % 3 }} {{ 10.5 // 3 }} {{ -10.5 % 3 }} {{ 2 ** 3 ** 2 }} {{ 1 + 2 * 3 - 4 / 2 }}",
+    "{{ 3 / 0 }}",
+    "{{ 'abc'.split('') }}",
+    "{{ undefined_var.attr }}",
+    "{% for m in none %}{% endfor %}",
+    "{{ 'a' ~ 1 + 2 }}",
+    "{{ messages[0].content.upper() }} {{ 'Hello wORLD'.title() }} {{ 'hello-world foo_bar (x)'|title }}",
+    "{{ 'a\tb  c\nd'|wordcount }} {{ [3, 1, 2]|max }} {{ ['b', 'A']|min }} {{ ['b', 'A']|sort }}",
+    "{{ 1 == 1.0 }} {{ true == 1 }} {{ 'a' < 'b' }} {{ [1, 2] < [1, 3] }} {{ (1, 2) == [1, 2] }}",
+    "{{ none is none }} {{ messages is sequence }} {{ messages[0] is mapping }} {{ messages[0].x is float }}",
+    "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}",
+    "{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n * fact(n - 1)|int }}{% endif %}{% endmacro %}{{ fact(10) }}",
+    "{% macro row(x) %}[{{ caller(x * 2) }}]{% endmacro %}{% call(v) row(21) %}v={{ v }}{% endcall %}",
+    "{{ range(5)|list }} {{ range(1, 10, 3)|list }} {{ range(5, 0, -2)|list }} {{ range(0)|list }}",
+    "{{ {'b': 1, 'a': 2}|dictsort(reverse=true) }} {{ 'abcde'|batch(2)|list }} {{ [1, 2, 3]|batch(2, 0)|list }}",
+    "{{ 1.5|round(0, 'floor') }} {{ 2.5|round(0, 'ceil') }} {{ 0.125|round(2) }} {{ -2.5|round }} {{ 42|string + 'x' }}",
+    "{{ ' a '|trim|length }} {{ 'x\ny'|indent(4, true, true) }}|{{ 'a\n\nb'|indent(2, blank=true) }}|{{ 'a\n\nb'|indent }}",
+    "{{ messages|tojson }}",
+    "{{ [1, 2, 3][5:] }}|{{ 'abc'[10] }}|{{ 'abcdef'[-2:] }}|{{ 'abcdef'[1:-1:2] }}|{{ [1, 2, 3][::-2] }}",
+    "{{ 1 if messages else 2 }}{% if messages %}yes{% endif %} {{ -messages|length }} {{ not true == false }}",
+    "{{ 'role' in messages[0] }} {{ messages[0].content[:5] ~ '…' }} {{ 'ö' in messages[0].content }}",
+    "{% for m in messages %}\n    {{ m.role }}\n    {%- if true %}\n        !{% endif %}\n{% endfor %}\n",
+    "  {%- for m in messages -%}\n\t{{ m.role }} \n{%- endfor %}\n\t{% if true %}\nx\n\t{% endif %}\n{# c #}\n  end",
+    "{% set ns = namespace(items=[]) %}{% for m in messages %}{% set ns.items = ns.items + [m.role] %}{% endfor %}{{ ns.items }}",
+    "{% set d = dict(a=1, b=[2]) %}{{ d }} {{ d.a }} {{ dict(d, c=3) }} {{ namespace(d).b }}",
+    "{{ messages[0].n is divisibleby 7 }} {{ messages[0].n is odd }} {{ messages[0].flag is true }} {{ messages[0].none is none }}",
+    "{{ messages[1].content|trim|capitalize }} {{ 'ß straße'|upper }} {{ 'İ'|lower|length }}",
+    "{{ 'a-b-c'.split('-', 1) }} {{ 'a b  c'.rsplit(None, 1) }} {{ 'a-b-c'.rsplit('-', 1) }} {{ ' x y '.split(' ') }}",
+    "{{ 'abc'.startswith(('x', 'a')) }} {{ '{0}-{1}-{0}'.format('a', 'b') }} {{ 'x'.join(['1', '2', '3']) }}",
+    "{{ messages[0].content.replace('l', 'L', 1) }} {{ 'aaa'.replace('', '-') }} {{ 'aaa'.count('a') }}",
+    "{{ messages[1].tool_calls[0].function.arguments|tojson }} {{ messages[1].tool_calls[0].function.arguments }}",
+    "{{ messages[0].f[1]|int }} {{ '  12 '|int }} {{ '1_000'|int }} {{ '0x1A'|int }} {{ 'abc'|float }} {{ '1e3'|float }}",
+    "{{ true + 1 }} {{ 7 / 2 }} {{ 6 / 3 }} {{ 2 ** 0.5 }} {{ 2 ** 62 }}",
+    "{% for x in [1, 2, 3] %}{{ loop.cycle('odd', 'even') }}{{ '' if loop.last else ',' }}{% endfor %}",
+    "{{ raise_exception('Stop: ' ~ messages|length) }}",
+    "{% set x %}{% for m in messages %}{{ m.role[0] }}{% endfor %}{% endset %}{{ x|upper }}{{ x|length }}",
+    "{{ messages|selectattr('role', 'in', ['user', 'system'])|map(attribute='role')|list }} {{ messages|rejectattr('none')|list|length }}",
+    "{{ [0, 1, 2, none, '', 'a']|select|list }} {{ [1, 2, 3, 4]|reject('odd')|list }} {{ [1, 2]|sum(start=10) }}",
+    "{{ messages[0].keys()|list|length }} {{ messages[0].get('role') }} {{ messages[0].get('zz', 'dflt') }} {{ messages[0].values()|list|length }}",
+]
+
+
 def render(tpl, bos, eos, messages, tools, add_generation_prompt, extra):
     rendered, _ = render_jinja_template(conversations=[messages], tools=tools, chat_template=tpl,
                                         add_generation_prompt=add_generation_prompt,
@@ -279,6 +342,16 @@ def main():
                 cases.append(case)
                 ok, err = counts.get(tname, (0, 0))
                 counts[tname] = (ok + ("expected" in case), err + ("error" in case))
+    snippets = []
+    for tpl in SNIPPETS:
+        case = {"template": tpl, "data": DATA}
+        try:
+            case["expected"] = render(tpl, "", "", json.loads(json.dumps(DATA)), None, False, {})
+        except Exception as e:
+            case["error"] = f"{type(e).__name__}: {e}"
+        snippets.append(case)
+    (out_dir("chat") / "snippets.json").write_text(json.dumps(snippets, ensure_ascii=False, indent=1))
+    print(f"chat_golden: {len(snippets)} engine snippets", file=sys.stderr)
     path = out_dir("chat") / "cases.json"
     path.write_text(json.dumps(cases, ensure_ascii=False, indent=1))
     for tname, (ok, err) in counts.items():
