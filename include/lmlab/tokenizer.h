@@ -26,6 +26,8 @@ class Tokenizer {
   // tokenizer.json file, or a directory holding tokenizer.json and (optionally)
   // tokenizer_config.json, whose special tokens and chat_template are read too.
   static Tokenizer from_file(const std::filesystem::path& path);
+  // tokenizer.json text held in memory (and optionally tokenizer_config.json text).
+  static Tokenizer from_json(std::string_view tokenizer_json, std::string_view config_json = "");
   // The tokenizer.* keys of a GGUF header (tokenizer.ggml.model "gpt2" or "llama").
   static Tokenizer from_gguf(const Metadata& meta);
 
@@ -47,13 +49,30 @@ class Tokenizer {
   // The chat template carried by tokenizer_config.json or GGUF; "" when none.
   const std::string& chat_template() const;
 
+  // The token strings of encode(text, add_special_tokens), e.g. {"Hello", "Ġworld"}.
+  std::vector<std::string> encode_pieces(std::string_view text,
+                                         bool add_special_tokens = false) const;
+  // Tokens matched verbatim before normalisation (special or not), in id order.
+  struct AddedToken {
+    std::string content;
+    int id;
+    bool special;
+  };
+  std::vector<AddedToken> added_tokens() const;
+  // The model algorithm: "bpe" (byte-level or with byte fallback) or
+  // "spm-bpe" (SentencePiece scores from GGUF).
+  const std::string& model_type() const;
+
  private:
   std::shared_ptr<const TokenizerImpl> impl_;
   friend class StreamingDetokenizer;
 };
 
 // Turns a stream of ids into text pieces that are always complete UTF-8:
-// bytes of an unfinished character are held back until it completes.
+// bytes of an unfinished character are held back until it completes. The
+// pieces concatenated (after finish()) equal tok.decode(all ids). Each add()
+// decodes only the ids since the previous emitted piece, so a stream costs
+// O(length). Not thread-safe (one stream per generation).
 class StreamingDetokenizer {
  public:
   explicit StreamingDetokenizer(Tokenizer tok, bool skip_special_tokens = false);
@@ -68,7 +87,9 @@ class StreamingDetokenizer {
   bool skip_special_;
   std::vector<int> ids_;
   std::string text_;
-  size_t emitted_ = 0;
+  size_t emitted_ = 0;      // ids_[.. emitted_) are in text_
+  size_t prefix_ = 0;       // window start: ids_[prefix_ .. emitted_) give context
+  std::string prefix_text_;  // decode of ids_[prefix_ .. emitted_)
 };
 
 }  // namespace lmlab

@@ -1,0 +1,257 @@
+"""Golden outputs of Hugging Face `tokenizers` (and llama.cpp) for the tokenizer tests.
+
+Writes under $LMLAB_FIXTURES/tokenizer/:
+  corpus.jsonl                 the test strings (deterministic, seeded)
+  NAME/tokenizer.json          the six shared tokenizers, decompressed, plus
+  NAME/tokenizer_config.json   their configs, so the C++ tests load plain files
+  NAME/golden.jsonl            one line per corpus string: HF ids with and without
+                               special tokens and HF decodes of them
+  smollm2/gguf_meta.json       tokenizer.* keys of the default model's GGUF
+  smollm2/golden.jsonl         same as above, from an HF tokenizer rebuilt from the
+                               GGUF vocab + merges, plus llama.cpp's own ids
+"""
+import json
+import random
+import shutil
+import sys
+
+from _common import FIXTURES, MODEL, SHARED, TOKENIZER_NAMES, out_dir, shared_tokenizer_json
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+SEED = 1234
+
+
+# ---------------------------------------------------------------------------
+# Corpus
+
+WORDS = {
+    "en": "the quick brown fox jumps over the lazy dog while reading documentation about tokenizers".split(),
+    "zh": ["我们", "今天", "天气", "很好", "机器学习", "语言模型", "中文", "分词", "测试", "北京"],
+    "ja": ["こんにちは", "世界", "東京", "カタカナ", "ひらがな", "日本語", "テスト", "です", "ありがとう"],
+    "ko": ["안녕하세요", "세계", "한국어", "토크나이저", "테스트", "감사합니다", "서울"],
+    "ar": ["مرحبا", "بالعالم", "اللغة", "العربية", "نموذج", "اختبار", "شكرا"],
+    "hi": ["नमस्ते", "दुनिया", "हिन्दी", "भाषा", "परीक्षण", "धन्यवाद", "मॉडल"],
+    "ru": ["Привет", "мир", "русский", "язык", "модель", "тест", "спасибо", "ЁЛКА"],
+    "el": ["Γειά", "σου", "κόσμε", "ελληνικά", "γλώσσα", "δοκιμή", "ΑΘΗΝΑ"],
+    "he": ["שלום", "עולם", "עברית", "שפה", "מודל", "בדיקה"],
+    "th": ["สวัสดี", "ชาวโลก", "ภาษาไทย", "ทดสอบ", "ขอบคุณ", "โมเดล"],
+    "mix": ["naïve", "café", "Ünïcödé", "straße", "ﬁne", "Å", "e\u0301", "ｆｕｌｌｗｉｄｔｈ", "½", "①", "Ⅻ"],
+}
+
+CODE = [
+    "def f(x):\n    return x * 2\n",
+    "for (int i = 0; i < n; ++i) {\n\tsum += a[i];\n}\n",
+    "if __name__ == \"__main__\":\n    main()",
+    "const auto& [k, v] = *it; // C++17\r\n",
+    "SELECT name, COUNT(*) FROM users WHERE age >= 18 GROUP BY name;",
+    "<div class=\"x\">Hello &amp; welcome</div>",
+    "fn main() { println!(\"{}\", 1_000_000u64); }",
+    "x = {'a': [1, 2, 3], \"b\": None}  # dict",
+    "    indented\n        more\n\n\n  back",
+    "#include <vector>\nint main(){return 0;}",
+]
+
+SPECIALS = [
+    "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<unk>", "[INST]", "[/INST]",
+    "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>", "<pad>", "<think>", "</think>",
+    "<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<|EOT|>", "<tool_call>",
+    "<|reserved_special_token_5|>", "<unused3>", "<mask>", "<repo_name>",
+]
+
+EMOJI = [
+    "😀", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇺🇸", "🇯🇵🇫🇷", "❤️", "🧑🏿‍💻", "✌🏻", "🤖", "🎉🎉🎉", "👩‍❤️‍💋‍👨", "©️", "1️⃣",
+]
+
+CONTRACTIONS = ["I'm", "DON'T", "you're", "We'VE", "it's", "they'll", "He'd", "can't", "O'Neil", "'s", "y'all"]
+
+WHITESPACE = [" ", "  ", "   ", "\t", "\t\t", "\n", "\n\n", "\r\n", "\r\n\r\n", " \n ", "\u00a0", "\u3000",
+              "\u2009", "\u200b", "\v", "\f", "\u0085", "\u2028"]
+
+
+def random_codepoints(rng: random.Random, n: int) -> str:
+    out = []
+    while len(out) < n:
+        r = rng.random()
+        if r < 0.5:
+            cp = rng.randint(0x20, 0x2FFF)
+        elif r < 0.8:
+            cp = rng.randint(0x3000, 0xFFFD)
+        else:
+            cp = rng.randint(0x10000, 0x1FAFF)
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        out.append(chr(cp))
+    return "".join(out)
+
+
+def sentence(rng: random.Random, lang: str, n: int) -> str:
+    words = [rng.choice(WORDS[lang]) for _ in range(n)]
+    sep = "" if lang in ("zh", "ja", "th") and rng.random() < 0.6 else " "
+    return sep.join(words)
+
+
+def number(rng: random.Random) -> str:
+    forms = [
+        lambda: str(rng.randint(0, 9)),
+        lambda: str(rng.randint(10, 10**6)),
+        lambda: str(rng.randint(10**12, 10**30)),
+        lambda: f"{rng.uniform(-1e6, 1e6):.4f}",
+        lambda: f"{rng.randint(1, 12)}/{rng.randint(1, 28)}/{rng.randint(1900, 2100)}",
+        lambda: "+1 (555) " + str(rng.randint(100, 999)) + "-" + str(rng.randint(1000, 9999)),
+        lambda: "١٢٣٤" + str(rng.randint(0, 99)),
+    ]
+    return rng.choice(forms)()
+
+
+def data_lines(limit: int) -> list:
+    lines = []
+    for path in sorted((SHARED / "data").glob("*/*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if i >= limit:
+                    break
+                rec = json.loads(line)
+                for key in ("prompt", "completion", "text"):
+                    if isinstance(rec.get(key), str):
+                        lines.append(rec[key])
+    return lines
+
+
+def build_corpus() -> list:
+    rng = random.Random(SEED)
+    corpus = ["", " ", "a", "Hello world", "Hello, world!", "  leading", "trailing  ", "\n", "\t"]
+    corpus += CODE + SPECIALS + EMOJI + CONTRACTIONS + WHITESPACE
+    corpus += [w for ws in WORDS.values() for w in ws]
+    langs = list(WORDS)
+    generators = [
+        lambda: sentence(rng, rng.choice(langs), rng.randint(1, 12)),
+        lambda: " ".join(sentence(rng, rng.choice(langs), rng.randint(1, 4)) for _ in range(rng.randint(2, 4))),
+        lambda: rng.choice(CODE) + rng.choice(WHITESPACE) + rng.choice(CODE),
+        lambda: rng.choice(SPECIALS) + sentence(rng, "en", rng.randint(1, 5)) + rng.choice(SPECIALS),
+        lambda: sentence(rng, "en", 3) + rng.choice(SPECIALS) + rng.choice(WHITESPACE) + sentence(rng, "zh", 2),
+        lambda: "".join(rng.choice(WHITESPACE) for _ in range(rng.randint(1, 8))) + sentence(rng, "en", 2)
+        + "".join(rng.choice(WHITESPACE) for _ in range(rng.randint(0, 6))),
+        lambda: " ".join(rng.choice(EMOJI) + rng.choice(["", " ", "a"]) for _ in range(rng.randint(1, 5))),
+        lambda: " ".join(number(rng) for _ in range(rng.randint(1, 4))),
+        lambda: " ".join(rng.choice(CONTRACTIONS) for _ in range(rng.randint(1, 6))),
+        lambda: random_codepoints(rng, rng.randint(1, 30)),
+        lambda: sentence(rng, "en", 4) + "".join(rng.choice(" \t\n") for _ in range(rng.randint(1, 5))),
+        lambda: sentence(rng, "mix", rng.randint(1, 6)),
+        lambda: rng.choice(SPECIALS) + rng.choice(SPECIALS) + " " + rng.choice(SPECIALS),
+        lambda: "".join(rng.choice("abcXYZ019 .,;!?'\"-_()[]{}<>|\\/\t\n") for _ in range(rng.randint(1, 40))),
+    ]
+    while len(corpus) < 2200:
+        corpus.append(rng.choice(generators)())
+    corpus += data_lines(150)
+    # Keep order, drop duplicates.
+    seen, unique = set(), []
+    for s in corpus:
+        if s not in seen:
+            seen.add(s)
+            unique.append(s)
+    return unique
+
+
+# ---------------------------------------------------------------------------
+# Golden files
+
+def write_golden(tok: Tokenizer, corpus: list, path, extra=None) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for i, text in enumerate(corpus):
+            ids = tok.encode(text, add_special_tokens=False).ids
+            ids_sp = tok.encode(text, add_special_tokens=True).ids
+            rec = {
+                "text": text,
+                "ids": ids,
+                "ids_sp": ids_sp,
+                "dec": tok.decode(ids_sp, skip_special_tokens=False),
+                "dec_skip": tok.decode(ids_sp, skip_special_tokens=True),
+            }
+            if extra:
+                rec.update(extra(i, text))
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def shared_tokenizers(corpus: list) -> None:
+    for name in TOKENIZER_NAMES:
+        d = out_dir(f"tokenizer/{name}")
+        text = shared_tokenizer_json(name)
+        (d / "tokenizer.json").write_text(text, encoding="utf-8")
+        shutil.copy(SHARED / "tokenizers" / name / "tokenizer_config.json", d / "tokenizer_config.json")
+        write_golden(Tokenizer.from_str(text), corpus, d / "golden.jsonl")
+        print(f"tokenizer fixtures: {name}: {len(corpus)} strings", file=sys.stderr)
+
+
+def field_value(reader, key):
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    vals = [f.parts[i] for i in f.data]
+    tname = f.types[0].name
+    if tname == "ARRAY":
+        sub = f.types[1].name if len(f.types) > 1 else ""
+        if sub == "STRING":
+            return [bytes(v).decode("utf-8", errors="surrogateescape") for v in vals]
+        return [v.tolist()[0] for v in vals]
+    if tname == "STRING":
+        return bytes(vals[0]).decode("utf-8")
+    v = vals[0].tolist()[0]
+    return bool(v) if tname == "BOOL" else v
+
+
+def smollm2(corpus: list) -> None:
+    if MODEL is None or not MODEL.exists():
+        raise SystemExit("tokenizer_golden: LMLAB_MODEL (the default GGUF) is required")
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(MODEL))
+    keys = [k for k in reader.fields if k.startswith("tokenizer.")]
+    meta = {k: field_value(reader, k) for k in keys}
+    d = out_dir("tokenizer/smollm2")
+    (d / "gguf_meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    # HF oracle rebuilt from the GGUF vocab: SmolLM2's own tokenizer.json is a
+    # byte-level BPE with Digits(individual_digits) before ByteLevel(use_regex).
+    tokens = meta["tokenizer.ggml.tokens"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    types = meta["tokenizer.ggml.token_type"]
+    control = [AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3]
+    tok.add_special_tokens(control)
+
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=str(MODEL), vocab_only=True, verbose=False)
+
+    def extra(i, text):
+        return {"llama_cpp": llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)}
+
+    write_golden(tok, corpus, d / "golden.jsonl", extra)
+    n = len(corpus)
+    agree = 0
+    with open(d / "golden.jsonl", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            agree += r["ids"] == r["llama_cpp"]
+    print(f"tokenizer fixtures: smollm2: {n} strings, HF oracle == llama.cpp on {agree}", file=sys.stderr)
+
+
+def main() -> None:
+    corpus = build_corpus()
+    d = out_dir("tokenizer")
+    with open(d / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for s in corpus:
+            f.write(json.dumps(s, ensure_ascii=False) + "\n")
+    smollm2(corpus)
+    shared_tokenizers(corpus)
+
+
+if __name__ == "__main__":
+    main()
