@@ -157,7 +157,25 @@ def build_corpus() -> list:
 # ---------------------------------------------------------------------------
 # Golden files
 
+# Byte strings that are not UTF-8: lmlab replaces each maximal invalid subpart
+# by U+FFFD, which is what Python's decode(errors="replace") does.
+INVALID_UTF8 = [
+    b"\xff", b"abc\xffdef", b"\xe4\xb8", b"\xe4\xb8 x", b"\xed\xa0\x80", b"\xc0\xaf",
+    b"\xf0\x9f\x98", b"\xf0\x9f\x98\x80\x80", b"\x80\x80hello", b"caf\xe9", b"\xf5\x80\x80\x80",
+    b"<|im_start|>\xfe<|im_end|>", b"\xe0\x80\x80", b"ok \xc3", b"\xf4\x90\x80\x80 end",
+]
+
+
+def write_invalid(tok: Tokenizer, path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for raw in INVALID_UTF8:
+            text = raw.decode("utf-8", errors="replace")
+            f.write(json.dumps({"hex": raw.hex(), "text": text,
+                                "ids": tok.encode(text, add_special_tokens=False).ids}, ensure_ascii=False) + "\n")
+
+
 def write_golden(tok: Tokenizer, corpus: list, path, extra=None) -> None:
+    write_invalid(tok, path.parent / "invalid_utf8.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         for i, text in enumerate(corpus):
             ids = tok.encode(text, add_special_tokens=False).ids
@@ -168,6 +186,7 @@ def write_golden(tok: Tokenizer, corpus: list, path, extra=None) -> None:
                 "ids_sp": ids_sp,
                 "dec": tok.decode(ids_sp, skip_special_tokens=False),
                 "dec_skip": tok.decode(ids_sp, skip_special_tokens=True),
+                "dec_plain": tok.decode(ids, skip_special_tokens=False),
             }
             if extra:
                 rec.update(extra(i, text))
