@@ -1,5 +1,7 @@
 // Round trips, the streaming detokenizer, invalid UTF-8 input, malformed
 // tokenizer.json and concurrent use, on the same fixtures as tokenizer_test.
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -203,6 +205,45 @@ TEST(TokenizerThreads, ConcurrentEncodeMatchesSerial) {
     });
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(bad[t], 0) << "thread " << t;
+}
+
+}  // namespace
+}  // namespace lmlab
+
+namespace lmlab {
+namespace {
+
+// Throughput probe for bench/tokenizer_bench.py (disabled in normal runs):
+// encodes every line of $LMLAB_TOK_BENCH_TEXT with $LMLAB_TOK_BENCH_NAME.
+TEST(TokenizerBench, DISABLED_Throughput) {
+  const char* text_path = std::getenv("LMLAB_TOK_BENCH_TEXT");
+  const char* name = std::getenv("LMLAB_TOK_BENCH_NAME");
+  ASSERT_TRUE(text_path && name) << "set LMLAB_TOK_BENCH_TEXT and LMLAB_TOK_BENCH_NAME";
+  std::string n = name;
+  Tokenizer tok = n == "smollm2" ? [] {
+    std::ifstream f(tok_fixture("smollm2/gguf_meta.json"));
+    json j = json::parse(f);
+    Metadata m;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const json& v = *it;
+      if (v.is_boolean()) m[it.key()] = v.get<bool>();
+      else if (v.is_number_integer()) m[it.key()] = v.get<int64_t>();
+      else if (v.is_string()) m[it.key()] = v.get<std::string>();
+      else if (v.is_array() && !v.empty() && v[0].is_string()) m[it.key()] = v.get<std::vector<std::string>>();
+      else if (v.is_array() && !v.empty() && v[0].is_number_integer()) m[it.key()] = v.get<std::vector<int64_t>>();
+    }
+    return Tokenizer::from_gguf(m);
+  }() : Tokenizer::from_file(tok_fixture(n));
+  std::vector<std::string> lines;
+  size_t bytes = 0;
+  std::ifstream f(text_path);
+  for (std::string line; std::getline(f, line);) bytes += line.size(), lines.push_back(line);
+  size_t tokens = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (const std::string& l : lines) tokens += tok.encode(l, false).size();
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("lmlab %s: %zu bytes, %zu tokens, %.3f s, %.2f MB/s\n", name, bytes, tokens, s,
+              bytes / s / 1e6);
 }
 
 }  // namespace
