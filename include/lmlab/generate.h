@@ -1,0 +1,72 @@
+// Text generation: prompt building (chat template or raw), sampling, streaming
+// with stop rules, and the statistics mlx_lm.generate prints. MLX-free.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lmlab/loader.h"
+
+namespace lmlab {
+
+struct SamplerConfig {
+  float temp = 0.0f;   // 0: greedy
+  float top_p = 1.0f;  // 1: off
+  int top_k = 0;       // 0: off
+  float min_p = 0.0f;  // 0: off
+  float repetition_penalty = 1.0f;  // 1: off
+  int repetition_context = 20;      // tokens the penalty looks back over
+  std::optional<uint64_t> seed;     // default: the Context's RNG
+};
+
+struct GenerateOptions {
+  int max_tokens = 256;
+  SamplerConfig sampler;
+  std::vector<std::string> stop;  // stop strings (not included in the text)
+  bool stop_at_eos = true;
+  int prefill_step = 512;         // prompt tokens per forward chunk
+};
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  double prompt_tps = 0;
+  int generation_tokens = 0;
+  double generation_tps = 0;
+  double time_to_first_token = 0;  // seconds
+  double peak_memory_gb = 0;
+  std::string finish_reason;       // "stop" (EOS or stop string) or "length"
+};
+
+struct GenerationResult {
+  std::string text;
+  std::vector<int> tokens;
+  GenerationStats stats;
+};
+
+// Called with each newly completed piece of text (always valid UTF-8); return
+// false to stop early.
+using TextCallback = std::function<bool(const std::string& piece)>;
+
+// Prompt → token ids. With a chat template (and use_chat_template) the prompt
+// becomes one user message after an optional system message, with the
+// generation prompt added; otherwise the raw text is encoded with special tokens.
+std::vector<int> build_prompt(const LoadedModel& m, const std::string& prompt,
+                              const std::string& system, bool use_chat_template);
+// messages: [{"role","content"}, ...]
+std::vector<int> build_chat_prompt(const LoadedModel& m, const nlohmann::json& messages,
+                                   const nlohmann::json& tools = nullptr,
+                                   bool add_generation_prompt = true);
+
+// Generates from prompt ids. Throws std::invalid_argument when the prompt is
+// empty or longer than the model's context.
+GenerationResult generate(const LoadedModel& m, std::span<const int> prompt,
+                          const GenerateOptions& opts, const TextCallback& on_text = {});
+
+}  // namespace lmlab

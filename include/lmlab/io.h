@@ -1,0 +1,81 @@
+// Reading model files: GGUF (metadata + tensors), MLX / Hugging Face model
+// directories (config.json + single or sharded safetensors), and saving MLX
+// model directories. Everything comes back as Weights with HF tensor names and
+// an HF-style config.json object, whatever the source format.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lmlab/core.h"
+#include "lmlab/weights.h"
+
+namespace lmlab::io {
+
+// GGML tensor type ids as written in GGUF files.
+enum class GgmlType : uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+  I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
+};
+std::string ggml_type_name(uint32_t type);
+
+struct GgufTensorInfo {
+  std::string name;
+  std::vector<int64_t> dims;  // GGML order: dims[0] is the contiguous (input) dim
+  uint32_t type = 0;
+  uint64_t offset = 0;        // from the start of the data section
+  uint64_t nbytes = 0;
+};
+
+struct GgufFile {
+  std::filesystem::path path;
+  uint32_t version = 0;
+  Metadata meta;
+  std::vector<GgufTensorInfo> tensors;
+  uint64_t data_offset = 0;  // absolute file offset of the tensor data
+  uint64_t file_size = 0;
+};
+
+// Parses and validates the header (metadata and tensor table) without reading
+// tensor data. Throws std::runtime_error "[gguf] <file>: ..." for truncated or
+// corrupt files.
+GgufFile read_gguf(const std::filesystem::path& path);
+
+// Reads every tensor, converting to MLX: F32/F16/BF16 stay dense (cast to
+// `float_dtype` when given); Q4_0/Q4_1/Q8_0 become MLX affine quantization,
+// group size 32, exactly (no rounding). Names are GGUF names (`blk.0.attn_q.weight`).
+// Other types throw lmlab::Unsupported naming the tensor and type.
+Weights read_gguf_tensors(const GgufFile& file);
+
+// The HF-style config.json equivalent of GGUF hyper-parameters
+// (model_type, hidden_size, num_hidden_layers, rope_theta, ...).
+nlohmann::json gguf_to_hf_config(const GgufFile& file);
+
+// Renames GGUF tensors to HF names and undoes llama.cpp's q/k row permutation
+// for the llama architecture, so GGUF and safetensors models share one code path.
+Weights gguf_to_hf_weights(Weights gguf, const nlohmann::json& config);
+
+// An MLX / HF model directory.
+struct ModelDir {
+  nlohmann::json config;  // config.json (+ generation_config.json eos override)
+  Weights weights;        // quantized modules registered from config["quantization"]
+};
+
+// Loads config.json and every model*.safetensors (sharded or not). Tensors are
+// lazy (read on first use). Throws for missing/invalid files, naming them.
+ModelDir read_model_dir(const std::filesystem::path& dir);
+
+// Writes an MLX model directory (config.json with "quantization",
+// model.safetensors or shards + index) atomically: into a temp folder, then rename.
+// Refuses to overwrite an existing directory.
+void save_model_dir(const std::filesystem::path& dir,
+                    const nlohmann::json& config,
+                    const Weights& weights,
+                    const std::vector<std::filesystem::path>& extra_files = {});
+
+}  // namespace lmlab::io

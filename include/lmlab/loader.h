@@ -1,0 +1,41 @@
+// Resolving and loading a model with its tokenizer and chat template: the one
+// shared step behind every command and the server. MLX-free, so frontends may
+// include it.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "lmlab/chat.h"
+#include "lmlab/context.h"
+#include "lmlab/core.h"
+#include "lmlab/tokenizer.h"
+
+namespace lmlab {
+
+class Model;
+
+struct LoadOptions {
+  std::string model;  // GGUF file, model directory, or "" for the default model
+  std::string dtype;  // compute dtype: "" (float32 on CPU, float16 on GPU), float32, float16, bfloat16
+};
+
+struct LoadedModel {
+  std::shared_ptr<Model> model;
+  Tokenizer tokenizer;
+  std::optional<ChatTemplate> chat_template;
+  std::string path;    // resolved source
+  std::string format;  // "gguf" or "safetensors"
+  Metadata gguf_metadata;  // empty for directories
+  double load_seconds = 0;
+};
+
+// Throws std::runtime_error for missing/unreadable/corrupt files and
+// lmlab::Unsupported for architectures or tensor types lmlab cannot run.
+LoadedModel load_model(const Context& ctx, const LoadOptions& opts);
+
+// The context length the model was trained for (0 when unknown).
+int context_length(const LoadedModel& m);
+
+}  // namespace lmlab

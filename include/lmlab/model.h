@@ -1,0 +1,76 @@
+// Model: a family-agnostic transformer over a Weights tree.
+//   forward(tokens, cache, hooks) -> logits
+// Families (src/models/<model_type>.cpp) register by model_type; parameter
+// names follow the HF/MLX convention. The forward pass reads tensors by name
+// from weights() on every call, so surgery and adapters that edit Weights take
+// effect without rebuilding anything.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <mlx/array.h>
+#include <nlohmann/json.hpp>
+
+#include "lmlab/nn.h"
+#include "lmlab/weights.h"
+
+namespace lmlab {
+
+// The fields every family shares, parsed from an HF config.json object.
+struct ModelConfig {
+  std::string model_type;
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+  int num_key_value_heads = 0;
+  int head_dim = 0;
+  int intermediate_size = 0;
+  int max_position_embeddings = 0;  // 0: unknown
+  bool tie_word_embeddings = false;
+  std::vector<int> eos_token_ids;
+  nlohmann::json raw;  // the whole config, for family-specific fields
+
+  // Throws std::invalid_argument naming the missing or invalid key.
+  static ModelConfig from_json(const nlohmann::json& config);
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, Weights weights, mlx::core::Dtype dtype);
+  virtual ~Model() = default;
+
+  // tokens: (B, L) int32 → logits (B, L, V) in the compute dtype. With a cache,
+  // positions continue from cache->offset() and the cache is extended.
+  virtual mlx::core::array forward(const mlx::core::array& tokens,
+                                   nn::KVCache* cache = nullptr,
+                                   nn::Hooks* hooks = nullptr) const = 0;
+  // The final norm and output head applied to a residual stream (B, L, D):
+  // the logit lens reads every layer through this.
+  virtual mlx::core::array head(const mlx::core::array& hidden) const = 0;
+
+  const ModelConfig& config() const { return config_; }
+  const Weights& weights() const { return weights_; }
+  Weights& weights() { return weights_; }
+  mlx::core::Dtype dtype() const { return dtype_; }
+  std::unique_ptr<nn::KVCache> make_cache() const;
+
+ protected:
+  ModelConfig config_;
+  Weights weights_;
+  mlx::core::Dtype dtype_;
+};
+
+// Builds the family registered for config.model_type (aliases included):
+// sanitizes the checkpoint (drops unused tensors), casts float tensors to
+// `dtype`, and checks every required tensor is present with the right shape.
+// Throws lmlab::Unsupported for unknown model types.
+std::unique_ptr<Model> make_model(const nlohmann::json& config, Weights weights,
+                                  mlx::core::Dtype dtype);
+
+// model_type names lmlab can build.
+std::vector<std::string> supported_model_types();
+
+}  // namespace lmlab

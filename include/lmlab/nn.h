@@ -1,0 +1,107 @@
+// Shared building blocks of the model families (mlx-lm's base.py, rope_utils.py
+// and cache.py in one place): linear layers that read quantized or dense
+// weights by module name, embeddings, RMSNorm, RoPE variants, attention, the
+// SwiGLU MLP, the KV cache and activation hooks.
+//
+// Shapes: B batch, L sequence, D model dim, H heads, Hk kv heads, Dh head dim.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mlx/array.h>
+#include <nlohmann/json.hpp>
+
+#include "lmlab/weights.h"
+
+namespace lmlab::nn {
+
+using mlx::core::array;
+
+// y = x Wᵀ (+ b) for module `prefix` (`P.weight`, optional `P.bias`), using the
+// quantized kernel when `P` is quantized. x: (..., in) → (..., out).
+array linear(const Weights& w, const std::string& prefix, const array& x);
+
+// Rows of the embedding table `P.weight` (dequantized when quantized). ids: (B, L) int.
+array embedding(const Weights& w, const std::string& prefix, const array& ids, mlx::core::Dtype dtype);
+
+// x @ embeddingᵀ: the tied output head. x: (..., D) → (..., V).
+array embedding_as_linear(const Weights& w, const std::string& prefix, const array& x);
+
+array rms_norm(const Weights& w, const std::string& prefix, const array& x, float eps);
+
+// Rotary position embedding, built from an HF config (rope_theta, rope_scaling
+// of type default / linear / llama3 / yarn, GGUF frequency factors).
+struct RoPE {
+  int dims = 0;
+  bool traditional = false;
+  float base = 10000.0f;
+  float scale = 1.0f;
+  float mscale = 1.0f;             // yarn attention scaling of the rotated q/k
+  std::optional<array> freqs;      // per-pair periods/2π, replaces base when set
+  // x: (B, H, L, Dh); positions offset, offset+1, ...
+  array operator()(const array& x, int offset) const;
+};
+RoPE make_rope(const nlohmann::json& config, int head_dim);
+
+// Per-layer key/value buffers, grown in steps and updated in place.
+class KVCache {
+ public:
+  explicit KVCache(int num_layers, int step = 256);
+  // Appends k, v: (B, Hk, L, Dh) for `layer`; returns all keys/values cached.
+  std::pair<array, array> update(int layer, const array& k, const array& v);
+  // Tokens cached in layer 0 (the position of the next token).
+  int offset() const { return layers_.empty() ? 0 : layers_[0].offset; }
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  // Drops the last n tokens from every layer (for prompt-cache reuse).
+  void trim(int n);
+  void reset();
+  std::vector<array> state() const;
+  size_t nbytes() const;
+
+ private:
+  struct Layer {
+    std::optional<array> keys, values;
+    int offset = 0;
+  };
+  std::vector<Layer> layers_;
+  int step_;
+};
+
+// Opt-in capture of activations during forward. Names follow the weights:
+//   "embed"                        (B, L, D) token embeddings
+//   "layers.N.residual"            (B, L, D) residual stream after block N
+//   "layers.N.self_attn.q|k|v"     (B, H|Hk, L, Dh) after norms and RoPE
+//   "layers.N.self_attn.probs"     (B, H, L, Lk) softmax attention probabilities
+//   "layers.N.mlp.act"             (B, L, I) act(gate) * up
+// Off (a null Hooks*) the forward pass is the plain one.
+struct Hooks {
+  bool residual = false;
+  bool attention = false;
+  bool qkv = false;
+  bool mlp = false;
+  std::vector<int> layers;  // empty: all layers
+  // Optional edit of a named activation (ablation, steering); return it unchanged to observe.
+  std::function<array(const std::string& name, const array& value)> edit;
+  std::map<std::string, array> captured;
+
+  bool wants(int layer) const;
+  void capture(const std::string& name, const array& value);
+  array apply(const std::string& name, const array& value) const;
+};
+
+// Scaled dot-product attention with a causal mask (bottom-right aligned when
+// the cache holds earlier tokens). q: (B, H, L, Dh); k, v: (B, Hk, Lk, Dh).
+// With hooks wanting probabilities it computes them explicitly and captures
+// `prefix.probs`; otherwise it calls MLX's fused kernel.
+array attention(const array& q, const array& k, const array& v, float scale,
+                Hooks* hooks, int layer, const std::string& prefix);
+
+// down(silu(gate(x)) * up(x)) for module `prefix` (P.gate_proj, P.up_proj, P.down_proj).
+array swiglu_mlp(const Weights& w, const std::string& prefix, const array& x,
+                 Hooks* hooks, int layer, const std::string& hook_name);
+
+}  // namespace lmlab::nn

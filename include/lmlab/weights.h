@@ -1,0 +1,55 @@
+// Weights: the one ordered enumeration of a model's tensors, by their
+// Hugging Face / MLX names (`model.layers.3.self_attn.q_proj.weight`), with the
+// quantization of each quantized module. Load, save, inspect, surgery, LoRA
+// targeting and sweeps all walk this one list.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <mlx/array.h>
+
+namespace lmlab {
+
+// Affine (or fp) quantization of one module: `P.weight` packed uint32,
+// `P.scales`, `P.biases` (affine only).
+struct QuantSpec {
+  int bits = 4;
+  int group_size = 64;
+  std::string mode = "affine";
+  bool operator==(const QuantSpec&) const = default;
+};
+
+class Weights {
+ public:
+  // Inserts or replaces a tensor, keeping first-insertion order.
+  void set(const std::string& name, const mlx::core::array& a);
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  // Throws std::invalid_argument naming the tensor when it is missing.
+  const mlx::core::array& at(const std::string& name) const;
+  const mlx::core::array* find(const std::string& name) const;
+  void erase(const std::string& name);
+  void rename(const std::string& from, const std::string& to);
+
+  // Quantization of module `prefix` (a name without `.weight`), if quantized.
+  const QuantSpec* quant(const std::string& prefix) const;
+  void set_quant(const std::string& prefix, const QuantSpec& q) { quant_[prefix] = q; }
+  void clear_quant(const std::string& prefix) { quant_.erase(prefix); }
+  const std::map<std::string, QuantSpec>& quantized_modules() const { return quant_; }
+
+  size_t size() const { return items_.size(); }
+  const std::vector<std::pair<std::string, mlx::core::array>>& items() const { return items_; }
+  std::vector<mlx::core::array> arrays() const;
+  size_t nbytes() const;
+
+ private:
+  std::vector<std::pair<std::string, mlx::core::array>> items_;
+  std::unordered_map<std::string, size_t> index_;
+  std::map<std::string, QuantSpec> quant_;
+};
+
+}  // namespace lmlab

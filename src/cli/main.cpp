@@ -1,0 +1,37 @@
+// lmlab: one binary, one command table. Errors from the library arrive here as
+// exceptions and leave as one line on stderr with a non-zero exit code.
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+
+namespace {
+
+const lmlab::cli::Command kCommands[] = {
+    {"generate", "generate text from a prompt (mlx_lm.generate)", lmlab::cli::setup_generate},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lmlab — a laboratory for large language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lmlab 0.1.0");
+  for (const auto& c : kCommands) c.setup(*app.add_subcommand(c.name, c.summary));
+  bool verbose = false;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--verbose") verbose = true;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    (void)verbose;
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,220 @@
+// GGUF reader: a bounds-checked parser of the header, metadata and tensor
+// table, and a converter of tensor data into MLX arrays. Written here rather
+// than using mlx::core::load_gguf so that truncated files, unknown types and
+// BF16 are reported or handled exactly (see mlx-reference.md §2.5).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "io/mapped_file.h"
+#include "lmlab/io.h"
+
+namespace mx = mlx::core;
+namespace fs = std::filesystem;
+
+namespace lmlab::io {
+
+namespace {
+
+enum MetaType : uint32_t {
+  kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
+};
+
+struct BlockInfo {
+  int64_t block;  // elements per block
+  int64_t bytes;  // bytes per block
+};
+
+std::optional<BlockInfo> block_info(uint32_t type) {
+  switch (static_cast<GgmlType>(type)) {
+    case GgmlType::F32: return BlockInfo{1, 4};
+    case GgmlType::F16: return BlockInfo{1, 2};
+    case GgmlType::BF16: return BlockInfo{1, 2};
+    case GgmlType::Q4_0: return BlockInfo{32, 18};
+    case GgmlType::Q4_1: return BlockInfo{32, 20};
+    case GgmlType::Q5_0: return BlockInfo{32, 22};
+    case GgmlType::Q5_1: return BlockInfo{32, 24};
+    case GgmlType::Q8_0: return BlockInfo{32, 34};
+    case GgmlType::Q8_1: return BlockInfo{32, 36};
+    case GgmlType::Q2_K: return BlockInfo{256, 84};
+    case GgmlType::Q3_K: return BlockInfo{256, 110};
+    case GgmlType::Q4_K: return BlockInfo{256, 144};
+    case GgmlType::Q5_K: return BlockInfo{256, 176};
+    case GgmlType::Q6_K: return BlockInfo{256, 210};
+    case GgmlType::Q8_K: return BlockInfo{256, 292};
+    case GgmlType::I8: return BlockInfo{1, 1};
+    case GgmlType::I16: return BlockInfo{1, 2};
+    case GgmlType::I32: return BlockInfo{1, 4};
+    case GgmlType::I64: return BlockInfo{1, 8};
+    case GgmlType::F64: return BlockInfo{1, 8};
+  }
+  return std::nullopt;
+}
+
+// A cursor over the mapped header that throws on any read past the end.
+class Reader {
+ public:
+  Reader(const MappedFile& f) : f_(f) {}
+
+  template <typename T>
+  T get() {
+    T v;
+    need(sizeof(T));
+    std::memcpy(&v, f_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    uint64_t n = get<uint64_t>();
+    if (n > (1ull << 30)) fail(fmt::format("string length {} is implausible", n));
+    need(n);
+    std::string s(reinterpret_cast<const char*>(f_.data() + pos_), n);
+    pos_ += n;
+    return s;
+  }
+  uint64_t pos() const { return pos_; }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::runtime_error(fmt::format("[gguf] {}: {} (at byte {}); the file may be "
+                                         "truncated or corrupt",
+                                         f_.path().string(), what, pos_));
+  }
+
+ private:
+  void need(uint64_t n) {
+    if (n > f_.size() || pos_ > f_.size() - n)
+      fail(fmt::format("unexpected end of file reading {} bytes", n));
+  }
+  const MappedFile& f_;
+  uint64_t pos_ = 0;
+};
+
+double read_scalar_float(Reader& r, uint32_t t) {
+  return t == kF32 ? r.get<float>() : r.get<double>();
+}
+
+int64_t read_scalar_int(Reader& r, uint32_t t) {
+  switch (t) {
+    case kU8: return r.get<uint8_t>();
+    case kI8: return r.get<int8_t>();
+    case kU16: return r.get<uint16_t>();
+    case kI16: return r.get<int16_t>();
+    case kU32: return r.get<uint32_t>();
+    case kI32: return r.get<int32_t>();
+    case kU64: return static_cast<int64_t>(r.get<uint64_t>());
+    case kI64: return r.get<int64_t>();
+    case kBool: return r.get<uint8_t>() != 0;
+  }
+  r.fail(fmt::format("bad integer type {}", t));
+}
+
+bool is_int_type(uint32_t t) {
+  return t == kU8 || t == kI8 || t == kU16 || t == kI16 || t == kU32 || t == kI32 ||
+         t == kU64 || t == kI64 || t == kBool;
+}
+
+MetaValue read_value(Reader& r, uint32_t t, const std::string& key) {
+  if (t == kBool) return r.get<uint8_t>() != 0;
+  if (is_int_type(t)) return read_scalar_int(r, t);
+  if (t == kF32 || t == kF64) return read_scalar_float(r, t);
+  if (t == kString) return r.str();
+  if (t != kArray) r.fail(fmt::format("metadata '{}' has unknown type {}", key, t));
+  uint32_t et = r.get<uint32_t>();
+  uint64_t n = r.get<uint64_t>();
+  if (n > (1ull << 32)) r.fail(fmt::format("metadata '{}' array length {} is implausible", key, n));
+  if (et == kString) {
+    std::vector<std::string> v;
+    v.reserve(n);
+    for (uint64_t i = 0; i < n; ++i) v.push_back(r.str());
+    return v;
+  }
+  if (is_int_type(et)) {
+    std::vector<int64_t> v(n);
+    for (auto& x : v) x = read_scalar_int(r, et);
+    return v;
+  }
+  if (et == kF32 || et == kF64) {
+    std::vector<double> v(n);
+    for (auto& x : v) x = read_scalar_float(r, et);
+    return v;
+  }
+  r.fail(fmt::format("metadata '{}' has arrays of unsupported type {}", key, et));
+}
+
+}  // namespace
+
+std::string ggml_type_name(uint32_t type) {
+  static const std::map<uint32_t, std::string> names = {
+      {0, "F32"},   {1, "F16"},   {2, "Q4_0"},  {3, "Q4_1"},  {6, "Q5_0"},  {7, "Q5_1"},
+      {8, "Q8_0"},  {9, "Q8_1"},  {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"},
+      {14, "Q6_K"}, {15, "Q8_K"}, {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"},
+      {19, "IQ1_S"}, {20, "IQ4_NL"}, {21, "IQ3_S"}, {22, "IQ2_S"}, {23, "IQ4_XS"},
+      {24, "I8"},   {25, "I16"},  {26, "I32"},  {27, "I64"},  {28, "F64"},  {29, "IQ1_M"},
+      {30, "BF16"}, {34, "TQ1_0"}, {35, "TQ2_0"}, {39, "MXFP4"}};
+  auto it = names.find(type);
+  return it == names.end() ? fmt::format("type{}", type) : it->second;
+}
+
+GgufFile read_gguf(const fs::path& path) {
+  auto mapped = std::make_shared<MappedFile>(path);
+  Reader r(*mapped);
+  GgufFile g;
+  g.path = path;
+  g.file_size = mapped->size();
+  if (mapped->size() < 4 || std::memcmp(mapped->data(), "GGUF", 4) != 0)
+    r.fail("not a GGUF file (bad magic)");
+  r.get<uint32_t>();
+  g.version = r.get<uint32_t>();
+  if (g.version < 2 || g.version > 3) r.fail(fmt::format("unsupported GGUF version {}", g.version));
+  uint64_t n_tensors = r.get<uint64_t>();
+  uint64_t n_kv = r.get<uint64_t>();
+  if (n_tensors > (1u << 24) || n_kv > (1u << 24)) r.fail("implausible tensor or key count");
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    std::string key = r.str();
+    uint32_t t = r.get<uint32_t>();
+    g.meta[key] = read_value(r, t, key);
+  }
+  for (uint64_t i = 0; i < n_tensors; ++i) {
+    GgufTensorInfo t;
+    t.name = r.str();
+    uint32_t nd = r.get<uint32_t>();
+    if (nd == 0 || nd > 4) r.fail(fmt::format("tensor '{}' has {} dims", t.name, nd));
+    int64_t count = 1;
+    for (uint32_t d = 0; d < nd; ++d) {
+      auto dim = static_cast<int64_t>(r.get<uint64_t>());
+      if (dim <= 0 || dim > (1ll << 31)) r.fail(fmt::format("tensor '{}' has bad dim {}", t.name, dim));
+      t.dims.push_back(dim);
+      count *= dim;
+      if (count > (1ll << 40)) r.fail(fmt::format("tensor '{}' is implausibly large", t.name));
+    }
+    t.type = r.get<uint32_t>();
+    t.offset = r.get<uint64_t>();
+    if (auto bi = block_info(t.type)) {
+      if (t.dims[0] % bi->block != 0)
+        r.fail(fmt::format("tensor '{}' row length {} is not a multiple of the {} block {}",
+                           t.name, t.dims[0], ggml_type_name(t.type), bi->block));
+      t.nbytes = static_cast<uint64_t>(count / bi->block * bi->bytes);
+    }
+    g.tensors.push_back(std::move(t));
+  }
+  uint64_t align = static_cast<uint64_t>(meta_int(g.meta, "general.alignment").value_or(32));
+  if (align == 0 || (align & (align - 1))) r.fail(fmt::format("bad alignment {}", align));
+  g.data_offset = (r.pos() + align - 1) / align * align;
+  for (auto& t : g.tensors) {
+    if (t.nbytes == 0) continue;  // unknown type: reported when read
+    if (g.data_offset + t.offset + t.nbytes > g.file_size)
+      throw std::runtime_error(fmt::format(
+          "[gguf] {}: tensor '{}' ends at byte {} but the file has {} bytes; the file is "
+          "truncated (incomplete download?)",
+          path.string(), t.name, g.data_offset + t.offset + t.nbytes, g.file_size));
+  }
+  return g;
+}
+
+}  // namespace lmlab::io

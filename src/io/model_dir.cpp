@@ -1,0 +1,169 @@
+// MLX / Hugging Face model directories: config.json plus one or more
+// model*.safetensors files (all shards are globbed and merged, as mlx-lm does;
+// the index is not needed to read them). Quantized modules are recognised by
+// their `.scales` tensor and take bits/group size from config["quantization"],
+// where a per-module entry overrides the global one.
+#include <fstream>
+#include <random>
+#include <set>
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "lmlab/io.h"
+
+namespace mx = mlx::core;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace lmlab::io {
+
+namespace {
+
+json read_json_file(const fs::path& p) {
+  std::ifstream f(p);
+  if (!f) throw std::runtime_error(fmt::format("[model] cannot read {}", p.string()));
+  try {
+    return json::parse(f);
+  } catch (const json::parse_error& e) {
+    throw std::invalid_argument(fmt::format("[model] {}: invalid JSON: {}", p.string(), e.what()));
+  }
+}
+
+QuantSpec quant_from_json(const json& q, const std::string& where) {
+  QuantSpec s;
+  try {
+    s.group_size = q.value("group_size", 64);
+    s.bits = q.value("bits", 4);
+    s.mode = q.value("mode", std::string("affine"));
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(fmt::format("[model] {}: bad quantization entry: {}", where, e.what()));
+  }
+  static const std::set<int> bits = {2, 3, 4, 5, 6, 8};
+  static const std::set<int> groups = {16, 32, 64, 128};
+  if (!bits.count(s.bits) || !groups.count(s.group_size))
+    throw std::invalid_argument(fmt::format(
+        "[model] {}: unsupported quantization bits={} group_size={}", where, s.bits, s.group_size));
+  return s;
+}
+
+void register_quantized(Weights& w, const json& config, const fs::path& dir) {
+  const json* q = nullptr;
+  if (config.contains("quantization")) q = &config["quantization"];
+  else if (config.contains("quantization_config")) q = &config["quantization_config"];
+  std::vector<std::string> prefixes;
+  for (auto& [name, _] : w.items())
+    if (name.ends_with(".scales")) prefixes.push_back(name.substr(0, name.size() - 7));
+  if (prefixes.empty()) return;
+  if (!q || !q->is_object())
+    throw std::invalid_argument(fmt::format(
+        "[model] {}: quantized tensors present but config.json has no \"quantization\"",
+        dir.string()));
+  QuantSpec global = quant_from_json(*q, (dir / "config.json").string());
+  for (auto& p : prefixes) {
+    QuantSpec s = global;
+    if (auto it = q->find(p); it != q->end()) {
+      if (it->is_boolean() && !it->get<bool>()) continue;
+      if (it->is_object()) s = quant_from_json(*it, fmt::format("config.json quantization.{}", p));
+    }
+    if (!w.contains(p + ".weight"))
+      throw std::invalid_argument(
+          fmt::format("[model] {}: '{}.scales' has no matching '{}.weight'", dir.string(), p, p));
+    if (s.mode == "affine" && !w.contains(p + ".biases"))
+      throw std::invalid_argument(
+          fmt::format("[model] {}: affine-quantized '{}' has no '.biases'", dir.string(), p));
+    w.set_quant(p, s);
+  }
+}
+
+}  // namespace
+
+ModelDir read_model_dir(const fs::path& dir) {
+  auto cfg_path = dir / "config.json";
+  if (!fs::exists(cfg_path))
+    throw std::runtime_error(fmt::format("[model] {}: no config.json", dir.string()));
+  ModelDir m;
+  m.config = read_json_file(cfg_path);
+  if (!m.config.is_object())
+    throw std::invalid_argument(fmt::format("[model] {}: not a JSON object", cfg_path.string()));
+  if (auto gen = dir / "generation_config.json"; fs::exists(gen)) {
+    auto g = read_json_file(gen);
+    if (g.contains("eos_token_id")) m.config["eos_token_id"] = g["eos_token_id"];
+  }
+  std::vector<fs::path> files;
+  for (auto& e : fs::directory_iterator(dir)) {
+    auto n = e.path().filename().string();
+    if (n.starts_with("model") && n.ends_with(".safetensors")) files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty())
+    throw std::runtime_error(
+        fmt::format("[model] {}: no model*.safetensors files", dir.string()));
+  for (auto& f : files) {
+    try {
+      auto [arrays, meta] = mx::load_safetensors(f.string());
+      std::vector<std::string> names;
+      for (auto& [n, _] : arrays) names.push_back(n);
+      std::sort(names.begin(), names.end());
+      for (auto& n : names) m.weights.set(n, arrays.at(n));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(fmt::format("[model] {}: {}", f.string(), e.what()));
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(fmt::format("[model] {}: {}", f.string(), e.what()));
+    }
+  }
+  register_quantized(m.weights, m.config, dir);
+  return m;
+}
+
+void save_model_dir(const fs::path& dir,
+                    const json& config,
+                    const Weights& weights,
+                    const std::vector<fs::path>& extra_files) {
+  if (fs::exists(dir))
+    throw std::invalid_argument(
+        fmt::format("[save] {} already exists; choose a new directory", dir.string()));
+  std::random_device rd;
+  fs::path tmp = dir;
+  tmp += fmt::format(".tmp{:x}", rd());
+  fs::create_directories(tmp);
+  try {
+    json cfg = config;
+    if (!weights.quantized_modules().empty()) {
+      json q = json::object();
+      const QuantSpec& first = weights.quantized_modules().begin()->second;
+      q["group_size"] = first.group_size;
+      q["bits"] = first.bits;
+      q["mode"] = first.mode;
+      for (auto& [p, s] : weights.quantized_modules())
+        if (!(s == first)) q[p] = {{"group_size", s.group_size}, {"bits", s.bits}, {"mode", s.mode}};
+      cfg["quantization"] = q;
+      cfg["quantization_config"] = q;
+    } else {
+      cfg.erase("quantization");
+      cfg.erase("quantization_config");
+    }
+    for (auto k : {"lmlab_rope_dims"}) cfg.erase(k);
+    std::unordered_map<std::string, mx::array> arrays;
+    json weight_map = json::object();
+    size_t total = 0;
+    for (auto& [n, a] : weights.items()) {
+      arrays.emplace(n, a);
+      weight_map[n] = "model.safetensors";
+      total += a.nbytes();
+    }
+    mx::save_safetensors((tmp / "model.safetensors").string(), arrays, {{"format", "mlx"}});
+    json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    std::ofstream(tmp / "model.safetensors.index.json") << index.dump(4);
+    std::ofstream(tmp / "config.json") << cfg.dump(4);
+    for (auto& f : extra_files)
+      if (fs::exists(f)) fs::copy_file(f, tmp / f.filename());
+    fs::rename(tmp, dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace lmlab::io

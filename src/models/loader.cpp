@@ -1,0 +1,87 @@
+// load_model: path resolution, format detection, tokenizer and chat template.
+#include <chrono>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "lmlab/io.h"
+#include "lmlab/loader.h"
+#include "lmlab/model.h"
+
+namespace mx = mlx::core;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace lmlab {
+
+namespace {
+
+mx::Dtype compute_dtype(const Context& ctx, const LoadOptions& opts, const json& config) {
+  if (opts.dtype == "float32") return mx::float32;
+  if (opts.dtype == "float16") return mx::float16;
+  if (opts.dtype == "bfloat16") return mx::bfloat16;
+  if (!opts.dtype.empty())
+    throw std::invalid_argument(fmt::format(
+        "[load] unknown dtype '{}' (float32, float16, bfloat16)", opts.dtype));
+  // MLX's CPU backend emulates half types (slow, low-precision accumulation).
+  if (!ctx.on_gpu()) return mx::float32;
+  return config.value("torch_dtype", std::string()) == "bfloat16" ? mx::bfloat16 : mx::float16;
+}
+
+std::optional<ChatTemplate> template_from(const std::string& source, const std::string& where) {
+  if (source.empty()) return std::nullopt;
+  try {
+    return ChatTemplate(source);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(fmt::format("[load] {}: chat template: {}", where, e.what()));
+  }
+}
+
+void load_gguf(const Context& ctx, const LoadOptions& opts, const fs::path& path, LoadedModel& out) {
+  io::GgufFile g = io::read_gguf(path);
+  json config = io::gguf_to_hf_config(g);
+  Weights raw = io::read_gguf_tensors(g);
+  if (auto* f = raw.find("rope_freqs.weight")) {
+    mx::array factors = mx::astype(*f, mx::float32);
+    mx::eval(factors);
+    const float* p = factors.data<float>();
+    config["lmlab_rope_freq_factors"] = std::vector<double>(p, p + factors.size());
+  }
+  Weights weights = io::gguf_to_hf_weights(std::move(raw), config);
+  out.model = make_model(config, std::move(weights), compute_dtype(ctx, opts, config));
+  out.tokenizer = Tokenizer::from_gguf(g.meta);
+  out.chat_template = template_from(out.tokenizer.chat_template(), path.string());
+  out.format = "gguf";
+  out.gguf_metadata = std::move(g.meta);
+}
+
+void load_dir(const Context& ctx, const LoadOptions& opts, const fs::path& dir, LoadedModel& out) {
+  io::ModelDir m = io::read_model_dir(dir);
+  auto dtype = compute_dtype(ctx, opts, m.config);
+  out.model = make_model(m.config, std::move(m.weights), dtype);
+  out.tokenizer = Tokenizer::from_file(dir);
+  out.chat_template = template_from(out.tokenizer.chat_template(), dir.string());
+  out.format = "safetensors";
+}
+
+}  // namespace
+
+LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
+  auto t0 = std::chrono::steady_clock::now();
+  fs::path path = opts.model.empty() ? default_model_path() : fs::path(opts.model);
+  if (!fs::exists(path))
+    throw std::runtime_error(fmt::format("[load] model not found: {}", path.string()));
+  LoadedModel out;
+  out.path = path.string();
+  if (fs::is_directory(path)) load_dir(ctx, opts, path, out);
+  else load_gguf(ctx, opts, path, out);
+  mx::eval(out.model->weights().arrays());
+  out.load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+int context_length(const LoadedModel& m) { return m.model->config().max_position_embeddings; }
+
+}  // namespace lmlab

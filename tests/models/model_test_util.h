@@ -1,0 +1,83 @@
+// Helpers for the model tests: load the default or a fixture model once,
+// compare logits with an oracle and report the differences.
+#pragma once
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <mlx/mlx.h>
+#include <nlohmann/json.hpp>
+
+#include "lmlab/context.h"
+#include "lmlab/loader.h"
+#include "lmlab/model.h"
+#include "test_util.h"
+
+namespace lmlab::test {
+
+inline const Context& cpu_context() {
+  static Context ctx(ContextOptions{.device = DeviceKind::Cpu, .seed = 0});
+  return ctx;
+}
+
+inline nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+
+// Last-position logits of `ids` (1 sequence) as float32 values.
+inline std::vector<float> last_logits(const Model& m, const std::vector<int>& ids) {
+  namespace mx = mlx::core;
+  mx::array t(ids.begin(), {1, static_cast<int>(ids.size())}, mx::int32);
+  mx::array l = mx::astype(m.forward(t), mx::float32);
+  l = mx::take(l, static_cast<int>(ids.size()) - 1, 1);
+  l = mx::reshape(l, {-1});
+  mx::eval(l);
+  return std::vector<float>(l.data<float>(), l.data<float>() + l.size());
+}
+
+// Greedy continuation with the KV cache, one token per step.
+inline std::vector<int> greedy(const Model& m, const std::vector<int>& ids, int n) {
+  namespace mx = mlx::core;
+  auto cache = m.make_cache();
+  mx::array logits = m.forward(mx::array(ids.begin(), {1, static_cast<int>(ids.size())}, mx::int32),
+                               cache.get());
+  std::vector<int> out;
+  for (int i = 0; i < n; ++i) {
+    mx::array last = mx::take(logits, logits.shape(1) - 1, 1);
+    int tok = mx::argmax(mx::reshape(last, {-1})).item<int>();
+    out.push_back(tok);
+    logits = m.forward(mx::array({tok}, {1, 1}, mx::int32), cache.get());
+  }
+  return out;
+}
+
+struct LogitDiff {
+  float max_abs = 0;
+  int top1_a = -1, top1_b = -1;
+  int top5_overlap = 0;
+};
+
+inline std::vector<int> topk(const std::vector<float>& v, int k) {
+  std::vector<int> idx(v.size());
+  for (size_t i = 0; i < v.size(); ++i) idx[i] = static_cast<int>(i);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int a, int b) { return v[a] > v[b]; });
+  idx.resize(k);
+  return idx;
+}
+
+inline LogitDiff compare_logits(const std::vector<float>& a, const std::vector<float>& b) {
+  LogitDiff d;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    d.max_abs = std::max(d.max_abs, std::abs(a[i] - b[i]));
+  auto ta = topk(a, 5), tb = topk(b, 5);
+  d.top1_a = ta[0];
+  d.top1_b = tb[0];
+  for (int x : ta)
+    if (std::find(tb.begin(), tb.end(), x) != tb.end()) ++d.top5_overlap;
+  return d;
+}
+
+}  // namespace lmlab::test
