@@ -35,6 +35,11 @@ struct LoadedModel {
 // lmlab::Unsupported for architectures or tensor types lmlab cannot run.
 LoadedModel load_model(const Context& ctx, const LoadOptions& opts);
 
+// Loads only the tokenizer (and its chat template) of a model: a GGUF file (its
+// metadata, no tensors), a model directory, or a tokenizer.json file; "" is
+// the default model.
+Tokenizer load_tokenizer(const std::string& path);
+
 // The context length the model was trained for (0 when unknown).
 int context_length(const LoadedModel& m);
 

@@ -37,5 +37,6 @@ struct Command {
 };
 
 void setup_generate(CLI::App& app);
+void setup_tokenize(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -11,6 +11,7 @@ namespace {
 
 const lmlab::cli::Command kCommands[] = {
     {"generate", "generate text from a prompt (mlx_lm.generate)", lmlab::cli::setup_generate},
+    {"tokenize", "token ids and pieces of texts or a chat, vocabulary facts", lmlab::cli::setup_tokenize},
 };
 
 }  // namespace

@@ -82,6 +82,14 @@ LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   return out;
 }
 
+Tokenizer load_tokenizer(const std::string& path_str) {
+  fs::path path = path_str.empty() ? default_model_path() : fs::path(path_str);
+  if (!fs::exists(path))
+    throw std::runtime_error(fmt::format("[tokenizer] not found: {}", path.string()));
+  if (fs::is_directory(path) || path.extension() == ".json") return Tokenizer::from_file(path);
+  return Tokenizer::from_gguf(io::read_gguf(path).meta);
+}
+
 int context_length(const LoadedModel& m) { return m.model->config().max_position_embeddings; }
 
 }  // namespace lmlab

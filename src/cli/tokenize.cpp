@@ -1,0 +1,205 @@
+// lmlab tokenize: the tokenizer experiment. Ids and the piece behind each id
+// (whitespace and partial UTF-8 made visible), counts, vocabulary facts,
+// round-trip check, several strings side by side, and --chat to see the
+// tokens of a conversation rendered by the model's own template.
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+
+namespace lmlab::cli {
+
+namespace {
+
+using json = nlohmann::json;
+
+struct TokenizeOptions {
+  std::string tokenizer;  // path; default: --model's, else the default model
+  std::string model;
+  std::vector<std::string> texts;
+  std::string input;
+  std::string system;
+  bool chat = false;
+  bool no_special = false;
+  bool json = false;
+  bool vocab = false;
+};
+
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = s[i];
+    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (int k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+
+// Spaces, tabs and newlines shown as ·, →, ↵ so a piece's edges are visible.
+std::string visible(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ' ') out += "·";
+    else if (c == '\n') out += "↵";
+    else if (c == '\t') out += "→";
+    else if (c == '\r') out += "␍";
+    else out += c;
+  }
+  return out;
+}
+
+// The raw bytes behind a byte-level BPE token string: GPT-2's byte→unicode
+// table maps printable bytes to themselves and the other 68 bytes to U+0100...
+std::optional<std::string> byte_level_bytes(const std::string& token) {
+  std::vector<int> others;
+  for (int b = 0; b < 256; ++b)
+    if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) others.push_back(b);
+  std::string out;
+  for (size_t i = 0; i < token.size();) {
+    unsigned char c = token[i];
+    uint32_t cp;
+    if (c < 0x80) { cp = c; i += 1; }
+    else if ((c >> 5) == 6 && i + 1 < token.size()) { cp = ((c & 0x1F) << 6) | (token[i + 1] & 0x3F); i += 2; }
+    else return std::nullopt;
+    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) out += static_cast<char>(cp);
+    else if (cp >= 256 && cp - 256 < others.size()) out += static_cast<char>(others[cp - 256]);
+    else return std::nullopt;
+  }
+  return out;
+}
+
+std::string piece_text(const Tokenizer& tok, int id) {
+  std::string t = tok.decode(std::vector<int>{id});
+  if (t.find("\xEF\xBF\xBD") == std::string::npos && valid_utf8(t)) return visible(t);
+  std::string bytes = byte_level_bytes(tok.id_to_token(id)).value_or("");
+  if (bytes.empty()) return "(part of a UTF-8 character)";
+  std::string hex;
+  for (unsigned char b : bytes) hex += fmt::format("{}<{:02X}>", hex.empty() ? "" : " ", b);
+  return hex + "  (part of a UTF-8 character)";
+}
+
+std::vector<std::string> gather_texts(const TokenizeOptions& o) {
+  std::vector<std::string> texts = o.texts;
+  if (!o.input.empty()) {
+    std::ifstream f(o.input);
+    if (!f) throw std::runtime_error(fmt::format("[tokenize] cannot read {}", o.input));
+    json j;
+    try {
+      j = json::parse(f);
+    } catch (const json::parse_error& e) {
+      throw std::invalid_argument(fmt::format("[tokenize] {}: invalid JSON: {}", o.input, e.what()));
+    }
+    if (!j.is_array())
+      throw std::invalid_argument(fmt::format("[tokenize] {}: expected a JSON array of strings", o.input));
+    for (size_t i = 0; i < j.size(); ++i) {
+      if (!j[i].is_string())
+        throw std::invalid_argument(fmt::format("[tokenize] {}: element {} is not a string", o.input, i));
+      texts.push_back(j[i].get<std::string>());
+    }
+  }
+  if (texts.empty()) texts.push_back(read_prompt(""));
+  for (const auto& t : texts)
+    if (!valid_utf8(t))
+      throw std::invalid_argument("[tokenize] input is not valid UTF-8");
+  return texts;
+}
+
+json describe(const Tokenizer& tok, const std::string& text, const std::vector<int>& ids) {
+  json pieces = json::array();
+  for (int id : ids) pieces.push_back(tok.id_to_token(id));
+  std::string back = tok.decode(ids);
+  return {{"text", text}, {"ids", ids}, {"pieces", pieces}, {"count", ids.size()},
+          {"decoded", back}, {"round_trip", back == text}};
+}
+
+void print_one(const Tokenizer& tok, const json& d) {
+  fmt::print("\"{}\" → {} tokens{}\n", visible(d["text"].get<std::string>()), d["count"].get<int>(),
+             d["round_trip"].get<bool>() ? "" : "   (decode differs from the input)");
+  fmt::print("  {:>7}  {:<24} {}\n", "id", "token", "text");
+  for (int id : d["ids"]) {
+    std::string flag = tok.is_special(id) ? "  [special]" : "";
+    fmt::print("  {:>7}  {:<24} {}{}\n", id, tok.id_to_token(id), piece_text(tok, id), flag);
+  }
+}
+
+void run_tokenize(const TokenizeOptions& o) {
+  Tokenizer tok = load_tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer);
+  const bool add_special = !o.no_special;
+  json results = json::array();
+  if (o.chat) {
+    if (tok.chat_template().empty())
+      throw std::invalid_argument("[tokenize] this tokenizer has no chat template");
+    ChatTemplate tpl(tok.chat_template());
+    json messages = json::array();
+    if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+    for (const auto& t : gather_texts(o)) messages.push_back({{"role", "user"}, {"content", t}});
+    std::string rendered = tpl.apply(messages, {.add_generation_prompt = true,
+                                                .bos_token = tok.bos_token(),
+                                                .eos_token = tok.eos_token()});
+    results.push_back(describe(tok, rendered, tok.encode(rendered, false)));
+  } else {
+    for (const auto& t : gather_texts(o)) results.push_back(describe(tok, t, tok.encode(t, add_special)));
+  }
+  if (o.json) {
+    if (!o.input.empty() && !o.vocab) {
+      json ids = json::array();
+      for (auto& r : results) ids.push_back(r["ids"]);
+      std::cout << ids.dump() << "\n";
+      return;
+    }
+    json out = {{"results", results}, {"vocab_size", tok.vocab_size()}};
+    if (o.vocab) {
+      json special = json::array();
+      for (auto& a : tok.added_tokens())
+        if (a.special) special.push_back({{"id", a.id}, {"content", a.content}});
+      out["special_tokens"] = special;
+      out["eos_ids"] = tok.eos_ids();
+      if (auto b = tok.bos_id()) out["bos_id"] = *b;
+    }
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  for (const auto& r : results) {
+    print_one(tok, r);
+    fmt::print("\n");
+  }
+  if (results.size() > 1) {
+    fmt::print("{:<40} {:>7}\n", "text", "tokens");
+    for (const auto& r : results)
+      fmt::print("{:<40} {:>7}\n", "\"" + visible(r["text"].get<std::string>()).substr(0, 36) + "\"",
+                 r["count"].get<int>());
+    fmt::print("\n");
+  }
+  fmt::print("vocabulary: {} tokens ({})\n", tok.vocab_size(), tok.model_type());
+  if (o.vocab) {
+    fmt::print("special tokens:\n");
+    for (auto& a : tok.added_tokens())
+      if (a.special) fmt::print("  {:>7}  {}\n", a.id, a.content);
+    if (auto b = tok.bos_id()) fmt::print("bos: {} ({})\n", *b, tok.bos_token());
+    fmt::print("eos: {}\n", fmt::join(tok.eos_ids(), ", "));
+  }
+}
+
+}  // namespace
+
+void setup_tokenize(CLI::App& app) {
+  auto o = std::make_shared<TokenizeOptions>();
+  app.add_option("texts", o->texts, "strings to tokenize (several compare side by side)");
+  app.add_option("-p,--prompt", o->texts, "a string to tokenize (repeatable)");
+  app.add_option("-m,--model", o->model, "model whose tokenizer to use (GGUF or directory)");
+  app.add_option("--tokenizer", o->tokenizer, "tokenizer.json, model directory or GGUF");
+  app.add_option("--input", o->input, "JSON file with an array of strings");
+  app.add_option("-s,--system", o->system, "system message for --chat");
+  app.add_flag("--chat", o->chat, "render the texts as user messages through the chat template");
+  app.add_flag("--no-special-tokens", o->no_special, "encode without BOS/EOS (add_special_tokens=False)");
+  app.add_flag("--vocab", o->vocab, "also list special tokens, BOS and EOS");
+  app.add_flag("--json", o->json, "machine-readable output (--input: an array of id arrays)");
+  app.callback([o] { run_tokenize(*o); });
+}
+
+}  // namespace lmlab::cli
