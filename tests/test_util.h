@@ -17,6 +17,15 @@ inline std::filesystem::path fixtures_dir() {
   return env ? std::filesystem::path(env) : source_dir() / ".deps" / "fixtures";
 }
 inline std::string lmlab_binary() { return LMLAB_BINARY; }
+// The default model in the lmlab cache (fetched by `make model`).
+inline std::filesystem::path default_model_path_for_tests() {
+  const char* h = std::getenv("LMLAB_HOME");
+  const char* x = std::getenv("XDG_CACHE_HOME");
+  std::filesystem::path root = h && *h ? std::filesystem::path(h)
+                               : x && *x ? std::filesystem::path(x) / "lmlab"
+                                         : std::filesystem::path(std::getenv("HOME")) / ".cache" / "lmlab";
+  return root / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+}
 
 // A fresh empty folder under the system temp dir (tests keep what they write small).
 std::filesystem::path temp_dir(const std::string& name);

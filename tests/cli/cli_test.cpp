@@ -1,0 +1,105 @@
+// The lmlab binary as a user runs it: one clear error line and a non-zero exit
+// for bad input, JSON output that parses, seeded sampling that repeats, and
+// the default model's greedy answer (a behaviour check with real weights).
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace lmlab::test {
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+CliRun run(const std::string& args, const std::string& stdin_text = "") {
+  auto dir = temp_dir("cli");
+  std::ofstream(dir / "in") << stdin_text;
+  std::string cmd = lmlab_binary() + " " + args + " < " + (dir / "in").string() + " > " +
+                    (dir / "out").string() + " 2> " + (dir / "err").string();
+  int status = std::system(cmd.c_str());
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  return {WEXITSTATUS(status), slurp(dir / "out"), slurp(dir / "err")};
+}
+
+void expect_one_line_error(const CliRun& r, const std::string& needle) {
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+TEST(Cli, MissingModelIsOneLine) {
+  expect_one_line_error(run("generate --model /nonexistent/model.gguf -p hi"), "not found");
+}
+
+TEST(Cli, TruncatedModelIsOneLine) {
+  auto dir = temp_dir("cli-trunc");
+  std::ifstream src(default_model_path_for_tests(), std::ios::binary);
+  std::string head(200000, '\0');
+  src.read(head.data(), head.size());
+  std::ofstream(dir / "cut.gguf", std::ios::binary) << head;
+  expect_one_line_error(run("generate --model " + (dir / "cut.gguf").string() + " -p hi"), "truncated");
+}
+
+TEST(Cli, NotAModelIsOneLine) {
+  auto dir = temp_dir("cli-garbage");
+  std::ofstream(dir / "x.gguf") << "this is not a model";
+  expect_one_line_error(run("generate --model " + (dir / "x.gguf").string() + " -p hi"), "GGUF");
+}
+
+TEST(Cli, PromptLongerThanContextIsOneLine) {
+  std::string prompt;
+  for (int i = 0; i < 9000; ++i) prompt += "word ";
+  expect_one_line_error(run("generate --no-chat-template --max-tokens 1", prompt), "context");
+}
+
+TEST(Cli, BadOptionValueExitsNonZero) {
+  EXPECT_NE(run("generate -p hi --max-tokens -3").code, 0);
+  EXPECT_NE(run("generate -p hi --top-p 0").code, 0);
+}
+
+TEST(Cli, GreedyAnswerWithRealWeights) {
+  CliRun r = run("generate --json --max-tokens 12 -p \"What is the capital of France?\"");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_NE(j["text"].get<std::string>().find("Paris"), std::string::npos) << j["text"];
+  EXPECT_EQ(j["tokens"].size(), j["stats"]["generation_tokens"].get<size_t>());
+  EXPECT_GT(j["stats"]["generation_tps"].get<double>(), 0);
+  EXPECT_GT(j["stats"]["peak_memory_gb"].get<double>(), 0);
+}
+
+TEST(Cli, SeededSamplingRepeatsAndStopStringsCut) {
+  std::string args = "generate --json --max-tokens 10 --temp 0.9 --top-p 0.95 --seed 11 -p \"Tell me a story\"";
+  CliRun a = run(args), b = run(args);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(nlohmann::json::parse(a.out)["tokens"], nlohmann::json::parse(b.out)["tokens"]);
+  CliRun s = run("generate --json --max-tokens 16 --stop Paris -p \"What is the capital of France?\"");
+  ASSERT_EQ(s.code, 0) << s.err;
+  auto j = nlohmann::json::parse(s.out);
+  EXPECT_EQ(j["text"].get<std::string>().find("Paris"), std::string::npos);
+  EXPECT_EQ(j["finish_reason"], "stop");
+}
+
+TEST(Cli, TokenizeInputFileGivesIdArrays) {
+  auto dir = temp_dir("cli-tok");
+  std::ofstream(dir / "in.json") << R"(["Rust", " Rust", "héllo 🦀"])";
+  CliRun r = run("tokenize --json --input " + (dir / "in.json").string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j[1], nlohmann::json::array({36828}));  // one token for " Rust"
+  std::ofstream(dir / "bad.json") << R"(["ok", 3])";
+  expect_one_line_error(run("tokenize --input " + (dir / "bad.json").string()), "element 1");
+}
+
+}  // namespace
+}  // namespace lmlab::test
