@@ -5,12 +5,14 @@ JOBS ?= $(shell nproc)
 PROMPT ?= Explain in two sentences why the sky is blue.
 CMAKE_FLAGS ?=
 
-.PHONY: run test setup setup-test build model fixtures clean bench
+FUZZ_SECONDS ?= 30
+
+.PHONY: run test setup setup-test build model fixtures fuzz clean bench
 
 run: build model
 	./$(BUILD)/lmlab generate --prompt "$(PROMPT)" --max-tokens 128
 
-test: setup-test build model fixtures
+test: setup-test build model fixtures fuzz
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 setup:
@@ -29,8 +31,21 @@ model:
 fixtures: setup-test model
 	scripts/make-fixtures.sh
 
+# libFuzzer targets (tokenizer.json loader, chat templates), run briefly.
+fuzz: setup-test
+	CXX=clang++-14 cmake -S . -B build-fuzz -DLMLAB_BUILD_FUZZERS=ON -DLMLAB_BUILD_TESTS=OFF > build-fuzz.configure.log 2>&1 || (cat build-fuzz.configure.log; exit 1)
+	cmake --build build-fuzz -j $(JOBS) --target tokenizer_fuzz chat_template_fuzz
+	@for t in tokenizer chat_template; do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    build-fuzz/corpus/$$t tests/fuzz/seeds/$$t > build-fuzz/$$t.log 2>&1 \
+	    || { tail -40 build-fuzz/$$t.log; exit 1; }; \
+	  grep -E "^Done|DONE" build-fuzz/$$t.log | tail -1; \
+	done
+
 bench: build model setup-test
 	.deps/py/bin/python bench/compare.py
 
 clean:
-	rm -rf $(BUILD) $(BUILD).configure.log
+	rm -rf $(BUILD) $(BUILD).configure.log build-fuzz build-fuzz.configure.log

@@ -24,6 +24,9 @@ apt_pkgs=(build-essential cmake pkg-config git xz-utils curl ca-certificates
   libyaml-cpp-dev libcpp-httplib-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libjs-chart.js)
 
+# Test-only: clang and its libFuzzer runtime for the fuzz targets.
+[ "$want_test" = 1 ] && apt_pkgs+=(clang-14 libclang-rt-14-dev)
+
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
