@@ -21,6 +21,12 @@ setup:
 setup-test:
 	scripts/setup.sh --backend $(BACKEND) --test
 
+# CUDA: cuDNN headers/libs for MLX's CMake config (the CUDA toolkit's own by default).
+ifeq ($(BACKEND),cuda)
+CUDNN_ROOT ?= /usr/local/cuda
+CMAKE_FLAGS += -DCUDNN_INCLUDE_PATH=$(CUDNN_ROOT)/include -DCUDNN_LIBRARY_PATH=$(CUDNN_ROOT)/lib
+endif
+
 build: setup
 	cmake -S . -B $(BUILD) -DLMLAB_BACKEND=$(BACKEND) $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
 	cmake --build $(BUILD) -j $(JOBS)

@@ -51,7 +51,11 @@ stamp="$prefix/.installed-${MLX_VERSION}"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing $wheel into $prefix"
   rm -rf "$prefix"
-  python3 -m pip install -q --disable-pip-version-check --no-compile --target "$prefix" "$wheel"
+  # The CUDA wheel's runtime libraries (cuBLAS, cuDNN, NCCL, NVRTC: several GB of
+  # nvidia-* wheels) are needed only where lmlab runs on a GPU, not to build it.
+  nodeps=()
+  [ "$backend" = cuda ] && nodeps=(--no-deps)
+  python3 -m pip install -q --disable-pip-version-check --no-compile "${nodeps[@]}" --target "$prefix" "$wheel"
   touch "$stamp"
 fi
 

@@ -1,0 +1,154 @@
+"""Side-by-side generation benchmark: lmlab, mlx-lm and llama.cpp on this machine.
+
+Same prompt (512 tokens), 128 generated tokens with EOS ignored, greedy, several
+runs each; prints a table with lmlab/anchor ratios and writes it into
+docs/benchmarks.md between the `bench:generate` markers.
+
+- lmlab: the default Q4_1 GGUF (build/lmlab generate --json).
+- llama.cpp (llama-cpp-python): the same GGUF file.
+- mlx-lm: the 4-bit group-32 MLX copy made by tests/golden/model_golden.py
+  (same engine and kernels as lmlab; its embedding is 4-bit where the GGUF's is 8-bit).
+
+Usage: .deps/py/bin/python bench/compare.py [--runs 3] [--threads 2]
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT_TOKENS, GEN_TOKENS = 512, 128
+
+
+def default_model():
+    return subprocess.run([str(ROOT / "scripts/fetch-model.sh")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def prompt_ids(model):
+    from llama_cpp import Llama
+    tok = Llama(model_path=model, vocab_only=True, verbose=False)
+    text = (ROOT / "README.md").read_text() * 4
+    ids = tok.tokenize(text.encode(), add_bos=False, special=False)[:PROMPT_TOKENS]
+    return ids, tok.detokenize(ids).decode("utf-8", errors="ignore")
+
+
+def run_lmlab(model, text, runs):
+    out = []
+    for _ in range(runs):
+        r = subprocess.run([str(ROOT / "build/lmlab"), "generate", "--json", "--no-chat-template", "--ignore-eos",
+                            "--max-tokens", str(GEN_TOKENS), "--model", model],
+                           input=text, capture_output=True, text=True, check=True)
+        s = json.loads(r.stdout)["stats"]
+        out.append(dict(prompt_tokens=s["prompt_tokens"], prompt_tps=s["prompt_tps"],
+                        generation_tps=s["generation_tps"], peak_gb=s["peak_memory_gb"], load_s=s["load_seconds"]))
+    return out
+
+
+def run_llamacpp(model, ids, runs, threads):
+    from llama_cpp import Llama
+    import numpy as np
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        llm = Llama(model_path=model, n_ctx=1024, n_threads=threads, n_batch=512, verbose=False)
+        load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        llm.eval(ids)
+        tp = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(GEN_TOKENS):
+            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            llm.eval([tok])
+        tg = time.perf_counter() - t0
+        out.append(dict(prompt_tokens=len(ids), prompt_tps=len(ids) / tp, generation_tps=GEN_TOKENS / tg,
+                        peak_gb=float("nan"), load_s=load))
+        del llm
+    return out
+
+
+def run_mlxlm(model_dir, ids, runs):
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.generate import stream_generate
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model, tok = load(str(model_dir))
+        load_s = time.perf_counter() - t0
+        mx.reset_peak_memory()
+        last = None
+        for last in stream_generate(model, tok, mx.array(ids), max_tokens=GEN_TOKENS):
+            pass
+        out.append(dict(prompt_tokens=last.prompt_tokens, prompt_tps=last.prompt_tps,
+                        generation_tps=last.generation_tps, peak_gb=last.peak_memory, load_s=load_s))
+    return out
+
+
+def median(rows, key):
+    v = sorted(r[key] for r in rows)
+    return v[len(v) // 2]
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
+    except Exception:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def versions():
+    from importlib.metadata import version
+    return ", ".join(f"{p} {version(p)}" for p in ["mlx", "mlx-lm", "llama-cpp-python"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    model = default_model()
+    ids, text = prompt_ids(model)
+    results = {"lmlab": run_lmlab(model, text, a.runs),
+               "llama.cpp": run_llamacpp(model, ids, a.runs, a.threads)}
+    mlx_dir = ROOT / ".deps/fixtures/model/smollm2-mlx-q4"
+    if mlx_dir.exists():
+        results["mlx-lm"] = run_mlxlm(mlx_dir, ids, a.runs)
+    keys = [("prompt_tps", "prompt tok/s"), ("generation_tps", "gen tok/s"), ("peak_gb", "peak GB"),
+            ("load_s", "load s")]
+    lines = [f"Machine: {machine()}. Versions: {versions()}. Median of {a.runs} runs; "
+             f"prompt {results['lmlab'][0]['prompt_tokens']} tokens, {GEN_TOKENS} generated (greedy, EOS ignored). "
+             f"Command: `.deps/py/bin/python bench/compare.py --runs {a.runs} --threads {a.threads}`.", "",
+             "| engine | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, rows in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{median(rows, k):.3f}" for k, _ in keys) + " |")
+    lab = results["lmlab"]
+    for name, rows in results.items():
+        if name == "lmlab":
+            continue
+        lines.append(f"| lmlab / {name} | " + " | ".join(
+            f"{median(lab, k) / median(rows, k):.2f}×" if median(rows, k) == median(rows, k) else "–"
+            for k, _ in keys) + " |")
+    table = "\n".join(lines)
+    print(table)
+    if not a.no_write:
+        doc = ROOT / "docs/benchmarks.md"
+        body = doc.read_text() if doc.exists() else "# Benchmarks\n"
+        block = f"<!-- bench:generate -->\n{table}\n<!-- /bench:generate -->"
+        if "<!-- bench:generate -->" in body:
+            body = re.sub(r"<!-- bench:generate -->.*<!-- /bench:generate -->", lambda _: block, body, flags=re.S)
+        else:
+            body += "\n## Generation, side by side (CPU)\n\n" + block + "\n"
+        doc.write_text(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
