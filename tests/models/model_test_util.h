@@ -16,8 +16,11 @@
 
 namespace lmlab::test {
 
+// CPU unless LMLAB_TEST_DEVICE=gpu (how the CUDA build's core checks run on a GPU machine).
 inline const Context& cpu_context() {
-  static Context ctx(ContextOptions{.device = DeviceKind::Cpu, .seed = 0});
+  const char* dev = std::getenv("LMLAB_TEST_DEVICE");
+  static Context ctx(ContextOptions{
+      .device = dev && std::string(dev) == "gpu" ? DeviceKind::Gpu : DeviceKind::Cpu, .seed = 0});
   return ctx;
 }
 
