@@ -12,6 +12,7 @@ namespace {
 const lmlab::cli::Command kCommands[] = {
     {"generate", "generate text from a prompt (mlx_lm.generate)", lmlab::cli::setup_generate},
     {"tokenize", "token ids and pieces of texts or a chat, vocabulary facts", lmlab::cli::setup_tokenize},
+    {"inspect", "architecture tree, parameter table, totals and memory footprint", lmlab::cli::setup_inspect},
 };
 
 }  // namespace

@@ -1,0 +1,48 @@
+// Helpers shared by the analysis sources (see internal.h).
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "analysis/internal.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::analysis {
+
+std::string dtype_name(mx::Dtype d) {
+  std::ostringstream s;
+  s << d;
+  return s.str();
+}
+
+std::vector<float> to_floats(const mx::array& a) {
+  mx::array f = mx::contiguous(mx::astype(a, mx::float32));
+  mx::eval(f);
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.size());
+}
+
+mx::array ids_array(const std::vector<int>& ids) {
+  if (ids.empty()) throw std::invalid_argument("[analysis] the prompt has no tokens");
+  return mx::array(ids.begin(), {1, static_cast<int>(ids.size())}, mx::int32);
+}
+
+std::string quant_prefix(const Weights& w, const std::string& name) {
+  const std::string suffix = ".weight";
+  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix))
+    return "";
+  std::string p = name.substr(0, name.size() - suffix.size());
+  return w.quant(p) ? p : "";
+}
+
+mx::array logical_tensor(const Weights& w, const std::string& name) {
+  const mx::array& a = w.at(name);
+  std::string p = quant_prefix(w, name);
+  if (p.empty()) return mx::astype(a, mx::float32);
+  const QuantSpec* q = w.quant(p);
+  std::optional<mx::array> biases;
+  if (auto* b = w.find(p + ".biases")) biases = *b;
+  return mx::dequantize(a, w.at(p + ".scales"), biases, q->group_size, q->bits, q->mode,
+                        std::nullopt, mx::float32);
+}
+
+}  // namespace lmlab::analysis

@@ -1,0 +1,305 @@
+// surgery: reversible edits of stored tensors. Every edit builds new arrays and
+// swaps the handles in the model's Weights; the first original of each tensor
+// is kept, so restore() puts back the very same buffers (bit-exact by
+// construction, checked with weights_hash). Quantized modules are edited in
+// their packed form: value edits go through scales/biases or the n-bit fields,
+// so the model stays quantized and runs on the same kernels.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "analysis/internal.h"
+#include "lmlab/io.h"
+#include "lmlab/model.h"
+
+namespace mx = mlx::core;
+using mx::array;
+
+namespace lmlab::analysis {
+
+struct Surgery::Original {
+  std::string name;
+  array value;
+};
+
+namespace {
+
+using Changes = std::map<std::string, array>;
+
+const std::map<std::string, EditOp> kOps = {
+    {"zero", EditOp::Zero},          {"scale", EditOp::Scale},
+    {"noise", EditOp::Noise},        {"set", EditOp::Set},
+    {"shift-words", EditOp::ShiftWords}, {"shift-fields", EditOp::ShiftFields},
+    {"flip-bits", EditOp::FlipBits}};
+
+// (R, W) uint32 words → (R, W * 32/bits) fields, low bits first (MLX's order).
+array unpack(const array& words, int bits) {
+  array shifts = mx::arange(0, 32, bits, mx::uint32);
+  array f = mx::right_shift(mx::expand_dims(words, -1), shifts);
+  f = mx::bitwise_and(f, mx::array((1u << bits) - 1, mx::uint32));
+  auto shape = words.shape();
+  shape.back() *= 32 / bits;
+  return mx::reshape(f, shape);
+}
+
+array pack(const array& fields, int bits) {
+  auto shape = fields.shape();
+  shape.back() /= 32 / bits;
+  mx::Shape split = shape;
+  split.push_back(32 / bits);
+  array f = mx::left_shift(mx::reshape(mx::astype(fields, mx::uint32), split),
+                           mx::arange(0, 32, bits, mx::uint32));
+  return mx::astype(mx::sum(f, -1), mx::uint32);  // disjoint bits: sum == or
+}
+
+void require_field_bits(const std::string& name, int bits) {
+  if (bits != 2 && bits != 4 && bits != 8)
+    throw std::invalid_argument(fmt::format(
+        "[surgery] {}: field edits support 2-, 4- and 8-bit packing, not {}-bit", name, bits));
+}
+
+// Fields edited by fn(fields as float32, group scales broadcast to fields) then
+// rounded, clamped and packed again.
+template <typename Fn>
+array edit_fields(const Weights& w, const std::string& prefix, const QuantSpec& q, Fn fn) {
+  require_field_bits(prefix + ".weight", q.bits);
+  array fields = mx::astype(unpack(w.at(prefix + ".weight"), q.bits), mx::float32);
+  array scales = mx::repeat(mx::astype(w.at(prefix + ".scales"), mx::float32), q.group_size, -1);
+  array edited = mx::round(fn(fields, scales));
+  edited = mx::clip(edited, mx::array(0.0f), mx::array(float((1 << q.bits) - 1)));
+  return pack(edited, q.bits);
+}
+
+template <typename U>
+array flip_bits_typed(const array& a, std::vector<int64_t> positions) {
+  array c = mx::contiguous(a);
+  mx::eval(c);
+  const U* src = reinterpret_cast<const U*>(c.data<uint8_t>());
+  std::vector<U> bits(src, src + c.size());  // a fresh buffer; the original is never written
+  const int n = sizeof(U) * 8;
+  for (int64_t p : positions) bits[p / n] ^= static_cast<U>(U(1) << (p % n));
+  mx::Dtype udt = sizeof(U) == 4 ? mx::uint32 : sizeof(U) == 2 ? mx::uint16 : mx::uint8;
+  array out(bits.begin(), c.shape(), udt);
+  return out.dtype() == a.dtype() ? out : mx::view(out, a.dtype());
+}
+
+array flip_bits(const std::string& name, const array& a, const EditSpec& s) {
+  const int64_t total = static_cast<int64_t>(a.nbytes()) * 8;
+  std::vector<int64_t> pos = s.positions;
+  if (pos.empty()) {
+    if (s.rate < 0 || s.rate > 1)
+      throw std::invalid_argument(fmt::format("[surgery] flip-bits rate {} outside [0, 1]", s.rate));
+    // rate × bits distinct positions, drawn uniformly.
+    const int64_t n = std::llround(s.rate * static_cast<double>(total));
+    std::mt19937_64 rng(s.seed);
+    std::uniform_int_distribution<int64_t> d(0, total - 1);
+    while (static_cast<int64_t>(pos.size()) < n) {
+      for (int64_t i = pos.size(); i < n; ++i) pos.push_back(d(rng));
+      std::sort(pos.begin(), pos.end());
+      pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+    }
+  }
+  for (int64_t p : pos)
+    if (p < 0 || p >= total)
+      throw std::invalid_argument(
+          fmt::format("[surgery] {}: bit position {} outside [0, {})", name, p, total));
+  switch (a.itemsize()) {
+    case 4: return flip_bits_typed<uint32_t>(a, pos);
+    case 2: return flip_bits_typed<uint16_t>(a, pos);
+    case 1: return flip_bits_typed<uint8_t>(a, pos);
+    default:
+      throw std::invalid_argument(fmt::format("[surgery] {}: cannot flip bits of {}", name,
+                                              dtype_name(a.dtype())));
+  }
+}
+
+array noise(const mx::Shape& shape, double sigma, uint64_t seed) {
+  return mx::multiply(mx::random::normal(shape, mx::float32, 0.0f, 1.0f, mx::random::key(seed)),
+                      mx::array(static_cast<float>(sigma)));
+}
+
+void edit_dense(const std::string& name, const array& a, const EditSpec& s, Changes& out) {
+  auto same = [&](const array& x) { return mx::astype(x, a.dtype()); };
+  const float v = static_cast<float>(s.value);
+  switch (s.op) {
+    case EditOp::Zero: out.emplace(name, mx::zeros_like(a)); return;
+    case EditOp::Set: out.emplace(name, mx::full(a.shape(), mx::array(v), a.dtype())); return;
+    case EditOp::Scale: out.emplace(name, same(mx::multiply(a, mx::array(v)))); return;
+    case EditOp::Noise: {
+      double sigma = s.value;
+      if (s.relative) sigma *= mx::sqrt(mx::mean(mx::square(mx::astype(a, mx::float32)))).item<float>();
+      out.emplace(name, same(mx::add(mx::astype(a, mx::float32), noise(a.shape(), sigma, s.seed))));
+      return;
+    }
+    case EditOp::ShiftWords:
+      if (a.dtype() != mx::uint32)
+        throw std::invalid_argument(fmt::format(
+            "[surgery] {}: shift-words needs packed uint32 words, the tensor is {}", name,
+            dtype_name(a.dtype())));
+      // The seed notebook: cast to int64, subtract, cast back (wrapping) to uint32.
+      out.emplace(name, mx::astype(mx::subtract(mx::astype(a, mx::int64),
+                                                mx::array(static_cast<int64_t>(s.value))),
+                                   mx::uint32));
+      return;
+    case EditOp::ShiftFields:
+      throw std::invalid_argument(
+          fmt::format("[surgery] {}: shift-fields needs a quantized weight", name));
+    case EditOp::FlipBits: out.emplace(name, flip_bits(name, a, s)); return;
+  }
+}
+
+void edit_quantized(const Weights& w, const std::string& prefix, const EditSpec& s, Changes& out) {
+  const QuantSpec& q = *w.quant(prefix);
+  const std::string wn = prefix + ".weight", sn = prefix + ".scales", bn = prefix + ".biases";
+  const array& weight = w.at(wn);
+  const array& scales = w.at(sn);
+  const array* biases = w.find(bn);
+  const float v = static_cast<float>(s.value);
+  auto need_biases = [&] {
+    if (!biases)
+      throw std::invalid_argument(fmt::format("[surgery] {}: needs affine biases ({} mode)", wn, q.mode));
+  };
+  switch (s.op) {
+    case EditOp::Zero:
+    case EditOp::Set:
+      need_biases();
+      out.emplace(wn, mx::zeros_like(weight));
+      out.emplace(sn, mx::zeros_like(scales));
+      out.emplace(bn, mx::full(biases->shape(), mx::array(s.op == EditOp::Zero ? 0.0f : v), biases->dtype()));
+      return;
+    case EditOp::Scale:
+      out.emplace(sn, mx::astype(mx::multiply(scales, mx::array(v)), scales.dtype()));
+      if (biases) out.emplace(bn, mx::astype(mx::multiply(*biases, mx::array(v)), biases->dtype()));
+      return;
+    case EditOp::Noise:
+      out.emplace(wn, edit_fields(w, prefix, q, [&](const array& f, const array& sc) {
+                    array n = noise(f.shape(), s.value, s.seed);
+                    // Absolute noise is in value units: divide by the step size.
+                    if (!s.relative) n = mx::divide(n, mx::where(mx::equal(sc, mx::array(0.0f)),
+                                                                 mx::array(1.0f), sc));
+                    return mx::add(f, n);
+                  }));
+      return;
+    case EditOp::ShiftFields:
+      out.emplace(wn, edit_fields(w, prefix, q, [&](const array& f, const array&) {
+                    return mx::add(f, mx::array(v));
+                  }));
+      return;
+    case EditOp::ShiftWords:
+    case EditOp::FlipBits: edit_dense(wn, weight, s, out); return;
+  }
+}
+
+int64_t changed_elements(const array& a, const array& b) {
+  auto bits = [](const array& x) {
+    mx::Dtype u = x.itemsize() == 8 ? mx::uint64 : x.itemsize() == 4 ? mx::uint32
+                : x.itemsize() == 2 ? mx::uint16 : mx::uint8;
+    return x.dtype() == u ? x : mx::view(x, u);
+  };
+  return mx::sum(mx::astype(mx::not_equal(bits(a), bits(b)), mx::int64)).item<int64_t>();
+}
+
+}  // namespace
+
+EditOp parse_edit_op(const std::string& name) {
+  auto it = kOps.find(name);
+  if (it == kOps.end())
+    throw std::invalid_argument(fmt::format(
+        "[surgery] unknown edit '{}' (zero, scale, noise, set, shift-words, shift-fields, flip-bits)", name));
+  return it->second;
+}
+
+std::string edit_op_name(EditOp op) {
+  for (const auto& [n, o] : kOps)
+    if (o == op) return n;
+  return "?";
+}
+
+uint64_t weights_hash(const Model& m, const std::vector<std::string>& names) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  auto add = [&](const std::string& name, const array& a) {
+    mix(reinterpret_cast<const uint8_t*>(name.data()), name.size());
+    array c = mx::contiguous(a);
+    mx::eval(c);
+    mix(c.data<uint8_t>(), c.nbytes());
+  };
+  if (names.empty())
+    for (const auto& [n, a] : m.weights().items()) add(n, a);
+  for (const auto& n : names) add(n, m.weights().at(n));
+  return h;
+}
+
+const EditRecord& Surgery::apply(const EditSpec& spec) {
+  Weights& w = model_.weights();
+  Changes changes;
+  std::vector<std::string> names = match_tensors(model_, spec.target);
+  auto matched = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  for (const auto& name : names) {
+    // A module's scales/biases matched beside its weight are edited with it.
+    bool companion = false;
+    for (const char* suffix : {".scales", ".biases"}) {
+      std::string sfx = suffix;
+      if (name.size() > sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0) {
+        std::string p = name.substr(0, name.size() - sfx.size());
+        companion |= w.quant(p) && matched(p + ".weight");
+      }
+    }
+    if (companion) continue;
+    std::string prefix = quant_prefix(w, name);
+    if (prefix.empty()) edit_dense(name, w.at(name), spec, changes);
+    else edit_quantized(w, prefix, spec, changes);
+  }
+  EditRecord rec{.spec = spec};
+  for (auto& [name, value] : changes) {
+    mx::eval(value);
+    const array& old = w.at(name);
+    if (old.shape() != value.shape() || old.dtype() != value.dtype())
+      throw std::logic_error(fmt::format("[surgery] {}: edit changed shape or dtype", name));
+    rec.elements_changed += changed_elements(old, value);
+    rec.tensors.push_back(name);
+  }
+  // Everything computed: only now touch the model.
+  for (auto& [name, value] : changes) {
+    auto seen = std::find_if(originals_.begin(), originals_.end(),
+                             [&](const auto& o) { return o->name == name; });
+    if (seen == originals_.end()) originals_.push_back(std::make_shared<Original>(Original{name, w.at(name)}));
+    w.set(name, value);
+  }
+  log_.push_back(std::move(rec));
+  return log_.back();
+}
+
+int Surgery::restore() {
+  for (const auto& o : originals_) model_.weights().set(o->name, o->value);
+  int n = static_cast<int>(originals_.size());
+  originals_.clear();
+  log_.clear();
+  return n;
+}
+
+std::vector<std::string> Surgery::edited() const {
+  std::vector<std::string> out;
+  for (const auto& o : originals_) out.push_back(o->name);
+  return out;
+}
+
+void save_model(const LoadedModel& m, const std::string& dir, const std::string& tokenizer_dir) {
+  namespace fs = std::filesystem;
+  fs::path src = !tokenizer_dir.empty() ? fs::path(tokenizer_dir)
+                 : m.format == "safetensors" ? fs::path(m.path)
+                                             : fs::path();
+  std::vector<fs::path> extra;
+  if (!src.empty())
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                          "chat_template.jinja", "generation_config.json"})
+      extra.push_back(src / f);
+  io::save_model_dir(dir, m.model->config().raw, m.model->weights(), extra);
+}
+
+}  // namespace lmlab::analysis

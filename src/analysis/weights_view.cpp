@@ -1,0 +1,132 @@
+// weights: one tensor seen at every level — for quantized modules the packed
+// uint32 words, the n-bit fields in the order MLX's affine kernels read them
+// (low bits first), the group's scale and bias and the dequantized values —
+// plus whole-tensor statistics and a histogram.
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "analysis/internal.h"
+#include "lmlab/model.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::analysis {
+
+std::vector<std::string> match_tensors(const Model& m, const std::string& pattern) {
+  const Weights& w = m.weights();
+  if (w.contains(pattern)) return {pattern};
+  if (w.contains(pattern + ".weight")) return {pattern + ".weight"};
+  std::vector<std::string> out;
+  for (const auto& [name, a] : w.items())
+    if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) out.push_back(name);
+  if (out.empty())
+    throw std::invalid_argument(fmt::format(
+        "[weights] no tensor matches '{}' (try 'lmlab inspect' for the names, or a glob like "
+        "'model.layers.0.*')",
+        pattern));
+  return out;
+}
+
+std::vector<int> unpack_fields(const std::vector<uint32_t>& words, int bits, int count) {
+  if (bits < 1 || bits > 8) throw std::invalid_argument(fmt::format("[weights] bad bits {}", bits));
+  if (static_cast<int64_t>(count) * bits > static_cast<int64_t>(words.size()) * 32)
+    throw std::invalid_argument("[weights] more fields asked than the words hold");
+  // Field i sits at bit i*bits of the little-endian bit stream of the row.
+  std::vector<int> out(count);
+  const uint32_t mask = (1u << bits) - 1;
+  for (int i = 0; i < count; ++i) {
+    int64_t bit = static_cast<int64_t>(i) * bits;
+    uint64_t lo = words[bit / 32];
+    uint64_t hi = bit / 32 + 1 < static_cast<int64_t>(words.size()) ? words[bit / 32 + 1] : 0;
+    out[i] = static_cast<int>(((lo | (hi << 32)) >> (bit % 32)) & mask);
+  }
+  return out;
+}
+
+namespace {
+
+Stats stats_of(const mx::array& x) {
+  mx::array f = mx::astype(x, mx::float32);
+  std::vector<mx::array> parts = {mx::min(f), mx::max(f), mx::mean(f), mx::std(f),
+                                  mx::mean(mx::abs(f)), mx::sum(mx::equal(f, mx::array(0.0f)))};
+  mx::eval(parts);
+  return Stats{.min = parts[0].item<float>(),
+               .max = parts[1].item<float>(),
+               .mean = parts[2].item<float>(),
+               .std = parts[3].item<float>(),
+               .abs_mean = parts[4].item<float>(),
+               .count = static_cast<int64_t>(f.size()),
+               .zeros = static_cast<int64_t>(mx::astype(parts[5], mx::int64).item<int64_t>())};
+}
+
+Histogram histogram_of(const mx::array& x, const Stats& s, int bins) {
+  Histogram h{.lo = s.min, .hi = s.max, .counts = std::vector<int64_t>(std::max(bins, 1), 0)};
+  std::vector<float> v = to_floats(mx::flatten(x));
+  const float width = (h.hi - h.lo) / h.counts.size();
+  for (float f : v) {
+    int b = width > 0 ? static_cast<int>((f - h.lo) / width) : 0;
+    h.counts[std::clamp(b, 0, static_cast<int>(h.counts.size()) - 1)]++;
+  }
+  return h;
+}
+
+std::vector<uint32_t> row_words(const mx::array& packed, int row) {
+  mx::array r = mx::contiguous(packed.ndim() == 1 ? packed : mx::take(packed, row, 0));
+  mx::eval(r);
+  return std::vector<uint32_t>(r.data<uint32_t>(), r.data<uint32_t>() + r.size());
+}
+
+void view_groups(const Weights& w, const std::string& prefix, const QuantSpec& q, TensorView& v) {
+  std::vector<uint32_t> words = row_words(w.at(prefix + ".weight"), v.row);
+  std::vector<float> scales = to_floats(mx::take(w.at(prefix + ".scales"), v.row, 0));
+  std::vector<float> biases;
+  if (auto* b = w.find(prefix + ".biases")) biases = to_floats(mx::take(*b, v.row, 0));
+  const int words_per_group = q.group_size * q.bits / 32;
+  const int first = v.col / q.group_size;
+  const int last = (v.col + static_cast<int>(v.values.size()) - 1) / q.group_size;
+  for (int g = first; g <= last; ++g) {
+    GroupView gv{.group = g, .scale = scales[g], .bias = biases.empty() ? 0.0f : biases[g]};
+    gv.words.assign(words.begin() + g * words_per_group, words.begin() + (g + 1) * words_per_group);
+    gv.fields = unpack_fields(gv.words, q.bits, q.group_size);
+    for (int f : gv.fields) gv.values.push_back(gv.scale * static_cast<float>(f) + gv.bias);
+    auto [mn, mxv] = std::minmax_element(gv.fields.begin(), gv.fields.end());
+    gv.field_min = *mn;
+    gv.field_max = *mxv;
+    v.groups.push_back(std::move(gv));
+  }
+  v.scale_stats = stats_of(w.at(prefix + ".scales"));
+  if (auto* b = w.find(prefix + ".biases")) v.bias_stats = stats_of(*b);
+}
+
+}  // namespace
+
+TensorView view_tensor(const Model& m, const std::string& name, const ViewOptions& o) {
+  const Weights& w = m.weights();
+  if (!w.contains(name)) match_tensors(m, name);  // throws the standard message
+  ParamInfo p = param_info(w, name);
+  TensorView v{.name = name, .shape = p.shape, .stored_shape = p.stored_shape, .dtype = p.dtype,
+               .bits = p.bits, .group_size = p.group_size, .row = o.row, .col = o.col};
+  const int rows = p.shape.size() >= 2 ? p.shape[0] : 1;
+  const int cols = p.shape.empty() ? 1 : p.shape.back();
+  if (p.shape.size() > 2)
+    throw std::invalid_argument(fmt::format("[weights] {} has {} dims; only 1-D and 2-D tensors are viewed",
+                                            name, p.shape.size()));
+  if (o.row < 0 || o.row >= rows || o.col < 0 || o.col >= cols)
+    throw std::invalid_argument(fmt::format("[weights] {}: row {} col {} outside shape ({}, {})", name,
+                                            o.row, o.col, rows, cols));
+  mx::array logical = logical_tensor(w, name);
+  mx::array row = logical.ndim() == 1 ? logical : mx::take(logical, o.row, 0);
+  const int n = std::min(o.count, cols - o.col);
+  v.values = to_floats(mx::slice(row, {o.col}, {o.col + n}));
+  if (std::string prefix = quant_prefix(w, name); !prefix.empty())
+    view_groups(w, prefix, *w.quant(prefix), v);
+  v.stats = stats_of(logical);
+  v.histogram = histogram_of(logical, v.stats, o.bins);
+  return v;
+}
+
+}  // namespace lmlab::analysis

@@ -1,0 +1,22 @@
+// Helpers for the lab tests: tiny fixture models and the default model, loaded once.
+#pragma once
+
+#include "lmlab/analysis.h"
+#include "lmlab/io.h"
+#include "models/model_test_util.h"
+
+namespace lmlab::test {
+
+inline std::unique_ptr<Model> load_tiny(const std::string& name) {
+  (void)cpu_context();
+  io::ModelDir d = io::read_model_dir(fixtures_dir() / "model" / "tiny" / name);
+  return make_model(d.config, std::move(d.weights), mlx::core::float32);
+}
+
+// The default model (SmolLM2-135M-Instruct Q4_1), loaded once per test binary.
+inline LoadedModel& default_model() {
+  static LoadedModel m = load_model(cpu_context(), LoadOptions{});
+  return m;
+}
+
+}  // namespace lmlab::test
