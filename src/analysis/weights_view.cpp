@@ -120,12 +120,17 @@ TensorView view_tensor(const Model& m, const std::string& name, const ViewOption
                                             o.row, o.col, rows, cols));
   mx::array logical = logical_tensor(w, name);
   mx::array row = logical.ndim() == 1 ? logical : mx::take(logical, o.row, 0);
-  const int n = std::min(o.count, cols - o.col);
+  const int n = std::clamp(o.count, 0, cols - o.col);
   v.values = to_floats(mx::slice(row, {o.col}, {o.col + n}));
-  if (std::string prefix = quant_prefix(w, name); !prefix.empty())
-    view_groups(w, prefix, *w.quant(prefix), v);
+  if (std::string prefix = quant_prefix(w, name); !prefix.empty()) {
+    if (n > 0) view_groups(w, prefix, *w.quant(prefix), v);
+    else {
+      v.scale_stats = stats_of(w.at(prefix + ".scales"));
+      if (auto* b = w.find(prefix + ".biases")) v.bias_stats = stats_of(*b);
+    }
+  }
   v.stats = stats_of(logical);
-  v.histogram = histogram_of(logical, v.stats, o.bins);
+  if (o.bins > 0) v.histogram = histogram_of(logical, v.stats, o.bins);
   return v;
 }
 

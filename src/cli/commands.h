@@ -39,5 +39,6 @@ struct Command {
 void setup_generate(CLI::App& app);
 void setup_tokenize(CLI::App& app);
 void setup_inspect(CLI::App& app);
+void setup_weights(CLI::App& app);
 
 }  // namespace lmlab::cli

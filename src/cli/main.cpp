@@ -13,6 +13,7 @@ const lmlab::cli::Command kCommands[] = {
     {"generate", "generate text from a prompt (mlx_lm.generate)", lmlab::cli::setup_generate},
     {"tokenize", "token ids and pieces of texts or a chat, vocabulary facts", lmlab::cli::setup_tokenize},
     {"inspect", "architecture tree, parameter table, totals and memory footprint", lmlab::cli::setup_inspect},
+    {"weights", "a tensor by name or glob: values, packed words and fields, scales, stats", lmlab::cli::setup_weights},
 };
 
 }  // namespace

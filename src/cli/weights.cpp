@@ -1,0 +1,159 @@
+// lmlab weights: any tensor by name or glob. One match: its values from a
+// chosen row and column; for quantized tensors the packed uint32 words, their
+// n-bit fields in the order the kernel reads them, the group's scale and bias
+// and the dequantized values; statistics and a histogram. Several matches: one
+// line of statistics per tensor.
+#include <algorithm>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "lmlab/analysis.h"
+
+namespace lmlab::cli {
+
+namespace {
+
+namespace an = lmlab::analysis;
+using json = nlohmann::json;
+
+struct WeightsOptions {
+  ModelOptions model;
+  std::string name;
+  an::ViewOptions view;
+  bool json = false;
+};
+
+std::string shape_str(const std::vector<int>& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? " × " : "") + std::to_string(s[i]);
+  return out;
+}
+
+json stats_json(const an::Stats& s) {
+  return {{"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"std", s.std}, {"abs_mean", s.abs_mean},
+          {"count", s.count}, {"zeros", s.zeros}};
+}
+
+json view_json(const an::TensorView& v) {
+  json j = {{"name", v.name}, {"shape", v.shape}, {"stored_shape", v.stored_shape}, {"dtype", v.dtype},
+            {"bits", v.bits}, {"group_size", v.group_size}, {"row", v.row}, {"col", v.col},
+            {"values", v.values}, {"stats", stats_json(v.stats)}};
+  if (!v.histogram.counts.empty())
+    j["histogram"] = {{"lo", v.histogram.lo}, {"hi", v.histogram.hi}, {"counts", v.histogram.counts}};
+  if (v.scale_stats) j["scale_stats"] = stats_json(*v.scale_stats);
+  if (v.bias_stats) j["bias_stats"] = stats_json(*v.bias_stats);
+  json groups = json::array();
+  for (const auto& g : v.groups)
+    groups.push_back({{"group", g.group}, {"scale", g.scale}, {"bias", g.bias}, {"words", g.words},
+                      {"fields", g.fields}, {"values", g.values}, {"field_min", g.field_min},
+                      {"field_max", g.field_max}});
+  if (v.bits) j["groups"] = groups;
+  return j;
+}
+
+std::string stats_line(const an::Stats& s) {
+  return fmt::format("min {:+.5g}  max {:+.5g}  mean {:+.4g}  std {:.4g}  |mean| {:.4g}  zeros {}/{}", s.min,
+                     s.max, s.mean, s.std, s.abs_mean, s.zeros, s.count);
+}
+
+void print_groups(const an::TensorView& v) {
+  const int per_word = 32 / v.bits;
+  fmt::print("\nPacked groups of row {} ({}-bit fields, low bits first: field j of a word is bits {}j..{}j+{})\n",
+             v.row, v.bits, v.bits, v.bits, v.bits - 1);
+  for (const auto& g : v.groups) {
+    fmt::print("  group {:<4} columns {}..{}  scale {:+.6g}  bias {:+.6g}  fields {}..{}\n", g.group,
+               g.group * v.group_size, (g.group + 1) * v.group_size - 1, g.scale, g.bias, g.field_min,
+               g.field_max);
+    if (32 % v.bits != 0) {
+      fmt::print("    words");
+      for (uint32_t w : g.words) fmt::print(" 0x{:08X}", w);
+      fmt::print("\n");
+    }
+    for (size_t wi = 0; wi < g.words.size() && 32 % v.bits == 0; ++wi) {
+      std::string fields, values;
+      for (int j = 0; j < per_word; ++j) {
+        size_t k = wi * per_word + j;
+        fields += fmt::format("{:>3}", g.fields[k]);
+        values += fmt::format(" {:+.4f}", g.values[k]);
+      }
+      fmt::print("    word {:<2} 0x{:08X}  fields{}  →{}\n", wi, g.words[wi], fields, values);
+    }
+    if (32 % v.bits != 0) {
+      fmt::print("    fields");
+      for (int f : g.fields) fmt::print(" {}", f);
+      fmt::print("\n");
+    }
+  }
+  fmt::print("  value = scale × field + bias (MLX affine dequantization)\n");
+}
+
+void print_histogram(const an::Histogram& h) {
+  if (h.counts.empty()) return;
+  int64_t top = *std::max_element(h.counts.begin(), h.counts.end());
+  const float w = (h.hi - h.lo) / h.counts.size();
+  fmt::print("\nHistogram (all values)\n");
+  for (size_t i = 0; i < h.counts.size(); ++i)
+    fmt::print("  [{:+.4f}, {:+.4f}) {:<40} {}\n", h.lo + i * w, h.lo + (i + 1) * w,
+               an::bar(top ? double(h.counts[i]) / top : 0, 40), h.counts[i]);
+}
+
+void print_view(const an::TensorView& v) {
+  fmt::print("{}\n  shape {}  stored {} {}", v.name, shape_str(v.shape), v.dtype, shape_str(v.stored_shape));
+  if (v.bits) fmt::print("  ({}-bit affine, group {})", v.bits, v.group_size);
+  fmt::print("\n\nValues at row {}, columns {}..{}\n ", v.row, v.col, v.col + (int)v.values.size() - 1);
+  for (size_t i = 0; i < v.values.size(); ++i)
+    fmt::print("{}{:+.5f}", i && i % 8 == 0 ? "\n  " : " ", v.values[i]);
+  fmt::print("\n");
+  if (v.bits) print_groups(v);
+  fmt::print("\nStatistics (whole tensor{})\n  values  {}\n", v.bits ? ", dequantized" : "", stats_line(v.stats));
+  if (v.scale_stats) fmt::print("  scales  {}\n", stats_line(*v.scale_stats));
+  if (v.bias_stats) fmt::print("  biases  {}\n", stats_line(*v.bias_stats));
+  print_histogram(v.histogram);
+}
+
+void run_weights(const WeightsOptions& o) {
+  Context ctx = make_context(o.model);
+  LoadedModel m = load(ctx, o.model);
+  std::vector<std::string> names = an::match_tensors(*m.model, o.name);
+  if (names.size() == 1) {
+    an::TensorView v = an::view_tensor(*m.model, names[0], o.view);
+    if (o.json) std::cout << view_json(v).dump(2) << "\n";
+    else print_view(v);
+    return;
+  }
+  an::ViewOptions brief{.count = 0, .bins = 0};
+  json all = json::array();
+  if (!o.json)
+    fmt::print("{} tensors match '{}'\n  {:<48} {:<13} {:<9} {:>11} {:>11} {:>10} {:>10}\n", names.size(), o.name,
+               "name", "shape", "storage", "min", "max", "mean", "std");
+  for (const auto& n : names) {
+    an::TensorView v = an::view_tensor(*m.model, n, brief);
+    if (o.json) {
+      all.push_back(view_json(v));
+      continue;
+    }
+    std::string storage = v.bits ? fmt::format("{}-bit g{}", v.bits, v.group_size) : v.dtype;
+    fmt::print("  {:<48} {:<13} {:<9} {:>+11.4g} {:>+11.4g} {:>+10.3g} {:>10.3g}\n", n, shape_str(v.shape), storage,
+               v.stats.min, v.stats.max, v.stats.mean, v.stats.std);
+  }
+  if (o.json) std::cout << all.dump(2) << "\n";
+}
+
+}  // namespace
+
+void setup_weights(CLI::App& app) {
+  auto o = std::make_shared<WeightsOptions>();
+  add_model_options(app, o->model);
+  app.add_option("name", o->name, "tensor name, module name or glob (e.g. 'model.layers.0.*')")->required();
+  app.add_option("--row", o->view.row, "row of the values shown")->capture_default_str();
+  app.add_option("--col", o->view.col, "first column of the values shown")->capture_default_str();
+  app.add_option("-n,--count", o->view.count, "values shown")->capture_default_str();
+  app.add_option("--bins", o->view.bins, "histogram bins (0: none)")->capture_default_str();
+  app.add_flag("--json", o->json, "print JSON: values, words, fields, scales, biases, stats, histogram");
+  app.callback([o] { run_weights(*o); });
+}
+
+}  // namespace lmlab::cli
