@@ -40,5 +40,6 @@ void setup_generate(CLI::App& app);
 void setup_tokenize(CLI::App& app);
 void setup_inspect(CLI::App& app);
 void setup_weights(CLI::App& app);
+void setup_predict(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -14,6 +14,7 @@ const lmlab::cli::Command kCommands[] = {
     {"tokenize", "token ids and pieces of texts or a chat, vocabulary facts", lmlab::cli::setup_tokenize},
     {"inspect", "architecture tree, parameter table, totals and memory footprint", lmlab::cli::setup_inspect},
     {"weights", "a tensor by name or glob: values, packed words and fields, scales, stats", lmlab::cli::setup_weights},
+    {"predict", "top-k next-token probabilities, temperature, logit lens", lmlab::cli::setup_predict},
 };
 
 }  // namespace
