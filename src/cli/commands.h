@@ -41,5 +41,6 @@ void setup_tokenize(CLI::App& app);
 void setup_inspect(CLI::App& app);
 void setup_weights(CLI::App& app);
 void setup_predict(CLI::App& app);
+void setup_surgery(CLI::App& app);
 
 }  // namespace lmlab::cli

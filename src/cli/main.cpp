@@ -15,6 +15,7 @@ const lmlab::cli::Command kCommands[] = {
     {"inspect", "architecture tree, parameter table, totals and memory footprint", lmlab::cli::setup_inspect},
     {"weights", "a tensor by name or glob: values, packed words and fields, scales, stats", lmlab::cli::setup_weights},
     {"predict", "top-k next-token probabilities, temperature, logit lens", lmlab::cli::setup_predict},
+    {"surgery", "edit weights (zero, scale, noise, shifts, bit flips), compare, restore, --save", lmlab::cli::setup_surgery},
 };
 
 }  // namespace
