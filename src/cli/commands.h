@@ -42,5 +42,6 @@ void setup_inspect(CLI::App& app);
 void setup_weights(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_surgery(CLI::App& app);
+void setup_attention(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -16,6 +16,7 @@ const lmlab::cli::Command kCommands[] = {
     {"weights", "a tensor by name or glob: values, packed words and fields, scales, stats", lmlab::cli::setup_weights},
     {"predict", "top-k next-token probabilities, temperature, logit lens", lmlab::cli::setup_predict},
     {"surgery", "edit weights (zero, scale, noise, shifts, bit flips), compare, restore, --save", lmlab::cli::setup_surgery},
+    {"attention", "attention maps of layers and heads: heatmaps, entropy, SVG/PNG", lmlab::cli::setup_attention},
 };
 
 }  // namespace
