@@ -207,7 +207,7 @@ std::vector<Neighbour> nearest_tokens(const Model& m, int id, int k);
 
 // The same token id at position `pos_a` of `a` and `pos_b` of `b`: its input
 // embedding is identical (max |diff| 0) while the residual stream after layer
-// `layer` differs with the context.
+// `layer` (negative: the middle layer) differs with the context.
 struct ContextCheck {
   int id = 0;
   int layer = 0;

@@ -62,7 +62,8 @@ std::vector<Neighbour> nearest_tokens(const Model& m, int id, int k) {
 
 ContextCheck context_check(const Model& m, const std::vector<int>& a, int pos_a,
                            const std::vector<int>& b, int pos_b, int layer) {
-  if (layer < 0 || layer >= m.config().num_hidden_layers)
+  if (layer < 0) layer = m.config().num_hidden_layers / 2;
+  if (layer >= m.config().num_hidden_layers)
     throw std::invalid_argument(fmt::format("[embed] layer {} out of range [0, {})", layer,
                                             m.config().num_hidden_layers));
   if (pos_a < 0 || pos_a >= static_cast<int>(a.size()) || pos_b < 0 || pos_b >= static_cast<int>(b.size()))

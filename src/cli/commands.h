@@ -43,5 +43,6 @@ void setup_weights(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_surgery(CLI::App& app);
 void setup_attention(CLI::App& app);
+void setup_embed(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -17,6 +17,7 @@ const lmlab::cli::Command kCommands[] = {
     {"predict", "top-k next-token probabilities, temperature, logit lens", lmlab::cli::setup_predict},
     {"surgery", "edit weights (zero, scale, noise, shifts, bit flips), compare, restore, --save", lmlab::cli::setup_surgery},
     {"attention", "attention maps of layers and heads: heatmaps, entropy, SVG/PNG", lmlab::cli::setup_attention},
+    {"embed", "embedding vectors, nearest tokens, context-free vs contextual vectors", lmlab::cli::setup_embed},
 };
 
 }  // namespace
