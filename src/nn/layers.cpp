@@ -2,6 +2,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/nn.h"
+#include "nn/quantized_matmul.h"
 
 namespace mx = mlx::core;
 
@@ -13,8 +14,8 @@ array linear(const Weights& w, const std::string& prefix, const array& x) {
     if (const QuantSpec* q = w.quant(prefix)) {
       std::optional<array> biases;
       if (auto* b = w.find(prefix + ".biases")) biases = *b;
-      return mx::quantized_matmul(x, weight, w.at(prefix + ".scales"), biases,
-                                  /*transpose=*/true, q->group_size, q->bits, q->mode);
+      return quantized_matmul(x, weight, w.at(prefix + ".scales"), biases, q->group_size, q->bits,
+                              q->mode);
     }
     return mx::matmul(x, mx::transpose(weight));
   }();

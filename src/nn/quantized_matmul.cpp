@@ -1,0 +1,400 @@
+// nn::quantized_matmul: an MLX primitive (LmlabQuantizedMatmul) whose CPU
+// evaluation splits the output columns over a small thread pool and runs the
+// AVX2 kernels of quantized_matmul_avx2.cpp (or the scalar ones below).
+#include "nn/quantized_matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <mlx/allocator.h>
+#include <mlx/backend/cpu/encoder.h>
+#include <mlx/ops.h>
+#include <mlx/primitives.h>
+
+#include "nn/quantized_matmul_kernels.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::nn {
+
+namespace detail {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Portable scalar kernels (any CPU; also the reference for the AVX2 ones).
+
+void scalar_prepare(const QmmProblem& p, float* xp, float* xs) {
+  const long MK = static_cast<long>(p.M) * p.K;
+  std::copy(p.x, p.x + MK, xp);
+  const int G = p.K / p.group_size;
+  for (int m = 0; m < p.M; ++m)
+    for (int g = 0; g < G; ++g) {
+      const float* x = p.x + static_cast<long>(m) * p.K + g * p.group_size;
+      float s = 0.0f;
+      for (int k = 0; k < p.group_size; ++k) s += x[k];
+      xs[m * G + g] = s;
+    }
+}
+
+float param(ScaleType t, const void* base, long i) {
+  switch (t) {
+    case ScaleType::f32: return static_cast<const float*>(base)[i];
+    case ScaleType::f16: return static_cast<float>(static_cast<const mx::float16_t*>(base)[i]);
+    case ScaleType::bf16: return static_cast<float>(static_cast<const mx::bfloat16_t*>(base)[i]);
+  }
+  return 0.0f;
+}
+
+void scalar_gemv(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1) {
+  const int G = p.K / p.group_size, per_word = 32 / p.bits, words = p.K / per_word;
+  const uint32_t mask = (1u << p.bits) - 1;
+  for (int m = 0; m < p.M; ++m) {
+    const float* x = xp + static_cast<long>(m) * p.K;
+    for (int n = n0; n < n1; ++n) {
+      const uint32_t* w = p.w + static_cast<long>(n) * words;
+      float acc = 0.0f;
+      for (int g = 0; g < G; ++g) {
+        float dot = 0.0f;
+        for (int k = g * p.group_size; k < (g + 1) * p.group_size; ++k) {
+          const uint32_t q = (w[k / per_word] >> ((k % per_word) * p.bits)) & mask;
+          dot += x[k] * static_cast<float>(q);
+        }
+        const long gi = static_cast<long>(n) * G + g;
+        acc += param(p.scale_type, p.scales, gi) * dot +
+               param(p.scale_type, p.biases, gi) * xs[m * G + g];
+      }
+      p.out[static_cast<long>(m) * p.N + n] = acc;
+    }
+  }
+}
+
+const QmmKernels kScalarKernels{scalar_prepare, scalar_gemv, nullptr, 1};
+
+}  // namespace
+
+const QmmKernels& scalar_qmm_kernels() { return kScalarKernels; }
+
+}  // namespace detail
+
+namespace {
+
+using detail::QmmKernels;
+using detail::QmmProblem;
+using detail::ScaleType;
+
+const QmmKernels& best_kernels() {
+  static const QmmKernels* const kernels = [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+      if (const QmmKernels* k = detail::avx2_qmm_kernels()) return k;
+#endif
+    return &detail::scalar_qmm_kernels();
+  }();
+  return *kernels;
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// A fixed set of worker threads that run the column chunks of one matmul
+// alongside the calling thread (MLX's CPU stream worker). Like MLX's own
+// scheduler threads it is a process-wide compute resource, not model state:
+// created on first use, sized to the machine, holds no data between calls.
+// Idle workers spin briefly (decode issues ~200 matmuls per token, a few µs
+// apart) and then sleep on a condition variable.
+class ComputePool {
+ public:
+  explicit ComputePool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  }
+
+  ~ComputePool() {
+    {
+      std::lock_guard lock(sleep_mutex_);
+      stop_ = true;
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  int threads() const { return static_cast<int>(threads_.size()) + 1; }
+
+  // fn(t) for t in [0, tasks), on the workers and the calling thread; returns
+  // when all are done. A second concurrent caller runs its tasks alone.
+  void run(int tasks, const std::function<void(int)>& fn) {
+    std::unique_lock run_lock(run_mutex_, std::try_to_lock);
+    if (!run_lock.owns_lock() || threads_.empty() || tasks <= 1) {
+      for (int t = 0; t < tasks; ++t) fn(t);
+      return;
+    }
+    Job job{&fn, tasks};
+    job_.store(&job);
+    generation_.fetch_add(1);
+    if (sleeping_.load() > 0) {
+      std::lock_guard lock(sleep_mutex_);
+      wake_.notify_all();
+    }
+    work(job);
+    while (job.done.load(std::memory_order_acquire) < tasks) cpu_relax();
+    job_.store(nullptr);
+    while (users_.load() != 0) cpu_relax();
+  }
+
+ private:
+  struct Job {
+    const std::function<void(int)>* fn;
+    int tasks;
+    std::atomic<int> next{0};
+    std::atomic<int> done{0};
+  };
+
+  static void work(Job& job) {
+    for (int t; (t = job.next.fetch_add(1)) < job.tasks;) {
+      (*job.fn)(t);
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void worker_loop() {
+    using clock = std::chrono::steady_clock;
+    constexpr auto kSpin = std::chrono::microseconds(300);
+    uint64_t seen = generation_.load();
+    for (;;) {
+      auto spin_start = clock::now();
+      for (int i = 0; generation_.load() == seen; ++i) {
+        cpu_relax();
+        if ((i & 255) == 255 && clock::now() - spin_start > kSpin) {
+          std::unique_lock lock(sleep_mutex_);
+          sleeping_.fetch_add(1);
+          wake_.wait(lock, [&] { return generation_.load() != seen; });
+          sleeping_.fetch_sub(1);
+          spin_start = clock::now();
+        }
+      }
+      seen = generation_.load();
+      if (stop_) return;
+      users_.fetch_add(1);
+      if (Job* job = job_.load()) work(*job);
+      users_.fetch_sub(1);
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex run_mutex_;
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<Job*> job_{nullptr};
+  std::atomic<int> users_{0};
+  std::atomic<int> sleeping_{0};
+  bool stop_ = false;  // written under sleep_mutex_ before the last generation bump
+};
+
+ComputePool& compute_pool() {
+  static ComputePool pool(std::max(1u, std::thread::hardware_concurrency()) - 1);
+  return pool;
+}
+
+// Rows of x at or below which the gemv kernel is used.
+constexpr int kGemvMaxRows = 4;
+// Below this many weights per call the matmul runs on one thread.
+constexpr long kMinParallelWeights = 32 * 1024;
+
+void run_qmm(const QmmProblem& p) {
+  if (p.M == 0 || p.N == 0) return;
+  const QmmKernels& k = best_kernels();
+  const bool use_gemm = k.gemm && p.M > kGemvMaxRows;
+  std::vector<float> xp, xs;
+  if (!use_gemm) {
+    xp.resize(static_cast<size_t>(p.M) * p.K);
+    xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
+    k.prepare_gemv(p, xp.data(), xs.data());
+  }
+  auto range = [&](int n0, int n1) {
+    if (use_gemm) k.gemm(p, n0, n1);
+    else k.gemv(p, xp.data(), xs.data(), n0, n1);
+  };
+
+  ComputePool& pool = compute_pool();
+  const long weights = static_cast<long>(p.N) * p.K * std::max(1, std::min(p.M, 16));
+  const int threads = weights < kMinParallelWeights ? 1 : pool.threads();
+  if (threads == 1) {
+    range(0, p.N);
+    return;
+  }
+  // A few chunks per thread so a thread slowed by other work is picked up by the rest.
+  const int align = std::max(k.n_align, 4);
+  int chunk = (p.N + threads * 4 - 1) / (threads * 4);
+  chunk = std::max(align, (chunk + align - 1) / align * align);
+  const int tasks = (p.N + chunk - 1) / chunk;
+  pool.run(tasks, [&](int t) { range(t * chunk, std::min(p.N, (t + 1) * chunk)); });
+}
+
+// A row-contiguous copy of a (possibly strided or broadcast) array's elements,
+// a row at a time when the last axis is dense (a transposed head layout, a slice).
+std::vector<char> gather(const mx::array& a) {
+  const int64_t item = a.itemsize(), ndim = a.ndim();
+  std::vector<char> out(a.size() * item);
+  if (a.size() == 0) return out;
+  const char* src = static_cast<const char*>(a.data<void>());
+  const bool dense_rows = a.strides().back() == 1;
+  const int64_t run = dense_rows ? a.shape(-1) : 1;  // elements copied per step
+  const int64_t inner_dims = dense_rows ? ndim - 1 : ndim;
+  std::vector<int> idx(ndim, 0);
+  for (int64_t i = 0; i * run < static_cast<int64_t>(a.size()); ++i) {
+    int64_t off = 0;
+    for (int64_t d = 0; d < inner_dims; ++d) off += static_cast<int64_t>(idx[d]) * a.strides()[d];
+    std::memcpy(out.data() + i * run * item, src + off * item, run * item);
+    for (int64_t d = inner_dims - 1; d >= 0; --d) {
+      if (++idx[d] < a.shape(d)) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+ScaleType scale_type(mx::Dtype t) {
+  if (t == mx::float16) return ScaleType::f16;
+  if (t == mx::bfloat16) return ScaleType::bf16;
+  return ScaleType::f32;
+}
+
+class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
+ public:
+  LmlabQuantizedMatmul(mx::Stream stream, int group_size, int bits)
+      : mx::UnaryPrimitive(stream), group_size_(group_size), bits_(bits) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    encoder.set_output_array(out);
+    encoder.dispatch([x = mx::array::unsafe_weak_copy(inputs[0]),
+                      w = mx::array::unsafe_weak_copy(inputs[1]),
+                      scales = mx::array::unsafe_weak_copy(inputs[2]),
+                      biases = mx::array::unsafe_weak_copy(inputs[3]),
+                      out = mx::array::unsafe_weak_copy(out), gs = group_size_, bits = bits_]() mutable {
+      // Strided inputs (e.g. a transposed view) are gathered into row-major copies.
+      std::vector<char> copies[4];
+      auto contiguous = [&](const mx::array& a, int i) -> const void* {
+        if (a.flags().row_contiguous) return a.data<void>();
+        copies[i] = gather(a);
+        return copies[i].data();
+      };
+      const int K = x.shape(-1), N = out.shape(-1);
+      QmmProblem p{
+          .x = static_cast<const float*>(contiguous(x, 0)),
+          .w = static_cast<const uint32_t*>(contiguous(w, 1)),
+          .scales = contiguous(scales, 2),
+          .biases = contiguous(biases, 3),
+          .scale_type = scale_type(scales.dtype()),
+          .out = out.data<float>(),
+          .M = K == 0 ? 0 : static_cast<int>(x.size() / K),
+          .N = N,
+          .K = K,
+          .group_size = gs,
+          .bits = bits,
+      };
+      run_qmm(p);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[lmlab::nn::quantized_matmul] CPU only; GPU streams use mx::quantized_matmul");
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents, const std::vector<int>& argnums,
+                             const std::vector<mx::array>&) override {
+    std::vector<mx::array> grads;
+    for (int arg : argnums) {
+      if (arg != 0)
+        throw std::invalid_argument(
+            "[lmlab::nn::quantized_matmul] gradients only with respect to x, not the quantized weights");
+      // d(x Wᵀ)/dx applied to g: g W.
+      grads.push_back(mx::quantized_matmul(cotangents[0], primals[1], primals[2], primals[3],
+                                           /*transpose=*/false, group_size_, bits_, "affine", stream()));
+    }
+    return grads;
+  }
+
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals, const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override {
+    if (argnums.size() != 1 || argnums[0] != 0)
+      throw std::invalid_argument(
+          "[lmlab::nn::quantized_matmul] derivatives only with respect to x, not the quantized weights");
+    return {quantized_matmul(tangents[0], primals[1], primals[2], primals[3], group_size_, bits_,
+                             "affine", stream())};
+  }
+
+  const char* name() const override { return "LmlabQuantizedMatmul"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const LmlabQuantizedMatmul*>(&other);
+    return o && o->group_size_ == group_size_ && o->bits_ == bits_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    mx::Shape shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ private:
+  int group_size_;
+  int bits_;
+};
+
+mx::Device device_of(const mx::StreamOrDevice& s) {
+  if (auto* stream = std::get_if<mx::Stream>(&s)) return stream->device;
+  if (auto* device = std::get_if<mx::Device>(&s)) return *device;
+  if (auto* type = std::get_if<mx::Device::DeviceType>(&s)) return mx::Device(*type);
+  if (std::holds_alternative<std::monostate>(s)) return mx::default_device();
+  return mx::to_stream(s).device;
+}
+
+bool is_float_type(mx::Dtype t) { return t == mx::float32 || t == mx::float16 || t == mx::bfloat16; }
+
+}  // namespace
+
+bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
+                                const std::optional<array>& biases, int group_size, int bits,
+                                const std::string& mode, mx::StreamOrDevice s) {
+  if (device_of(s) != mx::Device::cpu) return false;
+  if (mode != "affine" || !biases || (bits != 4 && bits != 8)) return false;
+  if (group_size != 32 && group_size != 64 && group_size != 128) return false;
+  if (x.dtype() != mx::float32 || w.dtype() != mx::uint32 || x.ndim() < 1 || w.ndim() != 2) return false;
+  if (!is_float_type(scales.dtype()) || biases->dtype() != scales.dtype()) return false;
+  const int N = w.shape(0), K = x.shape(-1);
+  if (K == 0 || K % group_size != 0 || static_cast<long>(w.shape(1)) * 32 / bits != K) return false;
+  const mx::Shape params{N, K / group_size};
+  return scales.shape() == params && biases->shape() == params;
+}
+
+array quantized_matmul(const array& x, const array& w, const array& scales,
+                       const std::optional<array>& biases, int group_size, int bits,
+                       const std::string& mode, mx::StreamOrDevice s) {
+  if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s))
+    return mx::quantized_matmul(x, w, scales, biases, /*transpose=*/true, group_size, bits, mode, s);
+  mx::Shape shape = x.shape();
+  shape.back() = w.shape(0);
+  return array(std::move(shape), mx::float32,
+               std::make_shared<LmlabQuantizedMatmul>(mx::to_stream(s), group_size, bits),
+               {x, w, scales, *biases});
+}
+
+}  // namespace lmlab::nn

@@ -1,0 +1,32 @@
+// lmlab's CPU quantized matmul: y = x @ dequantize(w)ᵀ for MLX affine
+// quantization, as an MLX primitive with AVX2 kernels and a small thread pool.
+// MLX's own CPU quantized_matmul is single-threaded scalar code on Linux
+// (docs/mlx-reference.md §4); on other devices and for unsupported cases this
+// falls back to mx::quantized_matmul.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <mlx/array.h>
+#include <mlx/utils.h>
+
+namespace lmlab::nn {
+
+using mlx::core::array;
+
+// x @ dequantize(w, scales, biases)ᵀ, like mx::quantized_matmul(..., /*transpose=*/true).
+// x: (..., K) → (..., N); w: (N, K·bits/32) uint32; scales, biases: (N, K/group_size).
+// Our kernel runs for float32 x on a CPU stream, affine mode, bits 4 or 8, group
+// size 32/64/128; anything else goes to mx::quantized_matmul.
+array quantized_matmul(const array& x, const array& w, const array& scales,
+                       const std::optional<array>& biases, int group_size, int bits,
+                       const std::string& mode = "affine", mlx::core::StreamOrDevice s = {});
+
+// Whether quantized_matmul would use lmlab's kernel for these arguments.
+bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
+                                const std::optional<array>& biases, int group_size, int bits,
+                                const std::string& mode = "affine",
+                                mlx::core::StreamOrDevice s = {});
+
+}  // namespace lmlab::nn

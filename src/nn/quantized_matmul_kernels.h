@@ -1,0 +1,42 @@
+// Kernels behind nn::quantized_matmul (internal). The AVX2 set lives in
+// quantized_matmul_avx2.cpp, compiled with -mavx2 -mfma -mf16c and chosen at
+// run time; the portable scalar set in quantized_matmul.cpp. A kernel computes
+// a range of output columns [n0, n1) for all M rows, so the caller can split N
+// across threads. Keep this header free of templates and inline functions: it
+// is included by the AVX2 translation unit (no ODR-merged AVX2 code may leak).
+#pragma once
+
+#include <cstdint>
+
+namespace lmlab::nn::detail {
+
+enum class ScaleType { f32, f16, bf16 };
+
+// out = x @ dequantize(w)ᵀ with w affine-quantized along K. All row-contiguous.
+struct QmmProblem {
+  const float* x;        // (M, K)
+  const uint32_t* w;     // (N, K·bits/32)
+  const void* scales;    // (N, K/group_size), scale_type
+  const void* biases;    // (N, K/group_size), scale_type
+  ScaleType scale_type;
+  float* out;            // (M, N)
+  int M, N, K, group_size, bits;
+};
+
+struct QmmKernels {
+  // Few rows (decode). prepare: x → xp (M·K floats, kernel's own order) and
+  // per-group sums xs (M·K/group_size floats), once per call; gemv then reads them.
+  void (*prepare_gemv)(const QmmProblem& p, float* xp, float* xs);
+  void (*gemv)(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1);
+  // Many rows (prefill): dequantizes panels of w into a local buffer and reuses
+  // each one across all M rows. Null when the set has no such kernel.
+  void (*gemm)(const QmmProblem& p, int n0, int n1);
+  // Column-chunk granularity the kernels prefer (ranges start at multiples of it).
+  int n_align;
+};
+
+const QmmKernels& scalar_qmm_kernels();
+// The AVX2+FMA+F16C set, or nullptr when not compiled in.
+const QmmKernels* avx2_qmm_kernels();
+
+}  // namespace lmlab::nn::detail

@@ -1,0 +1,186 @@
+// nn::quantized_matmul (lmlab's CPU kernel) against mx::quantized_matmul (MLX's
+// scalar CPU path) as the oracle: bits × group size × rows × batch shapes,
+// float16/bfloat16/float32 scales, strided x, gradients, and the fallbacks.
+#include <thread>
+#include <tuple>
+
+#include <mlx/mlx.h>
+
+#include "nn/quantized_matmul.h"
+#include "test_util.h"
+
+namespace lmlab::test {
+namespace {
+
+namespace mx = mlx::core;
+
+struct Quantized {
+  mx::array w, scales, biases;
+};
+
+Quantized make_weights(int N, int K, int group_size, int bits, mx::Dtype scale_dtype, uint64_t seed) {
+  auto dense = mx::random::normal({N, K}, mx::float32, 0.0f, 0.05f, mx::random::key(seed));
+  auto q = mx::quantize(dense, group_size, bits);
+  return {q[0], mx::astype(q[1], scale_dtype), mx::astype(q[2], scale_dtype)};
+}
+
+// |got - want| ≤ tol · (|x| @ (|s·q| + |b|)ᵀ): float32 rounding of the sums,
+// measured against the magnitude of what is summed.
+void expect_close(const mx::array& got, const mx::array& want, const mx::array& x, const Quantized& q,
+                  int group_size, int bits, float tol = 2e-5f) {
+  ASSERT_EQ(got.shape(), want.shape());
+  ASSERT_EQ(got.dtype(), mx::float32);
+  auto sq = mx::dequantize(q.w, mx::abs(q.scales), mx::zeros_like(q.biases), group_size, bits,
+                           "affine", std::nullopt, mx::float32);
+  auto babs = mx::repeat(mx::abs(mx::astype(q.biases, mx::float32)), group_size, 1);
+  auto bound = mx::matmul(mx::abs(x), mx::transpose(mx::add(sq, babs)));
+  auto excess = mx::max(mx::subtract(mx::abs(mx::subtract(got, want)), mx::multiply(bound, mx::array(tol))));
+  EXPECT_LE(excess.item<float>(), 1e-30f);
+}
+
+using Case = std::tuple<int, int, int>;  // bits, group size, rows
+class QuantizedMatmulCase : public ::testing::TestWithParam<Case> {};
+
+TEST_P(QuantizedMatmulCase, MatchesMlx) {
+  const auto [bits, group_size, rows] = GetParam();
+  const int N = 44, K = 384;  // N not a multiple of the 16-row panels or 4-row blocks
+  for (auto scale_dtype : {mx::float16, mx::float32}) {
+    auto q = make_weights(N, K, group_size, bits, scale_dtype, 7 + bits + group_size);
+    auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(rows));
+    ASSERT_TRUE(nn::quantized_matmul_is_native(x, q.w, q.scales, q.biases, group_size, bits));
+    auto got = nn::quantized_matmul(x, q.w, q.scales, q.biases, group_size, bits);
+    auto want = mx::quantized_matmul(x, q.w, q.scales, q.biases, /*transpose=*/true, group_size, bits);
+    expect_close(got, want, x, q, group_size, bits);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, QuantizedMatmulCase,
+                         ::testing::Combine(::testing::Values(4, 8), ::testing::Values(32, 64, 128),
+                                            ::testing::Values(1, 3, 17, 64)),
+                         [](const auto& info) {
+                           return "b" + std::to_string(std::get<0>(info.param)) + "_g" +
+                                  std::to_string(std::get<1>(info.param)) + "_m" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+TEST(QuantizedMatmul, BatchShapesAndLongK) {
+  // Leading batch dims flatten to rows; K = 1536 spans several 256-wide panels.
+  const int N = 37, K = 1536;
+  for (int bits : {4, 8}) {
+    auto q = make_weights(N, K, 32, bits, mx::float16, 3);
+    for (mx::Shape shape : {mx::Shape{K}, mx::Shape{1, 1, K}, mx::Shape{3, 5, K}, mx::Shape{2, 3, 1, K},
+                            mx::Shape{7, 1, K}}) {
+      auto x = mx::random::normal(shape, mx::float32, mx::random::key(shape.size()));
+      auto got = nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, bits);
+      auto want = mx::quantized_matmul(x, q.w, q.scales, q.biases, true, 32, bits);
+      auto x2 = mx::reshape(x, {-1, K});
+      expect_close(mx::reshape(got, {-1, N}), mx::reshape(want, {-1, N}), x2, q, 32, bits);
+      EXPECT_EQ(got.shape(), want.shape());
+    }
+  }
+}
+
+TEST(QuantizedMatmul, BFloat16Scales) {
+  auto q = make_weights(24, 256, 64, 4, mx::bfloat16, 5);
+  auto x = mx::random::normal({5, 256}, mx::float32, mx::random::key(9));
+  auto got = nn::quantized_matmul(x, q.w, q.scales, q.biases, 64, 4);
+  auto want = mx::quantized_matmul(x, q.w, q.scales, q.biases, true, 64, 4);
+  expect_close(got, want, x, q, 64, 4);
+}
+
+TEST(QuantizedMatmul, StridedInputs) {
+  const int N = 40, K = 128;
+  auto q = make_weights(N, K, 32, 4, mx::float16, 11);
+  for (int rows : {1, 9}) {
+    // A transposed view: x[i, k] = xt[k, i].
+    auto xt = mx::random::normal({K, rows}, mx::float32, mx::random::key(rows));
+    auto x = mx::transpose(xt);
+    auto got = nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, 4);
+    auto want = mx::quantized_matmul(mx::contiguous(x), q.w, q.scales, q.biases, true, 32, 4);
+    expect_close(got, want, x, q, 32, 4);
+    // A broadcast row and a sliced (offset, strided) batch.
+    auto xb = mx::broadcast_to(mx::random::normal({1, K}, mx::float32, mx::random::key(2)), {rows, K});
+    expect_close(nn::quantized_matmul(xb, q.w, q.scales, q.biases, 32, 4),
+                 mx::quantized_matmul(mx::contiguous(xb), q.w, q.scales, q.biases, true, 32, 4), xb, q, 32, 4);
+    auto big = mx::random::normal({2 * rows, K + 32}, mx::float32, mx::random::key(4));
+    auto xs = mx::slice(big, {1, 16}, {2 * rows, K + 16}, {2, 1});
+    expect_close(nn::quantized_matmul(xs, q.w, q.scales, q.biases, 32, 4),
+                 mx::quantized_matmul(mx::contiguous(xs), q.w, q.scales, q.biases, true, 32, 4), xs, q, 32, 4);
+  }
+  // Strided scales and biases (columns of a wider array).
+  auto wide = mx::concatenate({q.scales, q.scales}, 1);
+  auto sv = mx::slice(wide, {0, 0}, {N, 2 * (K / 32)}, {1, 2});
+  auto x = mx::random::normal({3, K}, mx::float32, mx::random::key(8));
+  expect_close(nn::quantized_matmul(x, q.w, sv, q.biases, 32, 4),
+               mx::quantized_matmul(x, q.w, mx::contiguous(sv), q.biases, true, 32, 4), x,
+               {q.w, mx::contiguous(sv), q.biases}, 32, 4);
+}
+
+TEST(QuantizedMatmul, GradientWithRespectToX) {
+  const int N = 48, K = 256;
+  auto q = make_weights(N, K, 64, 4, mx::float32, 13);
+  auto x = mx::random::normal({2, 3, K}, mx::float32, mx::random::key(1));
+  auto ct = mx::random::normal({2, 3, N}, mx::float32, mx::random::key(2));
+  auto ours = [&](const std::vector<mx::array>& in) {
+    return std::vector<mx::array>{nn::quantized_matmul(in[0], q.w, q.scales, q.biases, 64, 4)};
+  };
+  auto theirs = [&](const std::vector<mx::array>& in) {
+    return std::vector<mx::array>{mx::quantized_matmul(in[0], q.w, q.scales, q.biases, true, 64, 4)};
+  };
+  auto [out1, g1] = mx::vjp(ours, {x}, {ct});
+  auto [out2, g2] = mx::vjp(theirs, {x}, {ct});
+  EXPECT_TRUE(mx::allclose(g1[0], g2[0], 1e-5, 1e-5).item<bool>());
+  auto [jo1, jt1] = mx::jvp(ours, {x}, {x});
+  auto [jo2, jt2] = mx::jvp(theirs, {x}, {x});
+  EXPECT_TRUE(mx::allclose(jt1[0], jt2[0], 1e-4, 1e-4).item<bool>());
+  // d/dx sum(x Wᵀ) through mx::grad as a model loss would.
+  auto loss = [&](const mx::array& in) { return mx::sum(nn::quantized_matmul(in, q.w, q.scales, q.biases, 64, 4)); };
+  auto loss_ref = [&](const mx::array& in) {
+    return mx::sum(mx::quantized_matmul(in, q.w, q.scales, q.biases, true, 64, 4));
+  };
+  EXPECT_TRUE(mx::allclose(mx::grad(loss)(x), mx::grad(loss_ref)(x), 1e-5, 1e-5).item<bool>());
+}
+
+TEST(QuantizedMatmul, FallsBackToMlx) {
+  const int N = 16, K = 128;
+  auto dense = mx::random::normal({N, K}, mx::float32, mx::random::key(3));
+  auto x = mx::random::normal({2, K}, mx::float32, mx::random::key(4));
+  // 3-bit and float16 activations go to mx::quantized_matmul and still agree.
+  auto q3 = mx::quantize(dense, 32, 3);
+  EXPECT_FALSE(nn::quantized_matmul_is_native(x, q3[0], q3[1], q3[2], 32, 3));
+  EXPECT_TRUE(mx::array_equal(nn::quantized_matmul(x, q3[0], q3[1], q3[2], 32, 3),
+                              mx::quantized_matmul(x, q3[0], q3[1], q3[2], true, 32, 3))
+                  .item<bool>());
+  auto q4 = mx::quantize(dense, 32, 4);
+  q4[1] = mx::astype(q4[1], mx::float16);
+  q4[2] = mx::astype(q4[2], mx::float16);
+  auto xh = mx::astype(x, mx::float16);
+  EXPECT_FALSE(nn::quantized_matmul_is_native(xh, q4[0], q4[1], q4[2], 32, 4));
+  EXPECT_EQ(nn::quantized_matmul(xh, q4[0], q4[1], q4[2], 32, 4).dtype(), mx::float16);
+  EXPECT_FALSE(nn::quantized_matmul_is_native(x, q4[0], q4[1], q4[2], 32, 4, "affine", mx::Device::gpu));
+}
+
+TEST(QuantizedMatmul, ConcurrentCallers) {
+  // Two threads evaluating on their own streams share the kernel's thread pool.
+  const int N = 512, K = 512;
+  auto q = make_weights(N, K, 32, 4, mx::float16, 21);
+  auto x = mx::random::normal({2, K}, mx::float32, mx::random::key(6));
+  auto want = mx::quantized_matmul(x, q.w, q.scales, q.biases, true, 32, 4);
+  mx::eval({q.w, q.scales, q.biases, x, want});
+  std::vector<std::thread> threads;
+  std::vector<mx::array> results(4, mx::array(0.0f));
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      auto s = mx::new_stream(mx::Device::cpu);
+      for (int i = 0; i < 20; ++i) {
+        auto y = nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, 4, "affine", s);
+        mx::eval(y);
+        results[t] = y;
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (auto& r : results) expect_close(r, want, x, q, 32, 4);
+}
+
+}  // namespace
+}  // namespace lmlab::test
