@@ -171,7 +171,7 @@ class ComputePool {
 
   void worker_loop() {
     using clock = std::chrono::steady_clock;
-    constexpr auto kSpin = std::chrono::microseconds(300);
+    constexpr auto kSpin = std::chrono::microseconds(100);
     uint64_t seen = generation_.load();
     for (;;) {
       auto spin_start = clock::now();
