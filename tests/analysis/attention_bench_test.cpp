@@ -24,7 +24,7 @@ void measure(LoadedModel& m, const char* label) {
   std::vector<int> ids;
   for (int i = 0; i < 256; ++i) ids.push_back(100 + (i * 7919) % 40000);
   mx::array tokens = mx::array(ids.begin(), {1, 256}, mx::int32);
-  const int reps = 3;
+  const int reps = 5;
   double plain = 0, capture = 0;
   for (int round = 0; round < 2; ++round) {  // interleaved, so drift hits both
     plain += time_ms([&] { mx::eval(m.model->forward(tokens)); }, reps);
