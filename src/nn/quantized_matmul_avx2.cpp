@@ -151,6 +151,12 @@ inline void gemv_rows(const QmmProblem& p, const float* xp, const float* xs, int
   __m256 acc[R];
   __m256 bacc[R];
   for (int r = 0; r < R; ++r) acc[r] = bacc[r] = _mm256_setzero_ps();
+  // Rows are short (288 bytes for K = 576 at 4 bits): fetch the next block's
+  // weights while this one is computed (past the end of w is harmless: prefetches never fault).
+  if (m == 0) {
+    const char* next = reinterpret_cast<const char*>(wbase + (n + R) * row_bytes);
+    for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+  }
 
   for (int g0 = 0; g0 < G; g0 += kGroupChunk) {
     const int gc = min_int(kGroupChunk, G - g0);
