@@ -41,15 +41,26 @@ struct Quantized {
   mx::array w, scales, biases;
 };
 
+// Output buffers of one repacked tensor: rows × cols at `bits`, group 32.
+struct QuantBuffers {
+  Filled w, s, b;
+  uint32_t* words() const { return static_cast<uint32_t*>(w.ptr); }
+  mx::float16_t* scales() const { return static_cast<mx::float16_t*>(s.ptr); }
+  mx::float16_t* biases() const { return static_cast<mx::float16_t*>(b.ptr); }
+};
+QuantBuffers new_quantized(int64_t rows, int64_t cols, int bits) {
+  const int r = static_cast<int>(rows);
+  return {new_array({r, static_cast<int>(cols * bits / 32)}, mx::uint32),
+          new_array({r, static_cast<int>(cols / 32)}, mx::float16),
+          new_array({r, static_cast<int>(cols / 32)}, mx::float16)};
+}
+
 Quantized repack_q4(const uint8_t* src, int64_t rows, int64_t cols, bool has_min) {
   const int64_t blocks = cols / 32;
   const int64_t block_bytes = has_min ? 20 : 18;
-  auto w = new_array({static_cast<int>(rows), static_cast<int>(cols / 8)}, mx::uint32);
-  auto s = new_array({static_cast<int>(rows), static_cast<int>(blocks)}, mx::float16);
-  auto b = new_array({static_cast<int>(rows), static_cast<int>(blocks)}, mx::float16);
-  auto* wp = static_cast<uint32_t*>(w.ptr);
-  auto* sp = static_cast<mx::float16_t*>(s.ptr);
-  auto* bp = static_cast<mx::float16_t*>(b.ptr);
+  QuantBuffers out = new_quantized(rows, cols, 4);
+  uint32_t* wp = out.words();
+  mx::float16_t *sp = out.scales(), *bp = out.biases();
   for (int64_t blk = 0; blk < rows * blocks; ++blk) {
     const uint8_t* p = src + blk * block_bytes;
     mx::float16_t d, m;
@@ -69,17 +80,14 @@ Quantized repack_q4(const uint8_t* src, int64_t rows, int64_t cols, bool has_min
       wp[blk * 4 + word] = v;
     }
   }
-  return {w.array, s.array, b.array};
+  return {out.w.array, out.s.array, out.b.array};
 }
 
 Quantized repack_q8(const uint8_t* src, int64_t rows, int64_t cols) {
   const int64_t blocks = cols / 32;
-  auto w = new_array({static_cast<int>(rows), static_cast<int>(cols / 4)}, mx::uint32);
-  auto s = new_array({static_cast<int>(rows), static_cast<int>(blocks)}, mx::float16);
-  auto b = new_array({static_cast<int>(rows), static_cast<int>(blocks)}, mx::float16);
-  auto* wp = static_cast<uint32_t*>(w.ptr);
-  auto* sp = static_cast<mx::float16_t*>(s.ptr);
-  auto* bp = static_cast<mx::float16_t*>(b.ptr);
+  QuantBuffers out = new_quantized(rows, cols, 8);
+  uint32_t* wp = out.words();
+  mx::float16_t *sp = out.scales(), *bp = out.biases();
   for (int64_t blk = 0; blk < rows * blocks; ++blk) {
     const uint8_t* p = src + blk * 34;
     mx::float16_t d;
@@ -93,7 +101,7 @@ Quantized repack_q8(const uint8_t* src, int64_t rows, int64_t cols) {
       wp[blk * 8 + word] = v;
     }
   }
-  return {w.array, s.array, b.array};
+  return {out.w.array, out.s.array, out.b.array};
 }
 
 std::string module_prefix(const std::string& name) {
