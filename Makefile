@@ -6,6 +6,10 @@ PROMPT ?= Explain in two sentences why the sky is blue.
 CMAKE_FLAGS ?=
 
 FUZZ_SECONDS ?= 30
+# Any single test running longer than this fails by name instead of stalling the run.
+TEST_TIMEOUT ?= 900
+# Each step prints when it starts, so a slow step shows in a CI log.
+STAMP = @echo "make: $@ $$(date -u +%T)"
 
 .PHONY: run test setup setup-test build model fixtures fuzz clean bench
 
@@ -13,12 +17,16 @@ run: build model
 	./$(BUILD)/lmlab generate --prompt "$(PROMPT)" --max-tokens 128
 
 test: setup-test build model fixtures fuzz
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(STAMP)
+	cd $(BUILD) && ctest --output-on-failure --timeout $(TEST_TIMEOUT) -j $(JOBS)
+	$(STAMP) done
 
 setup:
+	$(STAMP)
 	scripts/setup.sh --backend $(BACKEND)
 
 setup-test:
+	$(STAMP)
 	scripts/setup.sh --backend $(BACKEND) --test
 
 # CUDA: cuDNN headers/libs for MLX's CMake config (the CUDA toolkit's own by default).
@@ -28,6 +36,7 @@ CMAKE_FLAGS += -DCUDNN_INCLUDE_PATH=$(CUDNN_ROOT)/include -DCUDNN_LIBRARY_PATH=$
 endif
 
 build: setup
+	$(STAMP)
 	cmake -S . -B $(BUILD) -DLMLAB_BACKEND=$(BACKEND) $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
 	cmake --build $(BUILD) -j $(JOBS)
 
@@ -35,10 +44,12 @@ model:
 	@scripts/fetch-model.sh > /dev/null
 
 fixtures: setup-test model
+	$(STAMP)
 	scripts/make-fixtures.sh
 
 # libFuzzer targets (tokenizer.json loader, chat templates), run briefly.
 fuzz: setup-test
+	$(STAMP)
 	CXX=clang++-14 cmake -S . -B build-fuzz -DLMLAB_BUILD_FUZZERS=ON -DLMLAB_BUILD_TESTS=OFF > build-fuzz.configure.log 2>&1 || (cat build-fuzz.configure.log; exit 1)
 	cmake --build build-fuzz -j $(JOBS) --target tokenizer_fuzz chat_template_fuzz
 	@for t in tokenizer chat_template; do \

@@ -18,6 +18,8 @@ for script in tests/golden/*.py; do
   [ -f "$stamp" ] && continue
   echo "fixtures: $name"
   rm -f "$out/.$name".*
+  t0=$SECONDS
   "$py" "$script"
   touch "$stamp"
+  echo "fixtures: $name done in $((SECONDS - t0)) s"
 done

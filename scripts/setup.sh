@@ -67,8 +67,9 @@ if [ "$want_test" = 1 ]; then
     rm -rf "$py"
     python3 -m venv "$py"
     "$py/bin/pip" install -q --disable-pip-version-check --upgrade pip
-    # llama-cpp-python builds llama.cpp from source: portable CPU build, both cores.
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF" \
+    # llama-cpp-python builds llama.cpp from source: portable CPU build, all cores,
+    # without the multimodal library (mtmd) the oracles never load.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
       "$py/bin/pip" install -q --disable-pip-version-check "${PY_TEST_PKGS[@]}"
     touch "$stamp"

@@ -41,6 +41,11 @@ class Unsupported : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Threads lmlab's own CPU kernels use: $LMLAB_THREADS when set (>= 1), else
+// the CPUs this process may run on (its affinity mask), capped by a cgroup CPU
+// quota. Never the host's CPU count when the process is confined to fewer.
+int compute_threads();
+
 // The lmlab cache root: $LMLAB_HOME, else $XDG_CACHE_HOME/lmlab, else ~/.cache/lmlab.
 std::filesystem::path cache_dir();
 

@@ -20,6 +20,7 @@
 #include <mlx/ops.h>
 #include <mlx/primitives.h>
 
+#include "lmlab/core.h"
 #include "nn/quantized_matmul_kernels.h"
 
 namespace mx = mlx::core;
@@ -124,7 +125,7 @@ class ComputePool {
   ~ComputePool() {
     {
       std::lock_guard lock(sleep_mutex_);
-      stop_ = true;
+      stop_.store(true);
       generation_.fetch_add(1);
     }
     wake_.notify_all();
@@ -149,9 +150,9 @@ class ComputePool {
       wake_.notify_all();
     }
     work(job);
-    while (job.done.load(std::memory_order_acquire) < tasks) cpu_relax();
+    wait_until([&] { return job.done.load(std::memory_order_acquire) >= tasks; });
     job_.store(nullptr);
-    while (users_.load() != 0) cpu_relax();
+    wait_until([&] { return users_.load() == 0; });
   }
 
  private:
@@ -161,6 +162,16 @@ class ComputePool {
     std::atomic<int> next{0};
     std::atomic<int> done{0};
   };
+
+  // Spins briefly, then yields the CPU: a worker holding a task may have been
+  // preempted (more runnable threads than cores), and spinning would keep it off.
+  template <class Done>
+  static void wait_until(Done done) {
+    for (int i = 0; !done(); ++i) {
+      if (i < 4096) cpu_relax();
+      else std::this_thread::yield();
+    }
+  }
 
   static void work(Job& job) {
     for (int t; (t = job.next.fetch_add(1)) < job.tasks;) {
@@ -172,21 +183,23 @@ class ComputePool {
   void worker_loop() {
     using clock = std::chrono::steady_clock;
     constexpr auto kSpin = std::chrono::microseconds(100);
+    // stop_ is checked on every wake-up, not only on a new generation: a worker
+    // that starts after the destructor's last bump must still see it.
     uint64_t seen = generation_.load();
     for (;;) {
       auto spin_start = clock::now();
-      for (int i = 0; generation_.load() == seen; ++i) {
+      for (int i = 0; generation_.load() == seen && !stop_.load(); ++i) {
         cpu_relax();
         if ((i & 255) == 255 && clock::now() - spin_start > kSpin) {
           std::unique_lock lock(sleep_mutex_);
           sleeping_.fetch_add(1);
-          wake_.wait(lock, [&] { return generation_.load() != seen; });
+          wake_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
           sleeping_.fetch_sub(1);
           spin_start = clock::now();
         }
       }
       seen = generation_.load();
-      if (stop_) return;
+      if (stop_.load()) return;
       users_.fetch_add(1);
       if (Job* job = job_.load()) work(*job);
       users_.fetch_sub(1);
@@ -201,12 +214,14 @@ class ComputePool {
   std::atomic<Job*> job_{nullptr};
   std::atomic<int> users_{0};
   std::atomic<int> sleeping_{0};
-  bool stop_ = false;  // written under sleep_mutex_ before the last generation bump
+  std::atomic<bool> stop_{false};  // set under sleep_mutex_ with the last generation bump
 };
 
+// Never destroyed: an MLX stream thread may still be evaluating a matmul while
+// the process runs its exit handlers; its workers end with the process.
 ComputePool& compute_pool() {
-  static ComputePool pool(std::max(1u, std::thread::hardware_concurrency()) - 1);
-  return pool;
+  static ComputePool* pool = new ComputePool(compute_threads() - 1);
+  return *pool;
 }
 
 // Rows of x at or below which the gemv kernel is used.
@@ -214,7 +229,9 @@ constexpr int kGemvMaxRows = 4;
 // Below this many weights per call the matmul runs on one thread.
 constexpr long kMinParallelWeights = 32 * 1024;
 
-void run_qmm(const QmmProblem& p) {
+}  // namespace
+
+void detail::run_qmm(const QmmProblem& p) {
   if (p.M == 0 || p.N == 0) return;
   const QmmKernels& k = best_kernels();
   const bool use_gemm = k.gemm && p.M > kGemvMaxRows;
@@ -243,6 +260,8 @@ void run_qmm(const QmmProblem& p) {
   const int tasks = (p.N + chunk - 1) / chunk;
   pool.run(tasks, [&](int t) { range(t * chunk, std::min(p.N, (t + 1) * chunk)); });
 }
+
+namespace {
 
 // A row-contiguous copy of a (possibly strided or broadcast) array's elements,
 // a row at a time when the last axis is dense (a transposed head layout, a slice).
@@ -309,7 +328,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
           .group_size = gs,
           .bits = bits,
       };
-      run_qmm(p);
+      detail::run_qmm(p);
     });
   }
 

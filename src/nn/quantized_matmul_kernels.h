@@ -35,6 +35,10 @@ struct QmmKernels {
   int n_align;
 };
 
+// Runs the best kernel set on p, split over lmlab's CPU compute pool. Safe to
+// call from several threads at once (a caller that finds the pool busy runs alone).
+void run_qmm(const QmmProblem& p);
+
 const QmmKernels& scalar_qmm_kernels();
 // The AVX2+FMA+F16C set, or nullptr when not compiled in.
 const QmmKernels* avx2_qmm_kernels();

@@ -78,7 +78,7 @@ TEST(Attention, OutOfRangeLayersAndHeadsAreErrors) {
 TEST(Attention, CliWritesJsonAndSvgOnTheDefaultModel) {
   auto dir = temp_dir("lab_attention");
   std::string cmd = lmlab_binary() + " attention --no-chat-template -p 'The cat sat on the mat' -l 3 --head 5 --json --svg " +
-                    dir.string();
+                    dir.string() + " </dev/null";
   FILE* f = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];

@@ -7,6 +7,7 @@
 #include <mlx/mlx.h>
 
 #include "nn/quantized_matmul.h"
+#include "nn/quantized_matmul_kernels.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -161,25 +162,24 @@ TEST(QuantizedMatmul, FallsBackToMlx) {
 }
 
 TEST(QuantizedMatmul, ConcurrentCallers) {
-  // Two threads evaluating on their own streams share the kernel's thread pool.
-  const int N = 512, K = 512;
+  // Plain threads calling the kernel at once share its thread pool; each result
+  // must equal MLX's. (MLX graphs are built and evaluated on this thread only.)
+  const int N = 512, K = 512, M = 2;
   auto q = make_weights(N, K, 32, 4, mx::float16, 21);
-  auto x = mx::random::normal({2, K}, mx::float32, mx::random::key(6));
+  auto x = mx::random::normal({M, K}, mx::float32, mx::random::key(6));
   auto want = mx::quantized_matmul(x, q.w, q.scales, q.biases, true, 32, 4);
   mx::eval({q.w, q.scales, q.biases, x, want});
+  std::vector<std::vector<float>> outs(4, std::vector<float>(M * N));
   std::vector<std::thread> threads;
-  std::vector<mx::array> results(4, mx::array(0.0f));
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
-      auto s = mx::new_stream(mx::Device::cpu);
-      for (int i = 0; i < 20; ++i) {
-        auto y = nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, 4, "affine", s);
-        mx::eval(y);
-        results[t] = y;
-      }
+      nn::detail::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                               .biases = q.biases.data<void>(), .scale_type = nn::detail::ScaleType::f16,
+                               .out = outs[t].data(), .M = M, .N = N, .K = K, .group_size = 32, .bits = 4};
+      for (int i = 0; i < 50; ++i) nn::detail::run_qmm(p);
     });
   for (auto& th : threads) th.join();
-  for (auto& r : results) expect_close(r, want, x, q, 32, 4);
+  for (auto& o : outs) expect_close(mx::array(o.begin(), {M, N}), want, x, q, 32, 4);
 }
 
 }  // namespace
