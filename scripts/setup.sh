@@ -22,7 +22,7 @@ apt_pkgs=(build-essential cmake pkg-config git xz-utils curl ca-certificates
   python3 python3-venv python3-pip
   nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libutf8proc-dev
   libyaml-cpp-dev libcpp-httplib-dev libcurl4-openssl-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libjs-chart.js)
+  libgtest-dev libgmock-dev libbenchmark-dev libjs-chart.js libopenblas-dev)
 
 # Test-only: clang and its libFuzzer runtime for the fuzz targets.
 [ "$want_test" = 1 ] && apt_pkgs+=(clang-14 libclang-rt-14-dev)
