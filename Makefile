@@ -6,6 +6,9 @@ PROMPT ?= Explain in two sentences why the sky is blue.
 CMAKE_FLAGS ?=
 
 FUZZ_SECONDS ?= 30
+# A fixed seed makes the run in `make test` repeat the same inputs as here
+# (a longer run covers a shorter one); FUZZ_SEED=0 picks a fresh one.
+FUZZ_SEED ?= 1
 # Any single test running longer than this fails by name instead of stalling the run.
 TEST_TIMEOUT ?= 900
 # Each step prints when it starts, so a slow step shows in a CI log.
@@ -55,7 +58,7 @@ fuzz: setup-test
 	@for t in tokenizer chat_template; do \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -rss_limit_mb=2048 -timeout=10 \
 	    build-fuzz/corpus/$$t tests/fuzz/seeds/$$t > build-fuzz/$$t.log 2>&1 \
 	    || { tail -40 build-fuzz/$$t.log; exit 1; }; \
 	  grep -E "^Done|DONE" build-fuzz/$$t.log | tail -1; \

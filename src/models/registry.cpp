@@ -36,7 +36,7 @@ const std::map<std::string, std::string>& aliases() {
 
 std::string shape_str(const mx::array& a) {
   std::string s = "(";
-  for (int i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(static_cast<int>(i)));
   return s + ")";
 }
 

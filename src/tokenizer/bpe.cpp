@@ -23,12 +23,20 @@ std::vector<std::string> invert(const TokenMap& vocab) {
     if (id < 0) throw std::invalid_argument("negative id for token '" + tok + "'");
     max_id = std::max(max_id, id);
   }
+  check_id_range(max_id, vocab.size(), "vocabulary");
   std::vector<std::string> out(static_cast<size_t>(max_id + 1));
   for (const auto& [tok, id] : vocab) out[id] = tok;
   return out;
 }
 
 }  // namespace
+
+void check_id_range(int max_id, size_t count, const std::string& what) {
+  constexpr int64_t kMaxGap = int64_t{1} << 20;
+  if (static_cast<int64_t>(max_id) >= static_cast<int64_t>(count) + kMaxGap)
+    throw std::invalid_argument(what + " id " + std::to_string(max_id) + " is far beyond the " +
+                                std::to_string(count) + " tokens defined (ids must be dense)");
+}
 
 BpeModel::BpeModel(TokenMap vocab, const std::vector<std::pair<std::string, std::string>>& merges,
                    BpeOptions options)

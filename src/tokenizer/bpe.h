@@ -76,4 +76,9 @@ class BpeModel {
   std::unique_ptr<WordCache> cache_ = std::make_unique<WordCache>();
 };
 
+// Throws when the largest id leaves a gap of more than 2^20 unused ids above the
+// `count` tokens defined: vocabularies are dense, and id → token tables are sized
+// by the largest id, so a stray huge id (a corrupt file) must not allocate gigabytes.
+void check_id_range(int max_id, size_t count, const std::string& what);
+
 }  // namespace lmlab::detail

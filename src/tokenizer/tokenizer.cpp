@@ -71,11 +71,10 @@ std::vector<Segment> split_added(std::string_view s, const detail::AddedMatcher&
 }  // namespace
 
 void TokenizerImpl::finish() {
-  size_t n = model.vocab().size();
   int max_id = -1;
   for (const auto& [tok, id] : model.vocab()) max_id = std::max(max_id, id);
   for (const auto& t : added) max_id = std::max(max_id, t.id);
-  (void)n;
+  detail::check_id_range(max_id, model.vocab().size() + added.size(), "added token");
   id_to_token.assign(static_cast<size_t>(max_id + 1), nullptr);
   special.assign(static_cast<size_t>(max_id + 1), false);
   for (const auto& [tok, id] : model.vocab()) id_to_token[id] = &tok;

@@ -165,6 +165,10 @@ TEST(TokenizerErrors, MalformedTokenizerJson) {
   EXPECT_TRUE(throws_invalid(R"({"model": {"type": "BPE", )" + vocab +
                              R"(}, "pre_tokenizer": {"type": "Nope"}})"));
   EXPECT_TRUE(throws_invalid(R"({"model": {"type": "BPE", )" + vocab + R"(}, "decoder": 5})"));
+  // A stray huge id would size the id -> token table in gigabytes (found by the fuzzer).
+  EXPECT_TRUE(throws_invalid(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 2000000000}}})"));
+  EXPECT_TRUE(throws_invalid(R"({"model": {"type": "BPE", )" + vocab +
+                             R"(}, "added_tokens": [{"id": 2000000000, "content": "<x>"}]})"));
   EXPECT_TRUE(throws_invalid(R"({"model": {"type": "BPE", )" + vocab +
                              R"(}, "added_tokens": [{"content": "x"}]})"));
   EXPECT_TRUE(throws_invalid(R"({"model": {"type": "BPE", )" + vocab +
