@@ -62,9 +62,11 @@ def run_llamacpp(model, ids, runs, threads):
         llm.eval(ids)
         tp = time.perf_counter() - t0
         t0 = time.perf_counter()
+        n_vocab = llm.n_vocab()
         for _ in range(GEN_TOKENS):
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-            llm.eval([tok])
+            # Logits of the last evaluated token (llama.cpp computes only that row).
+            last = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+            llm.eval([int(np.argmax(last))])
         tg = time.perf_counter() - t0
         out.append(dict(prompt_tokens=len(ids), prompt_tps=len(ids) / tp, generation_tps=GEN_TOKENS / tg,
                         peak_gb=float("nan"), load_s=load))
