@@ -122,15 +122,8 @@ class ComputePool {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
   }
 
-  ~ComputePool() {
-    {
-      std::lock_guard lock(sleep_mutex_);
-      stop_.store(true);
-      generation_.fetch_add(1);
-    }
-    wake_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
+  // Lives as long as the process (see compute_pool()); its workers end with it.
+  ~ComputePool() = delete;
 
   int threads() const { return static_cast<int>(threads_.size()) + 1; }
 
@@ -183,23 +176,20 @@ class ComputePool {
   void worker_loop() {
     using clock = std::chrono::steady_clock;
     constexpr auto kSpin = std::chrono::microseconds(100);
-    // stop_ is checked on every wake-up, not only on a new generation: a worker
-    // that starts after the destructor's last bump must still see it.
     uint64_t seen = generation_.load();
     for (;;) {
       auto spin_start = clock::now();
-      for (int i = 0; generation_.load() == seen && !stop_.load(); ++i) {
+      for (int i = 0; generation_.load() == seen; ++i) {
         cpu_relax();
         if ((i & 255) == 255 && clock::now() - spin_start > kSpin) {
           std::unique_lock lock(sleep_mutex_);
           sleeping_.fetch_add(1);
-          wake_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
+          wake_.wait(lock, [&] { return generation_.load() != seen; });
           sleeping_.fetch_sub(1);
           spin_start = clock::now();
         }
       }
       seen = generation_.load();
-      if (stop_.load()) return;
       users_.fetch_add(1);
       if (Job* job = job_.load()) work(*job);
       users_.fetch_sub(1);
@@ -214,11 +204,11 @@ class ComputePool {
   std::atomic<Job*> job_{nullptr};
   std::atomic<int> users_{0};
   std::atomic<int> sleeping_{0};
-  std::atomic<bool> stop_{false};  // set under sleep_mutex_ with the last generation bump
 };
 
 // Never destroyed: an MLX stream thread may still be evaluating a matmul while
-// the process runs its exit handlers; its workers end with the process.
+// the process runs its exit handlers, and joining workers at exit is where a
+// shutdown race once hung a process. The workers end with the process.
 ComputePool& compute_pool() {
   static ComputePool* pool = new ComputePool(compute_threads() - 1);
   return *pool;

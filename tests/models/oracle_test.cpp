@@ -62,7 +62,7 @@ void check_against(const Model& m, const std::filesystem::path& golden, const Ex
   LMLAB_REQUIRE_FILE(golden);
   auto g = read_json(golden);
   float worst = 0;
-  int top5_min = 5, near_ties = 0, forced_steps = 0;
+  int top5_min = 5, near_ties = 0, forced_steps = 0, top1_differs = 0;
   bool first = true;
   for (const auto& c : g["cases"]) {
     auto ids = c["ids"].get<std::vector<int>>();
@@ -74,6 +74,7 @@ void check_against(const Model& m, const std::filesystem::path& golden, const Ex
     top5_min = std::min(top5_min, d.top5_overlap);
     std::string label = c.contains("text") ? c["text"].get<std::string>() : fmt::format("{} ids", ids.size());
     if (d.top1_a != d.top1_b) {
+      ++top1_differs;
       // Allowed only where the oracle itself barely prefers its top-1.
       float margin = want[d.top1_b] - want[d.top1_a];
       EXPECT_TRUE(!e.greedy_exact && margin < e.tol) << label << ": top-1 differs, margin " << margin;
@@ -99,8 +100,8 @@ void check_against(const Model& m, const std::filesystem::path& golden, const Ex
     }
     first = false;
   }
-  std::printf("[ oracle   ] %s: %zu prompts, max |logit diff| %.5f, min top-5 overlap %d",
-              golden.filename().c_str(), g["cases"].size(), worst, top5_min);
+  std::printf("[ oracle   ] %s: %zu prompts, max |logit diff| %.5f, min top-5 overlap %d, top-1 differs on %d",
+              golden.filename().c_str(), g["cases"].size(), worst, top5_min, top1_differs);
   if (!e.greedy_exact)
     std::printf(", teacher-forced steps checked %d, near-ties skipped %d", forced_steps, near_ties);
   std::printf("\n");
