@@ -113,7 +113,7 @@ inline void cpu_relax() {
 // A fixed set of worker threads that run the column chunks of one matmul
 // alongside the calling thread (MLX's CPU stream worker). Like MLX's own
 // scheduler threads it is a process-wide compute resource, not model state:
-// created on first use, sized to the machine, holds no data between calls.
+// created on first use, sized by compute_threads(), holds no data between calls.
 // Idle workers spin briefly (decode issues ~200 matmuls per token, a few µs
 // apart) and then sleep on a condition variable.
 class ComputePool {
