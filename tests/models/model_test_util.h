@@ -29,17 +29,6 @@ inline nlohmann::json read_json(const std::filesystem::path& p) {
   return nlohmann::json::parse(f);
 }
 
-// Last-position logits of `ids` (1 sequence) as float32 values.
-inline std::vector<float> last_logits(const Model& m, const std::vector<int>& ids) {
-  namespace mx = mlx::core;
-  mx::array t(ids.begin(), {1, static_cast<int>(ids.size())}, mx::int32);
-  mx::array l = mx::astype(m.forward(t), mx::float32);
-  l = mx::take(l, static_cast<int>(ids.size()) - 1, 1);
-  l = mx::reshape(l, {-1});
-  mx::eval(l);
-  return std::vector<float>(l.data<float>(), l.data<float>() + l.size());
-}
-
 // Greedy continuation with the KV cache, one token per step.
 inline std::vector<int> greedy(const Model& m, const std::vector<int>& ids, int n) {
   namespace mx = mlx::core;
