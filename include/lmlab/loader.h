@@ -19,6 +19,15 @@ class Model;
 struct LoadOptions {
   std::string model;  // GGUF file, model directory, or "" for the default model
   std::string dtype;  // compute dtype: "" (float32 on CPU, float16 on GPU), float32, float16, bfloat16
+  // How activations meet quantized weights on CPU (QuantSpec::activations):
+  //  "" or "float"  float32 activations times the exactly dequantized weights
+  //                 (MLX's and mlx-lm's arithmetic).
+  //  "q8"           activations rounded to int8 blocks first: GGUF Q4_0/Q4_1/Q8_0
+  //                 tensors exactly as llama.cpp's CPU kernels compute them (Q8_0 or
+  //                 Q8_1 activations), other 4/8-bit affine layers with q8_0. Faster
+  //                 on CPU, and adds the rounding noise llama.cpp has.
+  // GPU streams always compute in float.
+  std::string activations;
 };
 
 struct LoadedModel {

@@ -21,7 +21,14 @@ struct QuantSpec {
   int bits = 4;
   int group_size = 64;
   std::string mode = "affine";
+  // How activations meet these weights on CPU: "" in float32 (MLX's arithmetic),
+  // "q8_0"/"q8_1" rounded to int8 blocks first, as llama.cpp computes with GGUF
+  // Q4_0/Q8_0 and Q4_1 weights (nn::quantized_matmul). Not part of the stored format.
+  std::string activations;
   bool operator==(const QuantSpec&) const = default;
+  bool same_format(const QuantSpec& o) const {
+    return bits == o.bits && group_size == o.group_size && mode == o.mode;
+  }
 };
 
 class Weights {

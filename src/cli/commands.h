@@ -18,6 +18,7 @@ namespace lmlab::cli {
 struct ModelOptions {
   std::string model;
   std::string dtype;
+  std::string activations = "float";
   std::string device = "auto";
   bool verbose = false;
 };

@@ -14,6 +14,11 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)");
   app.add_option("--dtype", o.dtype, "compute dtype: float32, float16, bfloat16")
       ->check(CLI::IsMember({"", "float32", "float16", "bfloat16"}));
+  app.add_option("--activations", o.activations,
+                 "quantized matmuls on CPU: float (exact dequantized weights) or q8 (activations "
+                 "rounded to int8 blocks, as llama.cpp computes GGUF Q4_0/Q4_1/Q8_0; faster)")
+      ->check(CLI::IsMember({"float", "q8"}))
+      ->capture_default_str();
   app.add_option("--device", o.device, "cpu, gpu or auto")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
       ->capture_default_str();
@@ -42,7 +47,9 @@ Context make_context(const ModelOptions& o, std::optional<uint64_t> seed) {
 }
 
 LoadedModel load(const Context& ctx, const ModelOptions& o) {
-  return load_model(ctx, LoadOptions{.model = o.model, .dtype = o.dtype});
+  return load_model(ctx, LoadOptions{.model = o.model,
+                                     .dtype = o.dtype,
+                                     .activations = o.activations});
 }
 
 std::string read_prompt(const std::string& flag_value) {

@@ -143,7 +143,11 @@ Weights read_gguf_tensors(const GgufFile& g) {
         out.set(prefix + ".weight", q.w);
         out.set(prefix + ".scales", q.scales);
         out.set(prefix + ".biases", q.biases);
-        out.set_quant(prefix, QuantSpec{.bits = type == GgmlType::Q8_0 ? 8 : 4, .group_size = 32});
+        // The activation rounding llama.cpp uses with these types (see
+        // QuantSpec::activations); load_model keeps it only for --activations q8.
+        out.set_quant(prefix, QuantSpec{.bits = type == GgmlType::Q8_0 ? 8 : 4,
+                                        .group_size = 32,
+                                        .activations = type == GgmlType::Q4_1 ? "q8_1" : "q8_0"});
         break;
       }
       default:

@@ -136,7 +136,7 @@ void save_model_dir(const fs::path& dir,
       q["bits"] = first.bits;
       q["mode"] = first.mode;
       for (auto& [p, s] : weights.quantized_modules())
-        if (!(s == first)) q[p] = {{"group_size", s.group_size}, {"bits", s.bits}, {"mode", s.mode}};
+        if (!s.same_format(first)) q[p] = {{"group_size", s.group_size}, {"bits", s.bits}, {"mode", s.mode}};
       cfg["quantization"] = q;
       cfg["quantization_config"] = q;
     } else {

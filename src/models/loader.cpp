@@ -29,6 +29,19 @@ mx::Dtype compute_dtype(const Context& ctx, const LoadOptions& opts, const json&
   return config.value("torch_dtype", std::string()) == "bfloat16" ? mx::bfloat16 : mx::float16;
 }
 
+// Sets each quantized module's QuantSpec::activations from LoadOptions::activations.
+void choose_activations(const Context& ctx, const LoadOptions& opts, Weights& w) {
+  const std::string& a = opts.activations;
+  if (!a.empty() && a != "float" && a != "q8")
+    throw std::invalid_argument(fmt::format("[load] unknown activations '{}' (float, q8)", a));
+  for (auto [prefix, spec] : w.quantized_modules()) {
+    if (ctx.on_gpu() || a != "q8") spec.activations.clear();  // GGUF tensors carry llama.cpp's choice
+    else if (spec.activations.empty() && spec.mode == "affine" && (spec.bits == 4 || spec.bits == 8))
+      spec.activations = "q8_0";
+    w.set_quant(prefix, spec);
+  }
+}
+
 std::optional<ChatTemplate> template_from(const std::string& source, const std::string& where) {
   if (source.empty()) return std::nullopt;
   try {
@@ -49,6 +62,7 @@ void load_gguf(const Context& ctx, const LoadOptions& opts, const fs::path& path
     config["lmlab_rope_freq_factors"] = std::vector<double>(p, p + factors.size());
   }
   Weights weights = io::gguf_to_hf_weights(std::move(raw), config);
+  choose_activations(ctx, opts, weights);
   out.model = make_model(config, std::move(weights), compute_dtype(ctx, opts, config));
   out.tokenizer = Tokenizer::from_gguf(g.meta);
   out.chat_template = template_from(out.tokenizer.chat_template(), path.string());
@@ -59,6 +73,7 @@ void load_gguf(const Context& ctx, const LoadOptions& opts, const fs::path& path
 void load_dir(const Context& ctx, const LoadOptions& opts, const fs::path& dir, LoadedModel& out) {
   io::ModelDir m = io::read_model_dir(dir);
   auto dtype = compute_dtype(ctx, opts, m.config);
+  choose_activations(ctx, opts, m.weights);
   out.model = make_model(m.config, std::move(m.weights), dtype);
   out.tokenizer = Tokenizer::from_file(dir);
   out.chat_template = template_from(out.tokenizer.chat_template(), dir.string());

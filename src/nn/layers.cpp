@@ -2,6 +2,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/nn.h"
+#include "nn/decode_attention.h"
 #include "nn/quantized_matmul.h"
 
 namespace mx = mlx::core;
@@ -15,7 +16,7 @@ array linear(const Weights& w, const std::string& prefix, const array& x) {
       std::optional<array> biases;
       if (auto* b = w.find(prefix + ".biases")) biases = *b;
       return quantized_matmul(x, weight, w.at(prefix + ".scales"), biases, q->group_size, q->bits,
-                              q->mode);
+                              q->mode, q->activations);
     }
     return mx::matmul(x, mx::transpose(weight));
   }();
@@ -70,8 +71,10 @@ array attention(const array& q, const array& k, const array& v, float scale, Hoo
                 int layer, const std::string& prefix) {
   const bool explicit_probs = hooks && hooks->attention && hooks->wants(layer);
   const int L = q.shape(2);
-  if (!explicit_probs)
+  if (!explicit_probs) {
+    if (decode_attention_is_native(q, k, v)) return decode_attention(q, k, v, scale);
     return mx::fast::scaled_dot_product_attention(q, k, v, scale, L > 1 ? "causal" : "");
+  }
   // Plain composition: expand kv heads for GQA, mask, softmax in float32.
   const int H = q.shape(1), Hk = k.shape(1), Lk = k.shape(2);
   array kk = k, vv = v;

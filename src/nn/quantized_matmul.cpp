@@ -5,13 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
+#include <cmath>
 #include <cstring>
-#include <functional>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 #include <variant>
 #include <vector>
 
@@ -20,7 +16,7 @@
 #include <mlx/ops.h>
 #include <mlx/primitives.h>
 
-#include "lmlab/core.h"
+#include "nn/compute_pool.h"
 #include "nn/quantized_matmul_kernels.h"
 
 namespace mx = mlx::core;
@@ -78,11 +74,74 @@ void scalar_gemv(const QmmProblem& p, const float* xp, const float* xs, int n0, 
   }
 }
 
-const QmmKernels kScalarKernels{scalar_prepare, scalar_gemv, nullptr, 1};
+// One block of 32 x values rounded to int8 as llama.cpp's x86 quantize_row_q8_0/q8_1
+// round them (× 127/max|x|, half to even). q in natural order; returns Σq.
+int quantize_block_q8(const float* x, int8_t* q, float& d_rounded, float& d_exact) {
+  float amax = 0.0f;
+  for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[k]));
+  d_exact = amax / 127.0f;
+  d_rounded = static_cast<float>(static_cast<mx::float16_t>(d_exact));
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  int sum = 0;
+  for (int k = 0; k < 32; ++k) {
+    const int v = static_cast<int>(std::nearbyint(x[k] * id));
+    q[k] = static_cast<int8_t>(v);
+    sum += v;
+  }
+  return sum;
+}
+
+void scalar_prepare_q8(const QmmProblem& p, int8_t* xq, float* xd, float* xs) {
+  const int B = p.K / 32, G = p.K / p.group_size, per_group = p.group_size / 32;
+  std::fill(xs, xs + static_cast<long>(p.M) * G, 0.0f);
+  for (int m = 0; m < p.M; ++m)
+    for (int b = 0; b < B; ++b) {
+      const long off = static_cast<long>(m) * p.K + 32 * b;
+      float d_exact;
+      const int sum = quantize_block_q8(p.x + off, xq + off, xd[m * B + b], d_exact);
+      xs[m * G + b / per_group] += q8_block_sum_term(p.act, xd[m * B + b], d_exact, sum);
+    }
+}
+
+void scalar_gemv_q8(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0,
+                    int n1) {
+  const int G = p.K / p.group_size, B = p.K / 32, per_word = 32 / p.bits, words = p.K / per_word;
+  const uint32_t mask = (1u << p.bits) - 1;
+  // 8-bit fields are used as signed q - 128 (their bias term gains 128·scale).
+  const int offset = p.bits == 8 ? 128 : 0;
+  for (int m = 0; m < p.M; ++m) {
+    const int8_t* x = xq + static_cast<long>(m) * p.K;
+    for (int n = n0; n < n1; ++n) {
+      const uint32_t* w = p.w + static_cast<long>(n) * words;
+      float acc = 0.0f;
+      for (int g = 0; g < G; ++g) {
+        const long gi = static_cast<long>(n) * G + g;
+        const float scale = param(p.scale_type, p.scales, gi);
+        for (int b = g * p.group_size / 32; b < (g + 1) * p.group_size / 32; ++b) {
+          int isum = 0;
+          for (int k = 32 * b; k < 32 * (b + 1); ++k) {
+            const int q = static_cast<int>((w[k / per_word] >> ((k % per_word) * p.bits)) & mask);
+            isum += (q - offset) * x[k];
+          }
+          acc += scale * xd[m * B + b] * static_cast<float>(isum);
+        }
+        acc += (param(p.scale_type, p.biases, gi) + offset * scale) * xs[m * G + g];
+      }
+      p.out[static_cast<long>(m) * p.N + n] = acc;
+    }
+  }
+}
+
+const QmmKernels kScalarKernels{scalar_prepare, scalar_gemv, nullptr, scalar_prepare_q8, scalar_gemv_q8, 1};
 
 }  // namespace
 
 const QmmKernels& scalar_qmm_kernels() { return kScalarKernels; }
+
+float q8_block_sum_term(ActQuant act, float d_rounded, float d_exact, int sum) {
+  if (act == ActQuant::q8_1) return static_cast<float>(static_cast<mx::float16_t>(d_exact * static_cast<float>(sum)));
+  return d_rounded * static_cast<float>(sum);
+}
 
 }  // namespace detail
 
@@ -104,116 +163,6 @@ const QmmKernels& best_kernels() {
   return *kernels;
 }
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-// A fixed set of worker threads that run the column chunks of one matmul
-// alongside the calling thread (MLX's CPU stream worker). Like MLX's own
-// scheduler threads it is a process-wide compute resource, not model state:
-// created on first use, sized by compute_threads(), holds no data between calls.
-// Idle workers spin briefly (decode issues ~200 matmuls per token, a few µs
-// apart) and then sleep on a condition variable.
-class ComputePool {
- public:
-  explicit ComputePool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
-  }
-
-  // Lives as long as the process (see compute_pool()); its workers end with it.
-  ~ComputePool() = delete;
-
-  int threads() const { return static_cast<int>(threads_.size()) + 1; }
-
-  // fn(t) for t in [0, tasks), on the workers and the calling thread; returns
-  // when all are done. A second concurrent caller runs its tasks alone.
-  void run(int tasks, const std::function<void(int)>& fn) {
-    std::unique_lock run_lock(run_mutex_, std::try_to_lock);
-    if (!run_lock.owns_lock() || threads_.empty() || tasks <= 1) {
-      for (int t = 0; t < tasks; ++t) fn(t);
-      return;
-    }
-    Job job{&fn, tasks};
-    job_.store(&job);
-    generation_.fetch_add(1);
-    if (sleeping_.load() > 0) {
-      std::lock_guard lock(sleep_mutex_);
-      wake_.notify_all();
-    }
-    work(job);
-    wait_until([&] { return job.done.load(std::memory_order_acquire) >= tasks; });
-    job_.store(nullptr);
-    wait_until([&] { return users_.load() == 0; });
-  }
-
- private:
-  struct Job {
-    const std::function<void(int)>* fn;
-    int tasks;
-    std::atomic<int> next{0};
-    std::atomic<int> done{0};
-  };
-
-  // Spins briefly, then yields the CPU: a worker holding a task may have been
-  // preempted (more runnable threads than cores), and spinning would keep it off.
-  template <class Done>
-  static void wait_until(Done done) {
-    for (int i = 0; !done(); ++i) {
-      if (i < 4096) cpu_relax();
-      else std::this_thread::yield();
-    }
-  }
-
-  static void work(Job& job) {
-    for (int t; (t = job.next.fetch_add(1)) < job.tasks;) {
-      (*job.fn)(t);
-      job.done.fetch_add(1, std::memory_order_release);
-    }
-  }
-
-  void worker_loop() {
-    using clock = std::chrono::steady_clock;
-    constexpr auto kSpin = std::chrono::microseconds(100);
-    uint64_t seen = generation_.load();
-    for (;;) {
-      auto spin_start = clock::now();
-      for (int i = 0; generation_.load() == seen; ++i) {
-        cpu_relax();
-        if ((i & 255) == 255 && clock::now() - spin_start > kSpin) {
-          std::unique_lock lock(sleep_mutex_);
-          sleeping_.fetch_add(1);
-          wake_.wait(lock, [&] { return generation_.load() != seen; });
-          sleeping_.fetch_sub(1);
-          spin_start = clock::now();
-        }
-      }
-      seen = generation_.load();
-      users_.fetch_add(1);
-      if (Job* job = job_.load()) work(*job);
-      users_.fetch_sub(1);
-    }
-  }
-
-  std::vector<std::thread> threads_;
-  std::mutex run_mutex_;
-  std::mutex sleep_mutex_;
-  std::condition_variable wake_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<Job*> job_{nullptr};
-  std::atomic<int> users_{0};
-  std::atomic<int> sleeping_{0};
-};
-
-// Never destroyed: an MLX stream thread may still be evaluating a matmul while
-// the process runs its exit handlers, and joining workers at exit is where a
-// shutdown race once hung a process. The workers end with the process.
-ComputePool& compute_pool() {
-  static ComputePool* pool = new ComputePool(compute_threads() - 1);
-  return *pool;
-}
-
 // Rows of x at or below which the gemv kernel is used.
 constexpr int kGemvMaxRows = 4;
 // Below this many weights per call the matmul runs on one thread.
@@ -224,21 +173,28 @@ constexpr long kMinParallelWeights = 32 * 1024;
 void detail::run_qmm(const QmmProblem& p) {
   if (p.M == 0 || p.N == 0) return;
   const QmmKernels& k = best_kernels();
-  const bool use_gemm = k.gemm && p.M > kGemvMaxRows;
+  const bool int8 = p.act != ActQuant::none;
+  const bool use_gemm = !int8 && k.gemm && p.M > kGemvMaxRows;
   std::vector<float> xp, xs;
-  if (!use_gemm) {
+  std::vector<int8_t> xq;
+  if (int8) {
+    xq.resize(static_cast<size_t>(p.M) * p.K);
+    xp.resize(static_cast<size_t>(p.M) * (p.K / 32));
+    xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
+    k.prepare_q8(p, xq.data(), xp.data(), xs.data());
+  } else if (!use_gemm) {
     xp.resize(static_cast<size_t>(p.M) * p.K);
     xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
     k.prepare_gemv(p, xp.data(), xs.data());
   }
   auto range = [&](int n0, int n1) {
-    if (use_gemm) k.gemm(p, n0, n1);
+    if (int8) k.gemv_q8(p, xq.data(), xp.data(), xs.data(), n0, n1);
+    else if (use_gemm) k.gemm(p, n0, n1);
     else k.gemv(p, xp.data(), xs.data(), n0, n1);
   };
 
-  ComputePool& pool = compute_pool();
   const long weights = static_cast<long>(p.N) * p.K * std::max(1, std::min(p.M, 16));
-  const int threads = weights < kMinParallelWeights ? 1 : pool.threads();
+  const int threads = weights < kMinParallelWeights ? 1 : pool_threads();
   if (threads == 1) {
     range(0, p.N);
     return;
@@ -248,7 +204,7 @@ void detail::run_qmm(const QmmProblem& p) {
   int chunk = (p.N + threads * 4 - 1) / (threads * 4);
   chunk = std::max(align, (chunk + align - 1) / align * align);
   const int tasks = (p.N + chunk - 1) / chunk;
-  pool.run(tasks, [&](int t) { range(t * chunk, std::min(p.N, (t + 1) * chunk)); });
+  parallel_for(tasks, [&](int t) { range(t * chunk, std::min(p.N, (t + 1) * chunk)); });
 }
 
 namespace {
@@ -276,6 +232,16 @@ std::vector<char> gather(const mx::array& a) {
   return out;
 }
 
+using detail::ActQuant;
+
+ActQuant parse_activations(const std::string& name) {
+  if (name.empty()) return ActQuant::none;
+  if (name == "q8_0") return ActQuant::q8_0;
+  if (name == "q8_1") return ActQuant::q8_1;
+  throw std::invalid_argument("[lmlab::nn::quantized_matmul] unknown activations '" + name +
+                              "' (expected \"\", q8_0 or q8_1)");
+}
+
 ScaleType scale_type(mx::Dtype t) {
   if (t == mx::float16) return ScaleType::f16;
   if (t == mx::bfloat16) return ScaleType::bf16;
@@ -284,8 +250,8 @@ ScaleType scale_type(mx::Dtype t) {
 
 class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
  public:
-  LmlabQuantizedMatmul(mx::Stream stream, int group_size, int bits)
-      : mx::UnaryPrimitive(stream), group_size_(group_size), bits_(bits) {}
+  LmlabQuantizedMatmul(mx::Stream stream, int group_size, int bits, ActQuant act)
+      : mx::UnaryPrimitive(stream), group_size_(group_size), bits_(bits), act_(act) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     out.set_data(mx::allocator::malloc(out.nbytes()));
@@ -296,7 +262,8 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
                       w = mx::array::unsafe_weak_copy(inputs[1]),
                       scales = mx::array::unsafe_weak_copy(inputs[2]),
                       biases = mx::array::unsafe_weak_copy(inputs[3]),
-                      out = mx::array::unsafe_weak_copy(out), gs = group_size_, bits = bits_]() mutable {
+                      out = mx::array::unsafe_weak_copy(out), gs = group_size_, bits = bits_,
+                      act = act_]() mutable {
       // Strided inputs (e.g. a transposed view) are gathered into row-major copies.
       std::vector<char> copies[4];
       auto contiguous = [&](const mx::array& a, int i) -> const void* {
@@ -317,6 +284,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
           .K = K,
           .group_size = gs,
           .bits = bits,
+          .act = act,
       };
       detail::run_qmm(p);
     });
@@ -347,14 +315,14 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
       throw std::invalid_argument(
           "[lmlab::nn::quantized_matmul] derivatives only with respect to x, not the quantized weights");
     return {quantized_matmul(tangents[0], primals[1], primals[2], primals[3], group_size_, bits_,
-                             "affine", stream())};
+                             "affine", "", stream())};
   }
 
   const char* name() const override { return "LmlabQuantizedMatmul"; }
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto* o = dynamic_cast<const LmlabQuantizedMatmul*>(&other);
-    return o && o->group_size_ == group_size_ && o->bits_ == bits_;
+    return o && o->group_size_ == group_size_ && o->bits_ == bits_ && o->act_ == act_;
   }
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
@@ -366,6 +334,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
  private:
   int group_size_;
   int bits_;
+  ActQuant act_;
 };
 
 mx::Device device_of(const mx::StreamOrDevice& s) {
@@ -396,13 +365,14 @@ bool quantized_matmul_is_native(const array& x, const array& w, const array& sca
 
 array quantized_matmul(const array& x, const array& w, const array& scales,
                        const std::optional<array>& biases, int group_size, int bits,
-                       const std::string& mode, mx::StreamOrDevice s) {
+                       const std::string& mode, const std::string& activations, mx::StreamOrDevice s) {
+  const ActQuant act = parse_activations(activations);
   if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s))
     return mx::quantized_matmul(x, w, scales, biases, /*transpose=*/true, group_size, bits, mode, s);
   mx::Shape shape = x.shape();
   shape.back() = w.shape(0);
   return array(std::move(shape), mx::float32,
-               std::make_shared<LmlabQuantizedMatmul>(mx::to_stream(s), group_size, bits),
+               std::make_shared<LmlabQuantizedMatmul>(mx::to_stream(s), group_size, bits, act),
                {x, w, scales, *biases});
 }
 

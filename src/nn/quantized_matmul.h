@@ -19,9 +19,16 @@ using mlx::core::array;
 // x: (..., K) → (..., N); w: (N, K·bits/32) uint32; scales, biases: (N, K/group_size).
 // Our kernel runs for float32 x on a CPU stream, affine mode, bits 4 or 8, group
 // size 32/64/128; anything else goes to mx::quantized_matmul.
+//
+// activations: "" multiplies float32 x by the dequantized weights. "q8_0" or
+// "q8_1" first rounds x to int8 in blocks of 32 and takes integer dot products,
+// which is how llama.cpp computes with GGUF Q4_0/Q8_0 (q8_0) and Q4_1 (q8_1)
+// weights (quantized_matmul_kernels.h, ActQuant). Our kernel only; elsewhere x
+// stays float. Gradients with respect to x treat the rounding as identity.
 array quantized_matmul(const array& x, const array& w, const array& scales,
                        const std::optional<array>& biases, int group_size, int bits,
-                       const std::string& mode = "affine", mlx::core::StreamOrDevice s = {});
+                       const std::string& mode = "affine", const std::string& activations = "",
+                       mlx::core::StreamOrDevice s = {});
 
 // Whether quantized_matmul would use lmlab's kernel for these arguments.
 bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,

@@ -286,6 +286,201 @@ void gemm(const QmmProblem& p, int n0, int n1) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Int8 activations (ActQuant q8_0 / q8_1): integer dot products per block of
+// 32, y += (scale·d)·Σ q_w·q + bias·s.
+//
+// xq order. 8-bit weights: natural. 4-bit weights, per pair of blocks (b, b+1):
+// the 16 even elements of b, the 16 even of b+1, the odd of b, the odd of b+1,
+// which is how the low and high nibbles of the pair's 32 weight bytes come out;
+// a last unpaired block: its even elements, then its odd ones.
+// 8-bit fields are used signed (q - 128, with 128·scale added to the bias) so
+// that maddubs cannot saturate.
+
+// Rounds 32 x values to int8 in natural order, exactly as quantize_block_q8
+// (quantized_matmul.cpp) does; returns Σq.
+inline int quantize_block(const float* x, int8_t* q, float& d_rounded, float& d_exact) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 amax = _mm256_setzero_ps();
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+  }
+  __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(amax, 1), _mm256_castps256_ps128(amax));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float max_abs = _mm_cvtss_f32(m4);
+  d_exact = max_abs / 127.0f;
+  d_rounded = _cvtsh_ss(_cvtss_sh(d_exact, _MM_FROUND_TO_NEAREST_INT));
+  const __m256 id = _mm256_set1_ps(max_abs != 0.0f ? 127.0f / max_abs : 0.0f);
+  __m256i iv[4];
+  for (int i = 0; i < 4; ++i)
+    iv[i] = _mm256_cvtps_epi32(
+        _mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes),
+                     _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3])));
+  int sum = 0;
+  for (int i = 0; i < 8; ++i) sum += lanes[i];
+  // Narrow to bytes; the packs interleave 128-bit lanes, the permute restores order.
+  const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]), _mm256_packs_epi32(iv[2], iv[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return sum;
+}
+
+template <int Bits>
+void prepare_q8(const QmmProblem& p, int8_t* xq, float* xd, float* xs) {
+  const int K = p.K, B = K / 32, G = K / p.group_size, per_group = p.group_size / 32;
+  int8_t tmp[64];
+  for (int m = 0; m < p.M; ++m) {
+    int8_t* row = xq + static_cast<long>(m) * K;
+    float* dm = xd + static_cast<long>(m) * B;
+    float* sm = xs + static_cast<long>(m) * G;
+    for (int g = 0; g < G; ++g) sm[g] = 0.0f;
+    for (int b = 0; b < B; ++b) {
+      float d_exact;
+      const int sum = quantize_block(p.x + static_cast<long>(m) * K + 32 * b, row + 32 * b, dm[b], d_exact);
+      sm[b / per_group] += q8_block_sum_term(p.act, dm[b], d_exact, sum);
+    }
+    if constexpr (Bits == 4) {
+      for (int b = 0; b < B; b += 2) {
+        const int nb = min_int(2, B - b);
+        int8_t* src = row + 32 * b;
+        for (int i = 0; i < 32 * nb; ++i) tmp[i] = src[i];
+        for (int j = 0; j < nb; ++j)
+          for (int i = 0; i < 16; ++i) {
+            src[16 * j + i] = tmp[32 * j + 2 * i];
+            src[16 * nb + 16 * j + i] = tmp[32 * j + 2 * i + 1];
+          }
+      }
+    }
+  }
+}
+
+// Σ q_w·q of one block as 8 int32 partial sums, converted to float.
+inline __m256 dot_block_8bit(const uint8_t* w, __m256i a) {
+  const __m256i q = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)),
+                                     _mm256_set1_epi8(static_cast<char>(0x80)));
+  const __m256i s16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+}
+
+// A pair of 4-bit blocks (32 bytes at w): lanes 0-3 hold block b's partial sums, 4-7 block b+1's.
+inline __m256 dot_pair_4bit(const uint8_t* w, __m256i a_even, __m256i a_odd) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(u, low4), a_even),
+                                       _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u, 4), low4), a_odd));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+}
+
+// One unpaired 4-bit block (16 bytes at w).
+inline __m256 dot_single_4bit(const uint8_t* w, __m256i a) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+  const __m256i uw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(u, 4), low4), _mm_and_si128(u, low4));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, a), _mm256_set1_epi16(1)));
+}
+
+constexpr int kQ8GroupChunk = 64;  // groups whose parameters are converted at once (an even block count)
+
+// Output columns n..n+R-1 for every row of x.
+template <int Bits, int GS, int R>
+void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n) {
+  constexpr int kBlocksPerGroup = GS / 32;
+  const int K = p.K, G = K / GS, B = K / 32;
+  const long row_bytes = static_cast<long>(K) * Bits / 8;
+  const uint8_t* w = reinterpret_cast<const uint8_t*>(p.w) + n * row_bytes;
+  {
+    const char* next = reinterpret_cast<const char*>(w + R * row_bytes);
+    for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+  }
+  alignas(32) float sc[R][kQ8GroupChunk];
+  alignas(32) float bi[R][kQ8GroupChunk];
+  for (int g0 = 0; g0 < G; g0 += kQ8GroupChunk) {
+    const int gc = min_int(kQ8GroupChunk, G - g0);
+    for (int r = 0; r < R; ++r) {
+      const long off = static_cast<long>(n + r) * G + g0;
+      load_params(p.scale_type, p.scales, off, gc, sc[r]);
+      load_params(p.scale_type, p.biases, off, gc, bi[r]);
+      if constexpr (Bits == 8)
+        for (int g = 0; g < gc; ++g) bi[r][g] += 128.0f * sc[r][g];
+      for (int g = gc; g < ((gc + 7) & ~7); ++g) sc[r][g] = bi[r][g] = 0.0f;
+    }
+    const int b0 = g0 * kBlocksPerGroup, b1 = (g0 + gc) * kBlocksPerGroup;
+    for (int m = 0; m < p.M; ++m) {
+      const int8_t* xm = xq + static_cast<long>(m) * K;
+      const float* dm = xd + static_cast<long>(m) * B;
+      const float* sm = xs + static_cast<long>(m) * G + g0;
+      __m256 acc[R];
+      __m256 bacc[R];
+      for (int r = 0; r < R; ++r) acc[r] = bacc[r] = _mm256_setzero_ps();
+      for (int g = 0; g < gc; g += 8) {
+        alignas(32) float sv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int i = 0; i < 8 && g + i < gc; ++i) sv[i] = sm[g + i];
+        const __m256 v = _mm256_load_ps(sv);
+        for (int r = 0; r < R; ++r) bacc[r] = _mm256_fmadd_ps(_mm256_load_ps(bi[r] + g), v, bacc[r]);
+      }
+      int b = b0;
+      if constexpr (Bits == 4) {
+        for (; b + 2 <= b1; b += 2) {
+          const __m256i a_even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
+          const __m256i a_odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b + 32));
+          const __m256 dv = _mm256_set_m128(_mm_set1_ps(dm[b + 1]), _mm_set1_ps(dm[b]));
+          const int ga = b / kBlocksPerGroup - g0, gb = (b + 1) / kBlocksPerGroup - g0;
+          for (int r = 0; r < R; ++r) {
+            const __m256 f = dot_pair_4bit(w + r * row_bytes + 16 * b, a_even, a_odd);
+            const __m256 s = _mm256_set_m128(_mm_set1_ps(sc[r][gb]), _mm_set1_ps(sc[r][ga]));
+            acc[r] = _mm256_fmadd_ps(f, _mm256_mul_ps(s, dv), acc[r]);
+          }
+        }
+      }
+      for (; b < b1; ++b) {  // 8-bit blocks, or the last unpaired 4-bit one
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
+        const int g = b / kBlocksPerGroup - g0;
+        for (int r = 0; r < R; ++r) {
+          const __m256 f = Bits == 8 ? dot_block_8bit(w + r * row_bytes + 32 * b, a)
+                                     : dot_single_4bit(w + r * row_bytes + 16 * b, a);
+          acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(sc[r][g] * dm[b]), acc[r]);
+        }
+      }
+      float* out = p.out + static_cast<long>(m) * p.N + n;
+      for (int r = 0; r < R; ++r) {
+        const float v = hsum(acc[r]) + hsum(bacc[r]);
+        out[r] = g0 == 0 ? v : out[r] + v;
+      }
+    }
+  }
+}
+
+template <int Bits, int GS>
+void gemv_q8(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) q8_tile<Bits, GS, 4>(p, xq, xd, xs, n);
+  for (; n < n1; ++n) q8_tile<Bits, GS, 1>(p, xq, xd, xs, n);
+}
+
+template <int Bits>
+void gemv_q8_bits(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
+  switch (p.group_size) {
+    case 32: gemv_q8<Bits, 32>(p, xq, xd, xs, n0, n1); break;
+    case 64: gemv_q8<Bits, 64>(p, xq, xd, xs, n0, n1); break;
+    default: gemv_q8<Bits, 128>(p, xq, xd, xs, n0, n1); break;
+  }
+}
+
+void prepare_q8_dispatch(const QmmProblem& p, int8_t* xq, float* xd, float* xs) {
+  if (p.bits == 4) prepare_q8<4>(p, xq, xd, xs);
+  else prepare_q8<8>(p, xq, xd, xs);
+}
+
+void gemv_q8_dispatch(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
+  if (p.bits == 4) gemv_q8_bits<4>(p, xq, xd, xs, n0, n1);
+  else gemv_q8_bits<8>(p, xq, xd, xs, n0, n1);
+}
+
 void prepare_dispatch(const QmmProblem& p, float* xp, float* xs) {
   if (p.bits == 4) prepare_gemv<4>(p, xp, xs);
   else prepare_gemv<8>(p, xp, xs);
@@ -310,7 +505,8 @@ void gemm_dispatch(const QmmProblem& p, int n0, int n1) {
   else gemm<8>(p, n0, n1);
 }
 
-const QmmKernels kAvx2Kernels{prepare_dispatch, gemv_dispatch, gemm_dispatch, kPanelRows};
+const QmmKernels kAvx2Kernels{prepare_dispatch,    gemv_dispatch,    gemm_dispatch,
+                              prepare_q8_dispatch, gemv_q8_dispatch, kPanelRows};
 
 }  // namespace
 

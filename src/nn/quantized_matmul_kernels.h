@@ -12,6 +12,15 @@ namespace lmlab::nn::detail {
 
 enum class ScaleType { f32, f16, bf16 };
 
+// How x meets the quantized weights.
+//  none: float32 x times the dequantized weights (MLX's arithmetic).
+//  q8_0, q8_1: x is first rounded to int8 in blocks of 32 as llama.cpp rounds
+//    it for Q4_0/Q8_0 (q8_0) and Q4_1 (q8_1) weights: d = max|x|/127 kept as
+//    fp16, q = round-half-even(x · 127/max|x|); the dot products are then exact
+//    integer sums per block, y += scale·d·Σ q_w·q + bias·s with s = d·Σq (q8_1:
+//    computed from the unrounded d and rounded to fp16, as llama.cpp stores it).
+enum class ActQuant { none, q8_0, q8_1 };
+
 // out = x @ dequantize(w)ᵀ with w affine-quantized along K. All row-contiguous.
 struct QmmProblem {
   const float* x;        // (M, K)
@@ -21,6 +30,7 @@ struct QmmProblem {
   ScaleType scale_type;
   float* out;            // (M, N)
   int M, N, K, group_size, bits;
+  ActQuant act = ActQuant::none;
 };
 
 struct QmmKernels {
@@ -31,9 +41,17 @@ struct QmmKernels {
   // Many rows (prefill): dequantizes panels of w into a local buffer and reuses
   // each one across all M rows. Null when the set has no such kernel.
   void (*gemm)(const QmmProblem& p, int n0, int n1);
+  // Int8 activations (act != none), any number of rows. prepare_q8: x → xq
+  // (M·K int8 in the kernel's own order), xd (M·K/32 block scales d) and xs
+  // (M·K/group_size: per weight group, the sum of its blocks' s); gemv_q8 then reads them.
+  void (*prepare_q8)(const QmmProblem& p, int8_t* xq, float* xd, float* xs);
+  void (*gemv_q8)(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1);
   // Column-chunk granularity the kernels prefer (ranges start at multiples of it).
   int n_align;
 };
+
+// A block's s (see ActQuant) from its rounded scale d, the unrounded one and Σq.
+float q8_block_sum_term(ActQuant act, float d_rounded, float d_exact, int sum);
 
 // Runs the best kernel set on p, split over lmlab's CPU compute pool. Safe to
 // call from several threads at once (a caller that finds the pool busy runs alone).

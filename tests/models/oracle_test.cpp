@@ -16,6 +16,11 @@
 //    the first near-tie, which the teacher-forced check reports instead).
 //  - mlx-lm on MLX-format copies made by the gguf package (float32, and 4-bit
 //    requantized by mlx_lm.convert). Same engine, same weights: tight tolerances.
+//  - llama.cpp's own int8 kernels (ggml via ctypes) for --activations q8, which
+//    rounds activations as llama.cpp does: per matmul they agree to float32
+//    summation order. End to end, though, 1-ulp differences elsewhere (norms,
+//    rope, attention) flip roundings that then compound through 30 layers, so
+//    q8 logits sit no closer to llama.cpp's than float ones; the default stays float.
 #include <fmt/format.h>
 
 #include "models/model_test_util.h"
@@ -121,7 +126,8 @@ TEST(Oracle, F32GgufMatchesLlamaCppExactly) {
 TEST(Oracle, DefaultGgufTokenizesLikeLlamaCpp) {
   auto path = model_fixtures() / "llamacpp.json";
   LMLAB_REQUIRE_FILE(path);
-  for (const auto& c : read_json(path)["cases"])
+  const auto golden = read_json(path);
+  for (const auto& c : golden["cases"])
     EXPECT_EQ(default_model().tokenizer.encode(c["text"].get<std::string>(), false),
               c["ids"].get<std::vector<int>>())
         << c["text"];
@@ -144,6 +150,43 @@ TEST(Oracle, MlxQuantizedDirMatchesMlxLm) {
   LMLAB_REQUIRE_FILE(dir / "config.json");
   auto m = load_model(cpu_context(), {.model = dir.string()});
   check_against(*m.model, model_fixtures() / "mlxlm_q4.json", {2e-3f, 5, true});
+}
+
+TEST(Oracle, Q8ActivationsMatchGgmlKernels) {
+  // --activations q8 against llama.cpp's own CPU kernels (ggml's quantize_row_q8_1 /
+  // q8_0 and vec_dot on the GGUF's raw blocks; fixture from tests/golden/ggml_kernels.py).
+  // Same int8 rounding, exact integer block sums: only float32 summation order differs.
+  auto path = model_fixtures() / "ggml_kernels.json";
+  LMLAB_REQUIRE_FILE(path);
+  auto m = load_model(cpu_context(), {.activations = "q8"});
+  const std::map<std::string, std::string> modules{{"blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj"},
+                                                   {"blk.3.ffn_down.weight", "model.layers.3.mlp.down_proj"},
+                                                   {"token_embd.weight", "model.embed_tokens"}};
+  const auto golden = read_json(path);
+  for (const auto& c : golden["cases"]) {
+    const std::string& prefix = modules.at(c["tensor"].get<std::string>());
+    auto x = c["x"].get<std::vector<std::vector<float>>>();
+    auto want = c["y"].get<std::vector<std::vector<float>>>();
+    const int M = static_cast<int>(x.size()), K = static_cast<int>(x[0].size());
+    std::vector<float> flat;
+    for (auto& row : x) flat.insert(flat.end(), row.begin(), row.end());
+    const auto* spec = m.model->weights().quant(prefix);
+    ASSERT_TRUE(spec) << prefix;
+    EXPECT_EQ(spec->activations, c["type"] == "Q4_1" ? "q8_1" : "q8_0") << prefix;
+    mx::array y = nn::linear(m.model->weights(), prefix, mx::array(flat.begin(), {M, K}, mx::float32));
+    mx::eval(y);
+    float worst = 0;
+    for (int i = 0; i < M; ++i)
+      for (size_t n = 0; n < want[i].size(); ++n) {
+        const float got = y.data<float>()[i * y.shape(1) + n];
+        worst = std::max(worst, std::abs(got - want[i][n]) / (1.0f + std::abs(want[i][n])));
+      }
+    EXPECT_LT(worst, 2e-5f) << prefix;
+    std::printf("[ oracle   ] %s (%s) against ggml: max relative diff %.2g\n", prefix.c_str(),
+                c["type"].get<std::string>().c_str(), worst);
+  }
+  // The default load keeps float activations.
+  EXPECT_EQ(default_model().model->weights().quant("model.layers.0.self_attn.v_proj")->activations, "");
 }
 
 }  // namespace

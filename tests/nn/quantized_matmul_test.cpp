@@ -4,6 +4,7 @@
 #include <thread>
 #include <tuple>
 
+#include <fmt/format.h>
 #include <mlx/mlx.h>
 
 #include "nn/quantized_matmul.h"
@@ -159,6 +160,113 @@ TEST(QuantizedMatmul, FallsBackToMlx) {
   EXPECT_FALSE(nn::quantized_matmul_is_native(xh, q4[0], q4[1], q4[2], 32, 4));
   EXPECT_EQ(nn::quantized_matmul(xh, q4[0], q4[1], q4[2], 32, 4).dtype(), mx::float16);
   EXPECT_FALSE(nn::quantized_matmul_is_native(x, q4[0], q4[1], q4[2], 32, 4, "affine", mx::Device::gpu));
+}
+
+// llama.cpp's activation rounding and integer dot products, written here from
+// its definition, independently of the kernels: per block of 32, d = max|x|/127
+// kept as fp16, q = round-half-even(x · 127/max|x|), s = d·Σq (q8_1: from the
+// unrounded d, rounded to fp16); y = Σ_blocks scale·d·Σ q_w·q + bias·s, where
+// 8-bit fields count as signed (q_w - 128, with 128·scale added to the bias:
+// the same y, but s's fp16 rounding then meets only the stored bias).
+struct Int8Reference {
+  std::vector<double> y, bound;  // bound: Σ of |terms|, for the rounding tolerance
+};
+
+Int8Reference int8_reference(const mx::array& x, const Quantized& qw, int group_size, int bits, bool q8_1) {
+  const int M = x.shape(0), K = x.shape(1), N = qw.w.shape(0), B = K / 32;
+  auto fields = mx::dequantize(qw.w, mx::ones({N, K / group_size}), mx::zeros({N, K / group_size}), group_size,
+                               bits, "affine", std::nullopt, mx::float32);
+  auto sc = mx::astype(qw.scales, mx::float32), bi = mx::astype(qw.biases, mx::float32);
+  auto xf = mx::contiguous(x);
+  mx::eval(fields, sc, bi, xf);
+  const float *xp = xf.data<float>(), *fp = fields.data<float>();
+  std::vector<int> q(static_cast<size_t>(M) * K);
+  std::vector<double> d(static_cast<size_t>(M) * B), s(static_cast<size_t>(M) * B);
+  for (int m = 0; m < M; ++m)
+    for (int b = 0; b < B; ++b) {
+      const float* xb = xp + m * K + 32 * b;
+      float amax = 0;
+      for (int k = 0; k < 32; ++k) amax = std::max(amax, std::abs(xb[k]));
+      const float dd = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+      int sum = 0;
+      for (int k = 0; k < 32; ++k) sum += q[m * K + 32 * b + k] = static_cast<int>(std::nearbyint(xb[k] * id));
+      d[m * B + b] = static_cast<float>(mx::float16_t(dd));
+      s[m * B + b] = q8_1 ? static_cast<double>(static_cast<float>(mx::float16_t(dd * static_cast<float>(sum))))
+                          : d[m * B + b] * sum;
+    }
+  Int8Reference r{std::vector<double>(static_cast<size_t>(M) * N), std::vector<double>(static_cast<size_t>(M) * N)};
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n)
+      for (int b = 0; b < B; ++b) {
+        const int g = b * 32 / group_size;
+        long dot = 0, adot = 0;
+        for (int k = 32 * b; k < 32 * (b + 1); ++k) {
+          const long t = (static_cast<long>(fp[static_cast<long>(n) * K + k]) - (bits == 8 ? 128 : 0)) * q[m * K + k];
+          dot += t;
+          adot += std::labs(t);
+        }
+        const double scale = sc.data<float>()[n * (K / group_size) + g];
+        const double bias = bi.data<float>()[n * (K / group_size) + g] + (bits == 8 ? 128 * scale : 0.0);
+        r.y[m * N + n] += scale * d[m * B + b] * dot + bias * s[m * B + b];
+        r.bound[m * N + n] += std::abs(scale * d[m * B + b]) * adot + std::abs(bias * s[m * B + b]);
+      }
+  return r;
+}
+
+void expect_int8_close(const std::vector<float>& got, const Int8Reference& want, const std::string& label) {
+  ASSERT_EQ(got.size(), want.y.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(got[i] - want.y[i]) / std::max(want.bound[i], 1e-30));
+  EXPECT_LT(worst, 4e-6) << label;
+}
+
+TEST(QuantizedMatmul, Int8ActivationsMatchTheirDefinition) {
+  // Both kernel sets (the best one through nn::quantized_matmul, and the scalar
+  // one) against int8_reference: bits × group size × rows × act; K = 13 and 67
+  // groups (an odd block count, and more groups than one parameter chunk).
+  for (int bits : {4, 8})
+    for (int gs : {32, 64, 128})
+      for (int groups : {13, 67})
+        for (int rows : {1, 3, 17})
+          for (bool q8_1 : {false, true}) {
+            const int N = 20, K = gs * groups;
+            auto q = make_weights(N, K, gs, bits, mx::float16, bits * 1000 + gs + groups);
+            auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(rows + groups));
+            const std::string act = q8_1 ? "q8_1" : "q8_0";
+            const auto label = fmt::format("bits {} gs {} K {} rows {} {}", bits, gs, K, rows, act);
+            auto want = int8_reference(x, q, gs, bits, q8_1);
+            auto got = nn::quantized_matmul(x, q.w, q.scales, q.biases, gs, bits, "affine", act);
+            mx::eval(got);
+            expect_int8_close(std::vector<float>(got.data<float>(), got.data<float>() + got.size()), want,
+                              label + " (best kernels)");
+
+            const auto& k = nn::detail::scalar_qmm_kernels();
+            nn::detail::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                                     .biases = q.biases.data<void>(), .scale_type = nn::detail::ScaleType::f16,
+                                     .out = nullptr, .M = rows, .N = N, .K = K, .group_size = gs, .bits = bits,
+                                     .act = q8_1 ? nn::detail::ActQuant::q8_1 : nn::detail::ActQuant::q8_0};
+            std::vector<int8_t> xq(static_cast<size_t>(rows) * K);
+            std::vector<float> xd(static_cast<size_t>(rows) * K / 32), xs(static_cast<size_t>(rows) * groups);
+            std::vector<float> out(static_cast<size_t>(rows) * N);
+            p.out = out.data();
+            k.prepare_q8(p, xq.data(), xd.data(), xs.data());
+            k.gemv_q8(p, xq.data(), xd.data(), xs.data(), 0, N);
+            expect_int8_close(out, want, label + " (scalar kernels)");
+          }
+}
+
+TEST(QuantizedMatmul, Int8ActivationsStayCloseToFloat) {
+  // The rounding moves results by about 1/127 of each block's largest |x|.
+  const int N = 64, K = 576;
+  auto q = make_weights(N, K, 32, 4, mx::float16, 17);
+  auto x = mx::random::normal({4, K}, mx::float32, mx::random::key(3));
+  auto exact = nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, 4);
+  auto rounded = nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, 4, "affine", "q8_1");
+  auto rel = mx::divide(mx::max(mx::abs(mx::subtract(exact, rounded))), mx::max(mx::abs(exact)));
+  EXPECT_LT(rel.item<float>(), 0.02f);
+  EXPECT_GT(rel.item<float>(), 0.0f);  // and it does round
+  EXPECT_THROW(nn::quantized_matmul(x, q.w, q.scales, q.biases, 32, 4, "affine", "q4"), std::invalid_argument);
 }
 
 TEST(QuantizedMatmul, ConcurrentCallers) {

@@ -1,0 +1,137 @@
+// AVX2 + FMA kernel for nn::decode_attention (see attention_kernels.h). Compiled
+// with -mavx2 -mfma and only called after a run-time CPU check; internal
+// linkage throughout, no standard-library templates.
+//
+// Per query row: scores of four keys at a time (four independent FMA chains,
+// reduced together), an exp over the scores eight at a time, then the weighted
+// sum of value rows accumulated in registers (D/8 vectors).
+#include "nn/attention_kernels.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#define LMLAB_ATTN_AVX2 1
+#include <immintrin.h>
+#endif
+
+namespace lmlab::nn::detail {
+
+#ifdef LMLAB_ATTN_AVX2
+namespace {
+
+constexpr int kMaxD = 256;  // head sizes above this use the scalar kernel
+
+// e^x for x ≤ 0 (softmax arguments), relative error ~1e-7: x = n·ln2 + r with
+// |r| ≤ ln2/2 (ln2 split in two for an exact n·ln2), e^r by its Taylor series
+// to r^7, 2^n put into the exponent bits. Below -87 the result is clamped near 2^-126.
+inline __m256 exp_nonpositive(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// {Σa, Σb, Σc, Σd}
+inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+void attend(const AttnProblem& p, int b, int h, float* scores) {
+  const int D = p.D, V8 = D / 8;
+  const int kv = h / (p.H / p.Hk);
+  const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
+  const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
+  for (int i = 0; i < p.L; ++i) {
+    const float* qrow = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
+    __m256 q[kMaxD / 8];
+    for (int c = 0; c < V8; ++c) q[c] = _mm256_mul_ps(_mm256_loadu_ps(qrow + 8 * c), _mm256_set1_ps(p.scale));
+    const int n = p.Lk - p.L + i + 1;  // keys this row sees
+
+    // Scores, four keys at a time.
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int c = 0; c < V8; ++c)
+        for (int t = 0; t < 4; ++t)
+          acc[t] = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kbase + (j + t) * p.ks[2] + 8 * c), acc[t]);
+      _mm_storeu_ps(scores + j, hsum4(acc[0], acc[1], acc[2], acc[3]));
+    }
+    for (; j < n; ++j) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int c = 0; c < V8; ++c) acc = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kbase + j * p.ks[2] + 8 * c), acc);
+      scores[j] = hsum(acc);
+    }
+
+    // Softmax numerators and their sum.
+    __m256 vmax = _mm256_set1_ps(-3.402823466e38f);
+    for (j = 0; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + j));
+    float mx = hmax(vmax);
+    for (; j < n; ++j) mx = scores[j] > mx ? scores[j] : mx;
+    const __m256 m8 = _mm256_set1_ps(mx);
+    __m256 vsum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+      const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + j), m8));
+      _mm256_storeu_ps(scores + j, e);
+      vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum(vsum);
+    if (j < n) {
+      alignas(32) float tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int t = 0; j + t < n; ++t) tail[t] = scores[j + t] - mx;
+      alignas(32) float e[8];
+      _mm256_store_ps(e, exp_nonpositive(_mm256_load_ps(tail)));
+      for (int t = 0; j + t < n; ++t) {
+        scores[j + t] = e[t];
+        sum += e[t];
+      }
+    }
+
+    // Σ p_j v_j / Σ p_j.
+    __m256 o[kMaxD / 8];
+    for (int c = 0; c < V8; ++c) o[c] = _mm256_setzero_ps();
+    for (j = 0; j < n; ++j) {
+      const __m256 pj = _mm256_broadcast_ss(scores + j);
+      const float* vrow = vbase + j * p.vs[2];
+      for (int c = 0; c < V8; ++c) o[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vrow + 8 * c), o[c]);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    float* out = p.out + ((static_cast<long>(b) * p.H + h) * p.L + i) * D;
+    for (int c = 0; c < V8; ++c) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(o[c], inv));
+  }
+}
+
+}  // namespace
+
+AttnKernel avx2_attend() { return &attend; }
+
+#else
+
+AttnKernel avx2_attend() { return nullptr; }
+
+#endif
+
+}  // namespace lmlab::nn::detail
