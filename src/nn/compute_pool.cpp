@@ -21,7 +21,7 @@ inline void cpu_relax() {
 }
 
 // Idle workers spin briefly (decode issues ~200 matmuls per token, a few µs
-// apart) and then sleep on a condition variable.
+// apart), then yield between checks, then sleep on a condition variable.
 class ComputePool {
  public:
   explicit ComputePool(int workers) {
@@ -81,13 +81,16 @@ class ComputePool {
 
   void worker_loop() {
     using clock = std::chrono::steady_clock;
-    constexpr auto kSpin = std::chrono::microseconds(100);
     uint64_t seen = generation_.load();
     for (;;) {
       auto spin_start = clock::now();
       for (int i = 0; generation_.load() == seen; ++i) {
-        cpu_relax();
-        if ((i & 255) == 255 && clock::now() - spin_start > kSpin) {
+        // Hot spin first; then yield between checks, so that a thread with real
+        // work (MLX's graph builder, its stream thread) gets this core when
+        // there are more runnable threads than cores; then sleep.
+        if (i < kHotSpins) cpu_relax();
+        else std::this_thread::yield();
+        if ((i & 63) == 63 && clock::now() - spin_start > kSpin) {
           std::unique_lock lock(sleep_mutex_);
           sleeping_.fetch_add(1);
           wake_.wait(lock, [&] { return generation_.load() != seen; });
@@ -101,6 +104,9 @@ class ComputePool {
       users_.fetch_sub(1);
     }
   }
+
+  static constexpr int kHotSpins = 512;
+  static constexpr auto kSpin = std::chrono::microseconds(200);
 
   std::vector<std::thread> threads_;
   std::mutex run_mutex_;

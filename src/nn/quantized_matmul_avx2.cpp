@@ -70,6 +70,52 @@ void load_params(ScaleType t, const void* base, long offset, int count, float* d
   }
 }
 
+// Scales and biases read in place by the gemv kernels (no staging copies).
+template <ScaleType T>
+inline float param_at(const void* base, long i) {
+  if constexpr (T == ScaleType::f32) {
+    return static_cast<const float*>(base)[i];
+  } else if constexpr (T == ScaleType::f16) {
+    return _cvtsh_ss(static_cast<const uint16_t*>(base)[i]);
+  } else {
+    uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(base)[i]) << 16;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+  }
+}
+
+// Eight consecutive parameters from element i.
+template <ScaleType T>
+inline __m256 params8_at(const void* base, long i) {
+  if constexpr (T == ScaleType::f32) {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    if constexpr (T == ScaleType::f16) return _mm256_cvtph_ps(h);
+    else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+// Σ_g bias[g]·xs[g] over G groups for R rows (bias rows start at row_off[r]).
+template <ScaleType T, int R>
+inline void bias_terms(const void* biases, const long* row_off, const float* xs, int G, float* out) {
+  __m256 acc[R];
+  float tail[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    tail[r] = 0.0f;
+  }
+  int g = 0;
+  for (; g + 8 <= G; g += 8) {
+    const __m256 v = _mm256_loadu_ps(xs + g);
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(params8_at<T>(biases, row_off[r] + g), v, acc[r]);
+  }
+  for (; g < G; ++g)
+    for (int r = 0; r < R; ++r) tail[r] += param_at<T>(biases, row_off[r] + g) * xs[g];
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + tail[r];
+}
+
 // 32 quantized values starting at byte p, as four float vectors.
 // 4-bit: {q0,q2,..,q14}, {q1,q3,..,q15}, {q16,q18,..,q30}, {q17,..,q31} (nibble order);
 // 8-bit: q0..7, q8..15, q16..23, q24..31.
@@ -136,74 +182,56 @@ void prepare_gemv(const QmmProblem& p, float* xp, float* xs) {
   }
 }
 
-constexpr int kGroupChunk = 64;  // groups whose scales are converted at once
-
 // R output columns n..n+R-1 of row m.
-template <int Bits, int GS, int R>
+template <int Bits, int GS, int R, ScaleType T>
 inline void gemv_rows(const QmmProblem& p, const float* xp, const float* xs, int m, int n) {
   const int K = p.K, G = K / GS;
   const long row_bytes = static_cast<long>(K) * Bits / 8;
   const uint8_t* wbase = reinterpret_cast<const uint8_t*>(p.w);
   const float* xm = xp + static_cast<long>(m) * K;
-  const float* xsm = xs + static_cast<long>(m) * G;
-  alignas(32) float sc[R][kGroupChunk];
-  alignas(32) float bi[R][kGroupChunk];
-  __m256 acc[R];
-  __m256 bacc[R];
-  for (int r = 0; r < R; ++r) acc[r] = bacc[r] = _mm256_setzero_ps();
+  long row_off[R];
+  for (int r = 0; r < R; ++r) row_off[r] = static_cast<long>(n + r) * G;
   // Rows are short (288 bytes for K = 576 at 4 bits): fetch the next block's
   // weights while this one is computed (past the end of w is harmless: prefetches never fault).
   if (m == 0) {
     const char* next = reinterpret_cast<const char*>(wbase + (n + R) * row_bytes);
     for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
   }
-
-  for (int g0 = 0; g0 < G; g0 += kGroupChunk) {
-    const int gc = min_int(kGroupChunk, G - g0);
-    for (int r = 0; r < R; ++r) {
-      const long off = static_cast<long>(n + r) * G + g0;
-      load_params(p.scale_type, p.scales, off, gc, sc[r]);
-      load_params(p.scale_type, p.biases, off, gc, bi[r]);
-      for (int g = gc; g < ((gc + 7) & ~7); ++g) sc[r][g] = bi[r][g] = 0.0f;
-    }
-    // Σ bias · Σx, eight groups at a time (padding groups have bias 0).
-    for (int g = 0; g < gc; g += 8) {
-      alignas(32) float xsv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int i = 0; i < 8 && g + i < gc; ++i) xsv[i] = xsm[g0 + g + i];
-      const __m256 v = _mm256_load_ps(xsv);
-      for (int r = 0; r < R; ++r) bacc[r] = _mm256_fmadd_ps(_mm256_load_ps(bi[r] + g), v, bacc[r]);
-    }
-    for (int g = 0; g < gc; ++g) {
-      const int k0 = (g0 + g) * GS;
-      __m256 dot[R];
-      for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
-      for (int c = 0; c < GS; c += 32) {
-        const float* xc = xm + k0 + c;
-        const __m256 x0 = _mm256_loadu_ps(xc), x1 = _mm256_loadu_ps(xc + 8);
-        const __m256 x2 = _mm256_loadu_ps(xc + 16), x3 = _mm256_loadu_ps(xc + 24);
-        for (int r = 0; r < R; ++r) {
-          __m256 q[4];
-          unpack32<Bits>(wbase + (n + r) * row_bytes + (k0 + c) * Bits / 8, q);
-          dot[r] = _mm256_fmadd_ps(q[0], x0, dot[r]);
-          dot[r] = _mm256_fmadd_ps(q[1], x1, dot[r]);
-          dot[r] = _mm256_fmadd_ps(q[2], x2, dot[r]);
-          dot[r] = _mm256_fmadd_ps(q[3], x3, dot[r]);
-        }
+  float bias[R];
+  bias_terms<T, R>(p.biases, row_off, xs + static_cast<long>(m) * G, G, bias);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int g = 0; g < G; ++g) {
+    const int k0 = g * GS;
+    __m256 dot[R];
+    for (int r = 0; r < R; ++r) dot[r] = _mm256_setzero_ps();
+    for (int c = 0; c < GS; c += 32) {
+      const float* xc = xm + k0 + c;
+      const __m256 x0 = _mm256_loadu_ps(xc), x1 = _mm256_loadu_ps(xc + 8);
+      const __m256 x2 = _mm256_loadu_ps(xc + 16), x3 = _mm256_loadu_ps(xc + 24);
+      for (int r = 0; r < R; ++r) {
+        __m256 q[4];
+        unpack32<Bits>(wbase + (n + r) * row_bytes + (k0 + c) * Bits / 8, q);
+        dot[r] = _mm256_fmadd_ps(q[0], x0, dot[r]);
+        dot[r] = _mm256_fmadd_ps(q[1], x1, dot[r]);
+        dot[r] = _mm256_fmadd_ps(q[2], x2, dot[r]);
+        dot[r] = _mm256_fmadd_ps(q[3], x3, dot[r]);
       }
-      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(dot[r], _mm256_broadcast_ss(sc[r] + g), acc[r]);
     }
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(dot[r], _mm256_set1_ps(param_at<T>(p.scales, row_off[r] + g)), acc[r]);
   }
   float* out = p.out + static_cast<long>(m) * p.N + n;
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + hsum(bacc[r]);
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + bias[r];
 }
 
-template <int Bits, int GS>
+template <int Bits, int GS, ScaleType T>
 void gemv(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1) {
   int n = n0;
   for (; n + 4 <= n1; n += 4)
-    for (int m = 0; m < p.M; ++m) gemv_rows<Bits, GS, 4>(p, xp, xs, m, n);
+    for (int m = 0; m < p.M; ++m) gemv_rows<Bits, GS, 4, T>(p, xp, xs, m, n);
   for (; n < n1; ++n)
-    for (int m = 0; m < p.M; ++m) gemv_rows<Bits, GS, 1>(p, xp, xs, m, n);
+    for (int m = 0; m < p.M; ++m) gemv_rows<Bits, GS, 1, T>(p, xp, xs, m, n);
 }
 
 constexpr int kPanelRows = 16;   // rows of w dequantized together
@@ -384,10 +412,8 @@ inline __m256 dot_single_4bit(const uint8_t* w, __m256i a) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, a), _mm256_set1_epi16(1)));
 }
 
-constexpr int kQ8GroupChunk = 64;  // groups whose parameters are converted at once (an even block count)
-
 // Output columns n..n+R-1 for every row of x.
-template <int Bits, int GS, int R>
+template <int Bits, int GS, int R, ScaleType T>
 void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n) {
   constexpr int kBlocksPerGroup = GS / 32;
   const int K = p.K, G = K / GS, B = K / 32;
@@ -397,77 +423,73 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
     const char* next = reinterpret_cast<const char*>(w + R * row_bytes);
     for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
   }
-  alignas(32) float sc[R][kQ8GroupChunk];
-  alignas(32) float bi[R][kQ8GroupChunk];
-  for (int g0 = 0; g0 < G; g0 += kQ8GroupChunk) {
-    const int gc = min_int(kQ8GroupChunk, G - g0);
-    for (int r = 0; r < R; ++r) {
-      const long off = static_cast<long>(n + r) * G + g0;
-      load_params(p.scale_type, p.scales, off, gc, sc[r]);
-      load_params(p.scale_type, p.biases, off, gc, bi[r]);
-      if constexpr (Bits == 8)
-        for (int g = 0; g < gc; ++g) bi[r][g] += 128.0f * sc[r][g];
-      for (int g = gc; g < ((gc + 7) & ~7); ++g) sc[r][g] = bi[r][g] = 0.0f;
+  long row_off[R];
+  for (int r = 0; r < R; ++r) row_off[r] = static_cast<long>(n + r) * G;
+  for (int m = 0; m < p.M; ++m) {
+    const int8_t* xm = xq + static_cast<long>(m) * K;
+    const float* dm = xd + static_cast<long>(m) * B;
+    float bias[R];
+    bias_terms<T, R>(p.biases, row_off, xs + static_cast<long>(m) * G, G, bias);
+    if constexpr (Bits == 8) {
+      // Signed fields: Σ (q - 128)·x needs 128·scale·Σx back, i.e. 128·scale per group's s.
+      float extra[R];
+      bias_terms<T, R>(p.scales, row_off, xs + static_cast<long>(m) * G, G, extra);
+      for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
     }
-    const int b0 = g0 * kBlocksPerGroup, b1 = (g0 + gc) * kBlocksPerGroup;
-    for (int m = 0; m < p.M; ++m) {
-      const int8_t* xm = xq + static_cast<long>(m) * K;
-      const float* dm = xd + static_cast<long>(m) * B;
-      const float* sm = xs + static_cast<long>(m) * G + g0;
-      __m256 acc[R];
-      __m256 bacc[R];
-      for (int r = 0; r < R; ++r) acc[r] = bacc[r] = _mm256_setzero_ps();
-      for (int g = 0; g < gc; g += 8) {
-        alignas(32) float sv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int i = 0; i < 8 && g + i < gc; ++i) sv[i] = sm[g + i];
-        const __m256 v = _mm256_load_ps(sv);
-        for (int r = 0; r < R; ++r) bacc[r] = _mm256_fmadd_ps(_mm256_load_ps(bi[r] + g), v, bacc[r]);
-      }
-      int b = b0;
-      if constexpr (Bits == 4) {
-        for (; b + 2 <= b1; b += 2) {
-          const __m256i a_even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
-          const __m256i a_odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b + 32));
-          const __m256 dv = _mm256_set_m128(_mm_set1_ps(dm[b + 1]), _mm_set1_ps(dm[b]));
-          const int ga = b / kBlocksPerGroup - g0, gb = (b + 1) / kBlocksPerGroup - g0;
-          for (int r = 0; r < R; ++r) {
-            const __m256 f = dot_pair_4bit(w + r * row_bytes + 16 * b, a_even, a_odd);
-            const __m256 s = _mm256_set_m128(_mm_set1_ps(sc[r][gb]), _mm_set1_ps(sc[r][ga]));
-            acc[r] = _mm256_fmadd_ps(f, _mm256_mul_ps(s, dv), acc[r]);
-          }
-        }
-      }
-      for (; b < b1; ++b) {  // 8-bit blocks, or the last unpaired 4-bit one
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
-        const int g = b / kBlocksPerGroup - g0;
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    int b = 0;
+    if constexpr (Bits == 4) {
+      for (; b + 2 <= B; b += 2) {
+        const __m256i a_even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
+        const __m256i a_odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b + 32));
+        const __m256 dv = _mm256_set_m128(_mm_set1_ps(dm[b + 1]), _mm_set1_ps(dm[b]));
+        const int ga = b / kBlocksPerGroup, gb = (b + 1) / kBlocksPerGroup;
         for (int r = 0; r < R; ++r) {
-          const __m256 f = Bits == 8 ? dot_block_8bit(w + r * row_bytes + 32 * b, a)
-                                     : dot_single_4bit(w + r * row_bytes + 16 * b, a);
-          acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(sc[r][g] * dm[b]), acc[r]);
+          const __m256 f = dot_pair_4bit(w + r * row_bytes + 16 * b, a_even, a_odd);
+          const __m256 sv = ga == gb ? _mm256_set1_ps(param_at<T>(p.scales, row_off[r] + ga))
+                                     : _mm256_set_m128(_mm_set1_ps(param_at<T>(p.scales, row_off[r] + gb)),
+                                                       _mm_set1_ps(param_at<T>(p.scales, row_off[r] + ga)));
+          acc[r] = _mm256_fmadd_ps(f, _mm256_mul_ps(sv, dv), acc[r]);
         }
       }
-      float* out = p.out + static_cast<long>(m) * p.N + n;
+    }
+    for (; b < B; ++b) {  // 8-bit blocks, or the last unpaired 4-bit one
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
+      const int g = b / kBlocksPerGroup;
       for (int r = 0; r < R; ++r) {
-        const float v = hsum(acc[r]) + hsum(bacc[r]);
-        out[r] = g0 == 0 ? v : out[r] + v;
+        const __m256 f = Bits == 8 ? dot_block_8bit(w + r * row_bytes + 32 * b, a)
+                                   : dot_single_4bit(w + r * row_bytes + 16 * b, a);
+        acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(param_at<T>(p.scales, row_off[r] + g) * dm[b]), acc[r]);
       }
     }
+    float* out = p.out + static_cast<long>(m) * p.N + n;
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + bias[r];
   }
 }
 
-template <int Bits, int GS>
+template <int Bits, int GS, ScaleType T>
 void gemv_q8(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
   int n = n0;
-  for (; n + 4 <= n1; n += 4) q8_tile<Bits, GS, 4>(p, xq, xd, xs, n);
-  for (; n < n1; ++n) q8_tile<Bits, GS, 1>(p, xq, xd, xs, n);
+  for (; n + 4 <= n1; n += 4) q8_tile<Bits, GS, 4, T>(p, xq, xd, xs, n);
+  for (; n < n1; ++n) q8_tile<Bits, GS, 1, T>(p, xq, xd, xs, n);
+}
+
+template <int Bits, int GS>
+void gemv_q8_scales(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
+  switch (p.scale_type) {
+    case ScaleType::f16: gemv_q8<Bits, GS, ScaleType::f16>(p, xq, xd, xs, n0, n1); break;
+    case ScaleType::bf16: gemv_q8<Bits, GS, ScaleType::bf16>(p, xq, xd, xs, n0, n1); break;
+    default: gemv_q8<Bits, GS, ScaleType::f32>(p, xq, xd, xs, n0, n1); break;
+  }
 }
 
 template <int Bits>
 void gemv_q8_bits(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
   switch (p.group_size) {
-    case 32: gemv_q8<Bits, 32>(p, xq, xd, xs, n0, n1); break;
-    case 64: gemv_q8<Bits, 64>(p, xq, xd, xs, n0, n1); break;
-    default: gemv_q8<Bits, 128>(p, xq, xd, xs, n0, n1); break;
+    case 32: gemv_q8_scales<Bits, 32>(p, xq, xd, xs, n0, n1); break;
+    case 64: gemv_q8_scales<Bits, 64>(p, xq, xd, xs, n0, n1); break;
+    default: gemv_q8_scales<Bits, 128>(p, xq, xd, xs, n0, n1); break;
   }
 }
 
@@ -486,12 +508,21 @@ void prepare_dispatch(const QmmProblem& p, float* xp, float* xs) {
   else prepare_gemv<8>(p, xp, xs);
 }
 
+template <int Bits, int GS>
+void gemv_scales(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1) {
+  switch (p.scale_type) {
+    case ScaleType::f16: gemv<Bits, GS, ScaleType::f16>(p, xp, xs, n0, n1); break;
+    case ScaleType::bf16: gemv<Bits, GS, ScaleType::bf16>(p, xp, xs, n0, n1); break;
+    default: gemv<Bits, GS, ScaleType::f32>(p, xp, xs, n0, n1); break;
+  }
+}
+
 template <int Bits>
 void gemv_bits(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1) {
   switch (p.group_size) {
-    case 32: gemv<Bits, 32>(p, xp, xs, n0, n1); break;
-    case 64: gemv<Bits, 64>(p, xp, xs, n0, n1); break;
-    default: gemv<Bits, 128>(p, xp, xs, n0, n1); break;
+    case 32: gemv_scales<Bits, 32>(p, xp, xs, n0, n1); break;
+    case 64: gemv_scales<Bits, 64>(p, xp, xs, n0, n1); break;
+    default: gemv_scales<Bits, 128>(p, xp, xs, n0, n1); break;
   }
 }
 
