@@ -14,6 +14,7 @@
 
 #include "nn/attention_kernels.h"
 #include "nn/compute_pool.h"
+#include "nn/cpu_arrays.h"
 
 namespace mx = mlx::core;
 
@@ -160,17 +161,10 @@ class LmlabDecodeAttention : public mx::UnaryPrimitive {
   float scale_;
 };
 
-bool on_cpu(const mx::StreamOrDevice& s) {
-  if (auto* stream = std::get_if<mx::Stream>(&s)) return stream->device == mx::Device::cpu;
-  if (auto* device = std::get_if<mx::Device>(&s)) return *device == mx::Device::cpu;
-  if (auto* type = std::get_if<mx::Device::DeviceType>(&s)) return *type == mx::Device::cpu;
-  return mx::default_device() == mx::Device::cpu;
-}
-
 }  // namespace
 
 bool decode_attention_is_native(const array& q, const array& k, const array& v, mx::StreamOrDevice s) {
-  if (!on_cpu(s)) return false;
+  if (!detail::on_cpu(s)) return false;
   if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return false;
   if (q.dtype() != mx::float32 || k.dtype() != mx::float32 || v.dtype() != mx::float32) return false;
   const int B = q.shape(0), H = q.shape(1), L = q.shape(2), D = q.shape(3);

@@ -4,6 +4,7 @@
 #include "lmlab/nn.h"
 #include "nn/decode_attention.h"
 #include "nn/quantized_matmul.h"
+#include "nn/swiglu.h"
 
 namespace mx = mlx::core;
 
@@ -47,7 +48,7 @@ array rms_norm(const Weights& w, const std::string& prefix, const array& x, floa
 array swiglu_mlp(const Weights& w, const std::string& prefix, const array& x, Hooks* hooks,
                  int layer, const std::string& hook_name) {
   array gate = linear(w, prefix + ".gate_proj", x);
-  array act = mx::multiply(mx::multiply(gate, mx::sigmoid(gate)), linear(w, prefix + ".up_proj", x));
+  array act = swiglu(gate, linear(w, prefix + ".up_proj", x));
   if (hooks && hooks->wants(layer)) {
     act = hooks->apply(hook_name, act);
     if (hooks->mlp) hooks->capture(hook_name, act);

@@ -17,6 +17,7 @@
 #include <mlx/primitives.h>
 
 #include "nn/compute_pool.h"
+#include "nn/cpu_arrays.h"
 #include "nn/quantized_matmul_kernels.h"
 
 namespace mx = mlx::core;
@@ -209,29 +210,6 @@ void detail::run_qmm(const QmmProblem& p) {
 
 namespace {
 
-// A row-contiguous copy of a (possibly strided or broadcast) array's elements,
-// a row at a time when the last axis is dense (a transposed head layout, a slice).
-std::vector<char> gather(const mx::array& a) {
-  const int64_t item = a.itemsize(), ndim = a.ndim();
-  std::vector<char> out(a.size() * item);
-  if (a.size() == 0) return out;
-  const char* src = static_cast<const char*>(a.data<void>());
-  const bool dense_rows = a.strides().back() == 1;
-  const int64_t run = dense_rows ? a.shape(-1) : 1;  // elements copied per step
-  const int64_t inner_dims = dense_rows ? ndim - 1 : ndim;
-  std::vector<int> idx(ndim, 0);
-  for (int64_t i = 0; i * run < static_cast<int64_t>(a.size()); ++i) {
-    int64_t off = 0;
-    for (int64_t d = 0; d < inner_dims; ++d) off += static_cast<int64_t>(idx[d]) * a.strides()[d];
-    std::memcpy(out.data() + i * run * item, src + off * item, run * item);
-    for (int64_t d = inner_dims - 1; d >= 0; --d) {
-      if (++idx[d] < a.shape(d)) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
-
 using detail::ActQuant;
 
 ActQuant parse_activations(const std::string& name) {
@@ -268,7 +246,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
       std::vector<char> copies[4];
       auto contiguous = [&](const mx::array& a, int i) -> const void* {
         if (a.flags().row_contiguous) return a.data<void>();
-        copies[i] = gather(a);
+        copies[i] = detail::gather(a);
         return copies[i].data();
       };
       const int K = x.shape(-1), N = out.shape(-1);
@@ -337,13 +315,6 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
   ActQuant act_;
 };
 
-mx::Device device_of(const mx::StreamOrDevice& s) {
-  if (auto* stream = std::get_if<mx::Stream>(&s)) return stream->device;
-  if (auto* device = std::get_if<mx::Device>(&s)) return *device;
-  if (auto* type = std::get_if<mx::Device::DeviceType>(&s)) return mx::Device(*type);
-  if (std::holds_alternative<std::monostate>(s)) return mx::default_device();
-  return mx::to_stream(s).device;
-}
 
 bool is_float_type(mx::Dtype t) { return t == mx::float32 || t == mx::float16 || t == mx::bfloat16; }
 
@@ -352,7 +323,7 @@ bool is_float_type(mx::Dtype t) { return t == mx::float32 || t == mx::float16 ||
 bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
                                 const std::optional<array>& biases, int group_size, int bits,
                                 const std::string& mode, mx::StreamOrDevice s) {
-  if (device_of(s) != mx::Device::cpu) return false;
+  if (!detail::on_cpu(s)) return false;
   if (mode != "affine" || !biases || (bits != 4 && bits != 8)) return false;
   if (group_size != 32 && group_size != 64 && group_size != 128) return false;
   if (x.dtype() != mx::float32 || w.dtype() != mx::uint32 || x.ndim() < 1 || w.ndim() != 2) return false;

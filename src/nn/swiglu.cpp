@@ -1,0 +1,121 @@
+// nn::swiglu: the MLX primitive (LmlabSwiglu) and the portable scalar kernel.
+#include "nn/swiglu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <variant>
+#include <vector>
+
+#include <mlx/allocator.h>
+#include <mlx/backend/cpu/encoder.h>
+#include <mlx/mlx.h>
+#include <mlx/primitives.h>
+
+#include "nn/compute_pool.h"
+#include "nn/cpu_arrays.h"
+#include "nn/elementwise_kernels.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::nn {
+
+void detail::swiglu_scalar(const float* gate, const float* up, float* out, long n) {
+  for (long i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+namespace {
+
+detail::SwigluKernel best_kernel() {
+  static const detail::SwigluKernel k = [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      if (auto avx2 = detail::avx2_swiglu()) return avx2;
+#endif
+    return &detail::swiglu_scalar;
+  }();
+  return k;
+}
+
+array composed(const array& gate, const array& up, const mx::StreamOrDevice& s) {
+  return mx::multiply(mx::multiply(gate, mx::sigmoid(gate, s), s), up, s);
+}
+
+class LmlabSwiglu : public mx::UnaryPrimitive {
+ public:
+  explicit LmlabSwiglu(mx::Stream stream) : mx::UnaryPrimitive(stream) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    encoder.set_output_array(out);
+    encoder.dispatch([g = mx::array::unsafe_weak_copy(inputs[0]), u = mx::array::unsafe_weak_copy(inputs[1]),
+                      out = mx::array::unsafe_weak_copy(out)]() mutable {
+      std::vector<char> copies[2];
+      auto contiguous = [&](const mx::array& a, int i) {
+        if (a.flags().row_contiguous) return a.data<float>();
+        copies[i] = detail::gather(a);
+        return reinterpret_cast<const float*>(copies[i].data());
+      };
+      const float* gp = contiguous(g, 0);
+      const float* up = contiguous(u, 1);
+      float* op = out.data<float>();
+      const long n = static_cast<long>(out.size());
+      const detail::SwigluKernel kernel = best_kernel();
+      constexpr long kChunk = 64 * 1024;
+      if (n <= kChunk) {
+        kernel(gp, up, op, n);
+        return;
+      }
+      const int tasks = static_cast<int>((n + kChunk - 1) / kChunk);
+      detail::parallel_for(tasks, [&](int t) {
+        const long i = t * kChunk;
+        kernel(gp + i, up + i, op + i, std::min(kChunk, n - i));
+      });
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[lmlab::nn::swiglu] CPU only");
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    auto f = [&](const std::vector<mx::array>& in) {
+      return std::vector<mx::array>{composed(in[0], in[1], stream())};
+    };
+    auto grads = mx::vjp(f, primals, cotangents).second;
+    std::vector<mx::array> out;
+    for (int a : argnums) out.push_back(grads[a]);
+    return out;
+  }
+
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals, const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override {
+    auto f = [&](const std::vector<mx::array>& in) {
+      return std::vector<mx::array>{composed(in[0], in[1], stream())};
+    };
+    std::vector<mx::array> all{mx::zeros_like(primals[0], stream()), mx::zeros_like(primals[1], stream())};
+    for (size_t i = 0; i < argnums.size(); ++i) all[argnums[i]] = tangents[i];
+    return mx::jvp(f, primals, all).second;
+  }
+
+  const char* name() const override { return "LmlabSwiglu"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return dynamic_cast<const LmlabSwiglu*>(&other) != nullptr;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+};
+
+}  // namespace
+
+array swiglu(const array& gate, const array& up, mx::StreamOrDevice s) {
+  if (!detail::on_cpu(s) || gate.dtype() != mx::float32 || up.dtype() != mx::float32 || gate.shape() != up.shape())
+    return composed(gate, up, s);
+  return array(gate.shape(), mx::float32, std::make_shared<LmlabSwiglu>(mx::to_stream(s)), {gate, up});
+}
+
+}  // namespace lmlab::nn

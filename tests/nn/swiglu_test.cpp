@@ -1,0 +1,73 @@
+// nn::swiglu (lmlab's fused CPU kernel) against the MLX composition
+// gate · sigmoid(gate) · up: sizes on and off the 8-lane path and above the
+// parallel threshold, extreme gates, strided inputs, derivatives, fallbacks.
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "nn/swiglu.h"
+#include "test_util.h"
+
+namespace lmlab::test {
+namespace {
+
+namespace mx = mlx::core;
+
+mx::array reference(const mx::array& g, const mx::array& u) {
+  return mx::multiply(mx::multiply(g, mx::sigmoid(g)), u);
+}
+
+void expect_close(const mx::array& got, const mx::array& want, const std::string& label) {
+  ASSERT_EQ(got.shape(), want.shape()) << label;
+  EXPECT_TRUE(mx::allclose(got, want, 2e-6, 1e-7).item<bool>())
+      << label << ": max |diff| " << mx::max(mx::abs(mx::subtract(got, want))).item<float>();
+}
+
+TEST(Swiglu, MatchesMlx) {
+  int seed = 0;
+  for (mx::Shape shape : {mx::Shape{1, 1, 1536}, mx::Shape{3, 13}, mx::Shape{7}, mx::Shape{2, 300, 1536}}) {
+    ++seed;
+    auto g = mx::multiply(mx::random::normal(shape, mx::float32, mx::random::key(seed)), mx::array(4.0f));
+    auto u = mx::random::normal(shape, mx::float32, mx::random::key(seed + 100));
+    expect_close(nn::swiglu(g, u), reference(g, u), fmt::format("{} elements", g.size()));
+  }
+}
+
+TEST(Swiglu, ExtremeGates) {
+  std::vector<float> gv{-1e4f, -200.0f, -88.0f, -87.5f, -30.0f, -1e-30f, 0.0f, 1e-30f, 30.0f, 88.0f, 200.0f, 1e4f,
+                        -0.0f, 1.0f, -1.0f, 16.0f, -16.0f};
+  auto g = mx::array(gv.begin(), {static_cast<int>(gv.size())});
+  auto u = mx::full(g.shape(), 1.5f);
+  auto got = nn::swiglu(g, u);
+  EXPECT_TRUE(mx::all(mx::isfinite(got)).item<bool>());
+  expect_close(got, reference(g, u), "extreme gates");
+}
+
+TEST(Swiglu, StridedInputs) {
+  auto gt = mx::random::normal({64, 10}, mx::float32, mx::random::key(1));
+  auto g = mx::transpose(gt);
+  auto u = mx::broadcast_to(mx::random::normal({1, 64}, mx::float32, mx::random::key(2)), {10, 64});
+  expect_close(nn::swiglu(g, u), reference(mx::contiguous(g), mx::contiguous(u)), "strided");
+}
+
+TEST(Swiglu, Derivatives) {
+  auto g = mx::random::normal({4, 33}, mx::float32, mx::random::key(3));
+  auto u = mx::random::normal({4, 33}, mx::float32, mx::random::key(4));
+  auto ct = mx::random::normal({4, 33}, mx::float32, mx::random::key(5));
+  auto ours = [](const std::vector<mx::array>& in) { return std::vector<mx::array>{nn::swiglu(in[0], in[1])}; };
+  auto theirs = [](const std::vector<mx::array>& in) { return std::vector<mx::array>{reference(in[0], in[1])}; };
+  auto g1 = mx::vjp(ours, {g, u}, {ct}).second;
+  auto g2 = mx::vjp(theirs, {g, u}, {ct}).second;
+  for (int i = 0; i < 2; ++i) expect_close(g1[i], g2[i], fmt::format("vjp arg {}", i));
+  expect_close(mx::jvp(ours, {g, u}, {ct, u}).second[0], mx::jvp(theirs, {g, u}, {ct, u}).second[0], "jvp");
+}
+
+TEST(Swiglu, OtherDtypesUseMlx) {
+  auto g = mx::astype(mx::random::normal({5, 8}, mx::float32, mx::random::key(6)), mx::float16);
+  auto u = mx::astype(mx::random::normal({5, 8}, mx::float32, mx::random::key(7)), mx::float16);
+  auto got = nn::swiglu(g, u);
+  EXPECT_EQ(got.dtype(), mx::float16);
+  EXPECT_TRUE(mx::array_equal(got, reference(g, u)).item<bool>());
+}
+
+}  // namespace
+}  // namespace lmlab::test
