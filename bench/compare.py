@@ -4,7 +4,9 @@ Same prompt (512 tokens), 128 generated tokens with EOS ignored, greedy, several
 runs each; prints a table with lmlab/anchor ratios and writes it into
 docs/benchmarks.md between the `bench:generate` markers.
 
-- lmlab: the default Q4_1 GGUF (build/lmlab generate --json).
+- lmlab: the default Q4_1 GGUF (build/lmlab generate --json), with float32
+  activations (the default) and with --activations q8 (int8 activations, as
+  llama.cpp computes with this GGUF).
 - llama.cpp (llama-cpp-python): the same GGUF file.
 - mlx-lm: the 4-bit group-32 MLX copy made by tests/golden/model_golden.py
   (same engine and kernels as lmlab; its embedding is 4-bit where the GGUF's is 8-bit).
@@ -38,11 +40,11 @@ def prompt_ids(model):
     return ids, tok.detokenize(ids).decode("utf-8", errors="ignore")
 
 
-def run_lmlab(model, text, runs):
+def run_lmlab(model, text, runs, activations="float"):
     out = []
     for _ in range(runs):
         r = subprocess.run([str(ROOT / "build/lmlab"), "generate", "--json", "--no-chat-template", "--ignore-eos",
-                            "--max-tokens", str(GEN_TOKENS), "--model", model],
+                            "--max-tokens", str(GEN_TOKENS), "--model", model, "--activations", activations],
                            input=text, capture_output=True, text=True, check=True)
         s = json.loads(r.stdout)["stats"]
         out.append(dict(prompt_tokens=s["prompt_tokens"], prompt_tps=s["prompt_tps"],
@@ -120,6 +122,7 @@ def main():
     model = default_model()
     ids, text = prompt_ids(model)
     results = {"lmlab": run_lmlab(model, text, a.runs),
+               "lmlab q8": run_lmlab(model, text, a.runs, "q8"),
                "llama.cpp": run_llamacpp(model, ids, a.runs, a.threads)}
     mlx_dir = ROOT / ".deps/fixtures/model/smollm2-mlx-q4"
     if mlx_dir.exists():
@@ -132,13 +135,14 @@ def main():
              "| engine | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, rows in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{median(rows, k):.3f}" for k, _ in keys) + " |")
-    lab = results["lmlab"]
-    for name, rows in results.items():
-        if name == "lmlab":
-            continue
-        lines.append(f"| lmlab / {name} | " + " | ".join(
-            f"{median(lab, k) / median(rows, k):.2f}×" if median(rows, k) == median(rows, k) else "–"
-            for k, _ in keys) + " |")
+    for ours in ("lmlab", "lmlab q8"):
+        lab = results[ours]
+        for name, rows in results.items():
+            if name.startswith("lmlab"):
+                continue
+            lines.append(f"| {ours} / {name} | " + " | ".join(
+                f"{median(lab, k) / median(rows, k):.2f}×" if median(rows, k) == median(rows, k) else "–"
+                for k, _ in keys) + " |")
     table = "\n".join(lines)
     print(table)
     if not a.no_write:

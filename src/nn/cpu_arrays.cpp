@@ -1,9 +1,13 @@
 #include "nn/cpu_arrays.h"
 
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <variant>
 
 #include <mlx/device.h>
+#include <mlx/transforms.h>
+#include <mlx/ops.h>
 
 namespace mx = mlx::core;
 
@@ -28,6 +32,31 @@ std::vector<char> gather(const mx::array& a) {
     }
   }
   return out;
+}
+
+void FusedCpuPrimitive::eval_gpu(const std::vector<mx::array>&, mx::array&) {
+  throw std::runtime_error(std::string("[lmlab::nn] ") + name() + " runs on CPU streams only");
+}
+
+std::vector<mx::array> FusedCpuPrimitive::vjp(const std::vector<mx::array>& primals,
+                                              const std::vector<mx::array>& cotangents,
+                                              const std::vector<int>& argnums, const std::vector<mx::array>&) {
+  const Composition reference = composition();
+  auto f = [&](const std::vector<mx::array>& in) { return std::vector<mx::array>{reference(in)}; };
+  auto grads = mx::vjp(f, primals, cotangents).second;
+  std::vector<mx::array> out;
+  for (int a : argnums) out.push_back(grads[a]);
+  return out;
+}
+
+std::vector<mx::array> FusedCpuPrimitive::jvp(const std::vector<mx::array>& primals,
+                                              const std::vector<mx::array>& tangents, const std::vector<int>& argnums) {
+  const Composition reference = composition();
+  auto f = [&](const std::vector<mx::array>& in) { return std::vector<mx::array>{reference(in)}; };
+  std::vector<mx::array> all;
+  for (const auto& p : primals) all.push_back(mx::zeros_like(p));
+  for (size_t i = 0; i < argnums.size(); ++i) all[argnums[i]] = tangents[i];
+  return mx::jvp(f, primals, all).second;
 }
 
 bool on_cpu(const mx::StreamOrDevice& s) {

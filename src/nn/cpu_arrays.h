@@ -1,9 +1,11 @@
 // Helpers for lmlab's CPU primitives (internal).
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include <mlx/array.h>
+#include <mlx/primitives.h>
 #include <mlx/utils.h>
 
 namespace lmlab::nn::detail {
@@ -11,6 +13,27 @@ namespace lmlab::nn::detail {
 // A row-contiguous copy of an evaluated array's elements (a transposed view, a
 // slice, a broadcast), copied a row at a time when the last axis is dense.
 std::vector<char> gather(const mlx::core::array& a);
+
+// The MLX composition a fused primitive stands for: its inputs → its one output.
+using Composition = std::function<mlx::core::array(const std::vector<mlx::core::array>&)>;
+
+// Base of lmlab's fused CPU primitives (decode attention, SwiGLU): evaluated by
+// eval_cpu only, differentiated through composition() (the vjp for the
+// requested arguments, the jvp with zero tangents for the others).
+class FusedCpuPrimitive : public mlx::core::UnaryPrimitive {
+ public:
+  using mlx::core::UnaryPrimitive::UnaryPrimitive;
+  virtual Composition composition() = 0;
+
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, mlx::core::array& out) override;
+  std::vector<mlx::core::array> vjp(const std::vector<mlx::core::array>& primals,
+                                    const std::vector<mlx::core::array>& cotangents,
+                                    const std::vector<int>& argnums,
+                                    const std::vector<mlx::core::array>& outputs) override;
+  std::vector<mlx::core::array> jvp(const std::vector<mlx::core::array>& primals,
+                                    const std::vector<mlx::core::array>& tangents,
+                                    const std::vector<int>& argnums) override;
+};
 
 // Whether s (a stream, a device, a device type, or {} for the default device) is the CPU.
 bool on_cpu(const mlx::core::StreamOrDevice& s);

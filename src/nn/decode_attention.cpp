@@ -80,9 +80,9 @@ array reference_attention(const array& q, const array& k, const array& v, float 
   return mx::matmul(mx::softmax(scores, {-1}, /*precise=*/true, s), vv, s);
 }
 
-class LmlabDecodeAttention : public mx::UnaryPrimitive {
+class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
  public:
-  LmlabDecodeAttention(mx::Stream stream, float scale) : mx::UnaryPrimitive(stream), scale_(scale) {}
+  LmlabDecodeAttention(mx::Stream stream, float scale) : detail::FusedCpuPrimitive(stream), scale_(scale) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     out.set_data(mx::allocator::malloc(out.nbytes()));
@@ -120,33 +120,13 @@ class LmlabDecodeAttention : public mx::UnaryPrimitive {
     });
   }
 
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("[lmlab::nn::decode_attention] CPU only");
-  }
-
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
-    auto f = [&](const std::vector<mx::array>& in) {
-      return std::vector<mx::array>{reference_attention(in[0], in[1], in[2], scale_, stream())};
-    };
-    auto grads = mx::vjp(f, primals, cotangents).second;
-    std::vector<mx::array> out;
-    for (int a : argnums) out.push_back(grads[a]);
-    return out;
-  }
-
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals, const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override {
-    auto f = [&](const std::vector<mx::array>& in) {
-      return std::vector<mx::array>{reference_attention(in[0], in[1], in[2], scale_, stream())};
-    };
-    std::vector<mx::array> all;
-    for (int i = 0; i < 3; ++i) all.push_back(mx::zeros_like(primals[i], stream()));
-    for (size_t i = 0; i < argnums.size(); ++i) all[argnums[i]] = tangents[i];
-    return mx::jvp(f, primals, all).second;
-  }
-
   const char* name() const override { return "LmlabDecodeAttention"; }
+
+  detail::Composition composition() override {
+    return [scale = scale_, s = stream()](const std::vector<mx::array>& in) {
+      return reference_attention(in[0], in[1], in[2], scale, s);
+    };
+  }
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto* o = dynamic_cast<const LmlabDecodeAttention*>(&other);

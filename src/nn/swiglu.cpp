@@ -41,9 +41,9 @@ array composed(const array& gate, const array& up, const mx::StreamOrDevice& s) 
   return mx::multiply(mx::multiply(gate, mx::sigmoid(gate, s), s), up, s);
 }
 
-class LmlabSwiglu : public mx::UnaryPrimitive {
+class LmlabSwiglu : public detail::FusedCpuPrimitive {
  public:
-  explicit LmlabSwiglu(mx::Stream stream) : mx::UnaryPrimitive(stream) {}
+  explicit LmlabSwiglu(mx::Stream stream) : detail::FusedCpuPrimitive(stream) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     out.set_data(mx::allocator::malloc(out.nbytes()));
@@ -76,29 +76,8 @@ class LmlabSwiglu : public mx::UnaryPrimitive {
     });
   }
 
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("[lmlab::nn::swiglu] CPU only");
-  }
-
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
-    auto f = [&](const std::vector<mx::array>& in) {
-      return std::vector<mx::array>{composed(in[0], in[1], stream())};
-    };
-    auto grads = mx::vjp(f, primals, cotangents).second;
-    std::vector<mx::array> out;
-    for (int a : argnums) out.push_back(grads[a]);
-    return out;
-  }
-
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals, const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override {
-    auto f = [&](const std::vector<mx::array>& in) {
-      return std::vector<mx::array>{composed(in[0], in[1], stream())};
-    };
-    std::vector<mx::array> all{mx::zeros_like(primals[0], stream()), mx::zeros_like(primals[1], stream())};
-    for (size_t i = 0; i < argnums.size(); ++i) all[argnums[i]] = tangents[i];
-    return mx::jvp(f, primals, all).second;
+  detail::Composition composition() override {
+    return [s = stream()](const std::vector<mx::array>& in) { return composed(in[0], in[1], s); };
   }
 
   const char* name() const override { return "LmlabSwiglu"; }
