@@ -23,6 +23,7 @@
 //    q8 logits sit no closer to llama.cpp's than float ones; the default stays float.
 #include <fmt/format.h>
 
+#include "lmlab/io.h"
 #include "models/model_test_util.h"
 
 namespace lmlab::test {
@@ -154,8 +155,10 @@ TEST(Oracle, MlxQuantizedDirMatchesMlxLm) {
 
 TEST(Oracle, Q8ActivationsMatchGgmlKernels) {
   // --activations q8 against llama.cpp's own CPU kernels (ggml's quantize_row_q8_1 /
-  // q8_0 and vec_dot on the GGUF's raw blocks; fixture from tests/golden/ggml_kernels.py).
-  // Same int8 rounding, exact integer block sums: only float32 summation order differs.
+  // q8_0 and vec_dot on the GGUF's raw blocks; fixture from tests/golden/ggml_kernels.py):
+  // three tensors of the default model (Q4_1, Q4_1 with K = 1536, Q8_0) and a Q4_0
+  // tensor in a GGUF the fixture wrote. Same int8 rounding, exact integer block
+  // sums: only float32 summation order differs.
   auto path = model_fixtures() / "ggml_kernels.json";
   LMLAB_REQUIRE_FILE(path);
   auto m = load_model(cpu_context(), {.activations = "q8"});
@@ -163,17 +166,30 @@ TEST(Oracle, Q8ActivationsMatchGgmlKernels) {
                                                    {"blk.3.ffn_down.weight", "model.layers.3.mlp.down_proj"},
                                                    {"token_embd.weight", "model.embed_tokens"}};
   const auto golden = read_json(path);
+  int q4_0_cases = 0;
   for (const auto& c : golden["cases"]) {
-    const std::string& prefix = modules.at(c["tensor"].get<std::string>());
+    const std::string tensor = c["tensor"].get<std::string>(), type = c["type"].get<std::string>();
+    // Default-model tensors by their lmlab names; a tensor of a fixture file by its GGUF name.
+    Weights file_weights;
+    const Weights* weights = &m.model->weights();
+    std::string prefix;
+    if (c.contains("file")) {
+      file_weights = io::read_gguf_tensors(io::read_gguf(model_fixtures() / c["file"].get<std::string>()));
+      weights = &file_weights;
+      prefix = tensor.substr(0, tensor.size() - std::string(".weight").size());
+      q4_0_cases += type == "Q4_0";
+    } else {
+      prefix = modules.at(tensor);
+    }
     auto x = c["x"].get<std::vector<std::vector<float>>>();
     auto want = c["y"].get<std::vector<std::vector<float>>>();
     const int M = static_cast<int>(x.size()), K = static_cast<int>(x[0].size());
     std::vector<float> flat;
     for (auto& row : x) flat.insert(flat.end(), row.begin(), row.end());
-    const auto* spec = m.model->weights().quant(prefix);
+    const auto* spec = weights->quant(prefix);
     ASSERT_TRUE(spec) << prefix;
-    EXPECT_EQ(spec->activations, c["type"] == "Q4_1" ? "q8_1" : "q8_0") << prefix;
-    mx::array y = nn::linear(m.model->weights(), prefix, mx::array(flat.begin(), {M, K}, mx::float32));
+    EXPECT_EQ(spec->activations, type == "Q4_1" ? "q8_1" : "q8_0") << prefix;
+    mx::array y = nn::linear(*weights, prefix, mx::array(flat.begin(), {M, K}, mx::float32));
     mx::eval(y);
     float worst = 0;
     for (int i = 0; i < M; ++i)
@@ -182,9 +198,9 @@ TEST(Oracle, Q8ActivationsMatchGgmlKernels) {
         worst = std::max(worst, std::abs(got - want[i][n]) / (1.0f + std::abs(want[i][n])));
       }
     EXPECT_LT(worst, 2e-5f) << prefix;
-    std::printf("[ oracle   ] %s (%s) against ggml: max relative diff %.2g\n", prefix.c_str(),
-                c["type"].get<std::string>().c_str(), worst);
+    std::printf("[ oracle   ] %s (%s) against ggml: max relative diff %.2g\n", prefix.c_str(), type.c_str(), worst);
   }
+  EXPECT_EQ(q4_0_cases, 1);
   // The default load keeps float activations.
   EXPECT_EQ(default_model().model->weights().quant("model.layers.0.self_attn.v_proj")->activations, "");
 }
