@@ -24,7 +24,7 @@ struct AttnProblem {
 using AttnKernel = void (*)(const AttnProblem& p, int b, int h, float* scratch);
 
 void attend_scalar(const AttnProblem& p, int b, int h, float* scratch);
-// The AVX2+FMA kernel (D a multiple of 8, unit d strides), or nullptr when not compiled in.
+// The AVX2+FMA kernel (D a multiple of 8 up to 256, unit d strides), or nullptr when not compiled in.
 AttnKernel avx2_attend();
 
 }  // namespace lmlab::nn::detail
