@@ -67,7 +67,8 @@ TEST_P(Family, HalfPrecisionRunsWithRightShapes) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, Family,
                          ::testing::Values("llama", "llama_q4", "llama3_scaled", "llama3_scaled_q4",
-                                           "llama_linear_rope", "llama_linear_rope_q4", "mistral",
+                                           "llama_linear_rope", "llama_linear_rope_q4", "llama_yarn",
+                                           "llama_yarn_q4", "mistral",
                                            "mistral_q4", "qwen2", "qwen2_q4", "qwen3", "qwen3_q4"));
 
 }  // namespace
