@@ -205,5 +205,28 @@ TEST(Oracle, Q8ActivationsMatchGgmlKernels) {
   EXPECT_EQ(default_model().model->weights().quant("model.layers.0.self_attn.v_proj")->activations, "");
 }
 
+TEST(Oracle, MlxQuantizedDirWithQ8ActivationsStaysClose) {
+  // --activations q8 on an MLX dir: every 4-bit layer rounds activations (q8_0);
+  // the logits move by that rounding only, like llama.cpp's against exact weights.
+  auto dir = model_fixtures() / "smollm2-mlx-q4";
+  LMLAB_REQUIRE_FILE(dir / "config.json");
+  auto m = load_model(cpu_context(), {.model = dir.string(), .activations = "q8"});
+  for (const auto& [prefix, spec] : m.model->weights().quantized_modules()) EXPECT_EQ(spec.activations, "q8_0") << prefix;
+  const auto golden = read_json(model_fixtures() / "mlxlm_q4.json");
+  float worst = 0;
+  int top5_min = 5;
+  for (const auto& c : golden["cases"]) {
+    auto [got, picks] = teacher_forced(*m.model, c["ids"].get<std::vector<int>>(), c["greedy"].get<std::vector<int>>());
+    auto d = compare_logits(got, c["logits"].get<std::vector<float>>());
+    worst = std::max(worst, d.max_abs);
+    top5_min = std::min(top5_min, d.top5_overlap);
+  }
+  EXPECT_LT(worst, 1.5f);
+  EXPECT_GE(top5_min, 3);
+  std::printf("[ oracle   ] mlxlm_q4.json with q8 activations: max |logit diff| %.3f, min top-5 overlap %d\n", worst,
+              top5_min);
+  EXPECT_THROW(load_model(cpu_context(), {.model = dir.string(), .activations = "q4"}), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace lmlab::test
