@@ -64,8 +64,43 @@ std::vector<int> build_chat_prompt(const LoadedModel& m, const nlohmann::json& m
                                    const nlohmann::json& tools = nullptr,
                                    bool add_generation_prompt = true);
 
-// Generates from prompt ids. Throws std::invalid_argument when the prompt is
-// empty or longer than the model's context.
+// One step of a Generator: the sampled token and the text it completed (valid
+// UTF-8; empty while the detokenizer or a possible stop string holds it back).
+// The stream's last step may carry text only (token -1): what was still held
+// back when generation ended.
+struct GenerationStep {
+  int token = -1;
+  std::string text;
+};
+
+// A token stream over one prompt. The constructor prefills the prompt (in
+// prefill_step chunks) and schedules the first token; each next() returns one
+// token while the following one is already being computed. Ends at EOS (not
+// returned), a stop string (its text never appears), max_tokens or stop().
+// Throws std::invalid_argument when the prompt is empty or does not fit the
+// model's context.
+class Generator {
+ public:
+  Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts);
+  ~Generator();
+  Generator(Generator&&) noexcept;
+  Generator& operator=(Generator&&) noexcept;
+
+  // The next step, or nullopt once the stream has ended.
+  std::optional<GenerationStep> next();
+  // Ends the stream early (finish_reason "stop"); next() then releases held-back text.
+  void stop();
+  bool finished() const;
+  // Text and tokens so far, and the statistics (final once finished()).
+  const GenerationResult& result() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// Runs a Generator to the end. on_text gets each non-empty piece; returning
+// false stops generation. Throws as Generator does.
 GenerationResult generate(const LoadedModel& m, std::span<const int> prompt,
                           const GenerateOptions& opts, const TextCallback& on_text = {});
 

@@ -1,0 +1,74 @@
+// Generator (the token stream behind generate()) on the default model: steps
+// concatenate to generate()'s text and tokens, stop() ends the stream, stop
+// strings never reach the text, max_tokens bounds it, bad prompts throw.
+#include "lmlab/generate.h"
+#include "models/model_test_util.h"
+
+namespace lmlab::test {
+namespace {
+
+const LoadedModel& model() {
+  static LoadedModel m = load_model(cpu_context(), {});
+  return m;
+}
+
+std::vector<int> prompt_ids() { return build_prompt(model(), "Name three colors.", "", true); }
+
+TEST(Generator, StepsMakeUpGenerateResult) {
+  GenerateOptions opts{.max_tokens = 24};
+  const GenerationResult whole = generate(model(), prompt_ids(), opts);
+  Generator g(model(), prompt_ids(), opts);
+  std::string text;
+  std::vector<int> tokens;
+  while (auto step = g.next()) {
+    text += step->text;
+    if (step->token >= 0) tokens.push_back(step->token);
+    else EXPECT_TRUE(g.finished());  // a text-only step comes last
+  }
+  EXPECT_TRUE(g.finished());
+  EXPECT_EQ(tokens, whole.tokens);
+  EXPECT_EQ(text, whole.text);
+  EXPECT_EQ(g.result().text, whole.text);
+  EXPECT_EQ(g.result().tokens, whole.tokens);
+  EXPECT_EQ(g.result().stats.generation_tokens, static_cast<int>(tokens.size()));
+  EXPECT_GT(g.result().stats.prompt_tps, 0);
+  EXPECT_FALSE(g.next());  // stays ended
+}
+
+TEST(Generator, StopEndsTheStream) {
+  Generator g(model(), prompt_ids(), GenerateOptions{.max_tokens = 64, .stop_at_eos = false});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(g.next());
+  g.stop();
+  EXPECT_TRUE(g.finished());
+  while (auto step = g.next()) EXPECT_EQ(step->token, -1);  // only held-back text
+  EXPECT_EQ(g.result().tokens.size(), 3u);
+  EXPECT_EQ(g.result().stats.finish_reason, "stop");
+}
+
+TEST(Generator, MaxTokensAndStopStrings) {
+  Generator g(model(), prompt_ids(), GenerateOptions{.max_tokens = 5, .stop_at_eos = false});
+  int n = 0;
+  while (auto step = g.next()) n += step->token >= 0;
+  EXPECT_EQ(n, 5);
+  EXPECT_EQ(g.result().stats.finish_reason, "length");
+
+  // Stop at the first word the model writes after the greedy continuation's start.
+  const GenerationResult free_run = generate(model(), prompt_ids(), GenerateOptions{.max_tokens = 24});
+  ASSERT_GE(free_run.text.size(), 8u);
+  const std::string stop = free_run.text.substr(4, 3);
+  Generator s(model(), prompt_ids(), GenerateOptions{.max_tokens = 24, .stop = {stop}});
+  std::string text;
+  while (auto step = s.next()) text += step->text;
+  EXPECT_EQ(s.result().stats.finish_reason, "stop");
+  EXPECT_EQ(text, free_run.text.substr(0, free_run.text.find(stop)));
+  EXPECT_EQ(text.find(stop), std::string::npos);
+}
+
+TEST(Generator, RejectsBadPrompts) {
+  EXPECT_THROW(Generator(model(), std::vector<int>{}, GenerateOptions{}), std::invalid_argument);
+  std::vector<int> too_long(context_length(model()) + 1, 1);
+  EXPECT_THROW(Generator(model(), too_long, GenerateOptions{}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace lmlab::test
