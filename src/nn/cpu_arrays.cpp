@@ -5,6 +5,7 @@
 #include <string>
 #include <variant>
 
+#include <mlx/allocator.h>
 #include <mlx/device.h>
 #include <mlx/transforms.h>
 #include <mlx/ops.h>
@@ -32,6 +33,14 @@ std::vector<char> gather(const mx::array& a) {
     }
   }
   return out;
+}
+
+mx::cpu::CommandEncoder& FusedCpuPrimitive::encode(const std::vector<mx::array>& inputs, mx::array& out) {
+  out.set_data(mx::allocator::malloc(out.nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream());
+  for (auto& in : inputs) encoder.set_input_array(in);
+  encoder.set_output_array(out);
+  return encoder;
 }
 
 void FusedCpuPrimitive::eval_gpu(const std::vector<mx::array>&, mx::array&) {

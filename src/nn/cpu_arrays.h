@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <mlx/array.h>
+#include <mlx/backend/cpu/encoder.h>
 #include <mlx/primitives.h>
 #include <mlx/utils.h>
 
@@ -33,6 +34,11 @@ class FusedCpuPrimitive : public mlx::core::UnaryPrimitive {
   std::vector<mlx::core::array> jvp(const std::vector<mlx::core::array>& primals,
                                     const std::vector<mlx::core::array>& tangents,
                                     const std::vector<int>& argnums) override;
+
+ protected:
+  // For eval_cpu: allocates out, registers inputs and out with this stream's
+  // command encoder, and returns the encoder to dispatch the kernel on.
+  mlx::core::cpu::CommandEncoder& encode(const std::vector<mlx::core::array>& inputs, mlx::core::array& out);
 };
 
 // Whether s (a stream, a device, a device type, or {} for the default device) is the CPU.

@@ -7,8 +7,6 @@
 #include <variant>
 #include <vector>
 
-#include <mlx/allocator.h>
-#include <mlx/backend/cpu/encoder.h>
 #include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
@@ -85,11 +83,7 @@ class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
   LmlabDecodeAttention(mx::Stream stream, float scale) : detail::FusedCpuPrimitive(stream), scale_(scale) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    encoder.set_output_array(out);
-    encoder.dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
+    encode(inputs, out).dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
                       v = mx::array::unsafe_weak_copy(inputs[2]), out = mx::array::unsafe_weak_copy(out),
                       scale = scale_]() mutable {
       AttnProblem p{};

@@ -4,11 +4,8 @@
 #include "nn/quantized_matmul.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
-#include <variant>
 #include <vector>
 
 #include <mlx/allocator.h>

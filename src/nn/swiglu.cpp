@@ -7,8 +7,6 @@
 #include <variant>
 #include <vector>
 
-#include <mlx/allocator.h>
-#include <mlx/backend/cpu/encoder.h>
 #include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
@@ -46,11 +44,7 @@ class LmlabSwiglu : public detail::FusedCpuPrimitive {
   explicit LmlabSwiglu(mx::Stream stream) : detail::FusedCpuPrimitive(stream) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    encoder.set_output_array(out);
-    encoder.dispatch([g = mx::array::unsafe_weak_copy(inputs[0]), u = mx::array::unsafe_weak_copy(inputs[1]),
+    encode(inputs, out).dispatch([g = mx::array::unsafe_weak_copy(inputs[0]), u = mx::array::unsafe_weak_copy(inputs[1]),
                       out = mx::array::unsafe_weak_copy(out)]() mutable {
       std::vector<char> copies[2];
       auto contiguous = [&](const mx::array& a, int i) {
