@@ -53,6 +53,12 @@ class KVCache {
   explicit KVCache(int num_layers, int step = 256);
   // Appends k, v: (B, Hk, L, Dh) for `layer`; returns all keys/values cached.
   std::pair<array, array> update(int layer, const array& k, const array& v);
+  // For a step that writes its own entries (nn::decoder_step): the layer's whole
+  // buffers, grown to hold n more tokens (shapes (B, Hk, capacity, Dh) like k, v).
+  std::pair<array, array> reserve(int layer, const mlx::core::Shape& k_shape,
+                                  const mlx::core::Shape& v_shape, mlx::core::Dtype dtype, int n);
+  // Takes back buffers holding n more tokens of `layer` (from reserve's, updated).
+  void commit(int layer, array keys, array values, int n);
   // Tokens cached in layer 0 (the position of the next token).
   int offset() const { return layers_.empty() ? 0 : layers_[0].offset; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
@@ -67,6 +73,7 @@ class KVCache {
     std::optional<array> keys, values;
     int offset = 0;
   };
+  void grow(Layer& c, mlx::core::Shape k_shape, mlx::core::Shape v_shape, mlx::core::Dtype dtype, int n);
   std::vector<Layer> layers_;
   int step_;
 };

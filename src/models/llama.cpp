@@ -5,6 +5,7 @@
 #include <mlx/mlx.h>
 
 #include "models/llama.h"
+#include "nn/decoder_step.h"
 
 namespace mx = mlx::core;
 using mx::array;
@@ -51,8 +52,14 @@ class Llama : public Model {
       h = hooks->apply("embed", h);
       if (hooks->residual) hooks->capture("embed", h);
     }
+    // A few new tokens on the CPU with nothing hooked: one fused node per block.
+    const int rows = tokens.shape(0) * tokens.shape(1);
+    std::optional<std::pair<array, array>> rope;
+    if (cache && !hooks && rows <= nn::kDecoderStepMaxRows && h.dtype() == mx::float32)
+      rope = nn::rope_tables(args_.rope, offset, tokens.shape(1));
     for (int l = 0; l < config_.num_hidden_layers; ++l) {
       const LayerNames& n = names_[l];
+      if (rope && fused_step(l, h, *cache, offset, *rope)) continue;
       array x = nn::rms_norm(weights_, n.in_norm, h, args_.rms_norm_eps);
       h = mx::add(h, self_attention(l, x, cache, offset, hooks));
       x = nn::rms_norm(weights_, n.post_norm, h, args_.rms_norm_eps);
@@ -72,6 +79,48 @@ class Llama : public Model {
   }
 
  private:
+  // Module `prefix` in the form nn::decoder_step reads, if it is affine-quantized.
+  std::optional<nn::QuantizedLinear> quantized(const std::string& prefix) const {
+    const QuantSpec* q = weights_.quant(prefix);
+    const array* biases = weights_.find(prefix + ".biases");
+    if (!q || !biases || q->mode != "affine") return std::nullopt;
+    const array* bias = weights_.find(prefix + ".bias");
+    return nn::QuantizedLinear{weights_.at(prefix + ".weight"), weights_.at(prefix + ".scales"), *biases,
+                               bias ? std::optional<array>(*bias) : std::nullopt, q->group_size, q->bits,
+                               q->activations};
+  }
+
+  // Block l as nn::decoder_step when its weights and the cache allow; false
+  // leaves h for the composed block.
+  bool fused_step(int l, array& h, nn::KVCache& cache, int offset,
+                  const std::pair<array, array>& rope) const {
+    const LayerNames& n = names_[l];
+    std::optional<nn::QuantizedLinear> proj[7];
+    const std::string names[7] = {n.q, n.k, n.v, n.o, n.mlp + ".gate_proj", n.mlp + ".up_proj",
+                                  n.mlp + ".down_proj"};
+    for (int i = 0; i < 7; ++i)
+      if (!(proj[i] = quantized(names[i]))) return false;
+    auto opt = [&](const std::string& name) {
+      const array* a = args_.qk_norm ? weights_.find(name) : nullptr;
+      return a ? std::optional<array>(*a) : std::nullopt;
+    };
+    nn::DecoderLayerArrays w{weights_.at(n.in_norm + ".weight"), weights_.at(n.post_norm + ".weight"),
+                             *proj[0], *proj[1], *proj[2], *proj[3], *proj[4], *proj[5], *proj[6],
+                             opt(n.q_norm + ".weight"), opt(n.k_norm + ".weight")};
+    const int B = h.shape(0), L = h.shape(1);
+    const int Hk = config_.num_key_value_heads, Dh = config_.head_dim;
+    nn::DecoderStepShape shape{config_.num_attention_heads, Hk, Dh, args_.rope.dims,
+                               args_.rope.traditional, args_.rope.mscale, args_.rms_norm_eps,
+                               1.0f / std::sqrt(static_cast<float>(Dh))};
+    const mx::Shape kv{B, Hk, L, Dh};
+    auto [keys, values] = cache.reserve(l, kv, kv, h.dtype(), L);
+    if (!nn::decoder_step_is_native(h, w, shape, keys, values, offset)) return false;
+    auto step = nn::decoder_step(h, w, shape, rope.first, rope.second, keys, values, offset);
+    cache.commit(l, std::move(step.keys), std::move(step.values), L);
+    h = std::move(step.h);
+    return true;
+  }
+
   array self_attention(int l, const array& x, nn::KVCache* cache, int offset,
                        nn::Hooks* hooks) const {
     const LayerNames& n = names_[l];

@@ -24,6 +24,9 @@ struct AttnProblem {
 using AttnKernel = void (*)(const AttnProblem& p, int b, int h, float* scratch);
 
 void attend_scalar(const AttnProblem& p, int b, int h, float* scratch);
+// All (b, h) pairs of p with the best kernel for it, split over lmlab's CPU compute pool.
+void run_attention(const AttnProblem& p);
+
 // The AVX2+FMA kernel (D a multiple of 8 up to 256, unit d strides), or nullptr when not compiled in.
 AttnKernel avx2_attend();
 

@@ -64,6 +64,25 @@ AttnKernel choose_kernel(const AttnProblem& p) {
   return &detail::attend_scalar;
 }
 
+}  // namespace
+
+void detail::run_attention(const AttnProblem& p) {
+  const AttnKernel kernel = choose_kernel(p);
+  const int tasks = p.B * p.H;
+  const long work = static_cast<long>(tasks) * p.L * p.Lk * p.D;
+  auto run = [&](int t) {
+    std::vector<float> scratch(p.Lk);
+    kernel(p, t / p.H, t % p.H, scratch.data());
+  };
+  if (work < 64 * 1024) {
+    for (int t = 0; t < tasks; ++t) run(t);
+  } else {
+    detail::parallel_for(tasks, run);
+  }
+}
+
+namespace {
+
 // The composition MLX's CPU attention uses, for derivatives.
 array reference_attention(const array& q, const array& k, const array& v, float scale, const mx::Stream& s) {
   const int H = q.shape(1), Hk = k.shape(1), L = q.shape(2), Lk = k.shape(2);
@@ -99,18 +118,7 @@ class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
       p.B = q.shape(0), p.H = q.shape(1), p.L = q.shape(2), p.D = q.shape(3);
       p.Hk = k.shape(1), p.Lk = k.shape(2);
       p.scale = scale;
-      const AttnKernel kernel = choose_kernel(p);
-      const int tasks = p.B * p.H;
-      const long work = static_cast<long>(tasks) * p.L * p.Lk * p.D;
-      auto run = [&](int t) {
-        std::vector<float> scratch(p.Lk);
-        kernel(p, t / p.H, t % p.H, scratch.data());
-      };
-      if (work < 64 * 1024) {
-        for (int t = 0; t < tasks; ++t) run(t);
-      } else {
-        detail::parallel_for(tasks, run);
-      }
+      detail::run_attention(p);
     });
   }
 

@@ -9,6 +9,8 @@ namespace lmlab::nn::detail {
 using SwigluKernel = void (*)(const float* gate, const float* up, float* out, long n);
 
 void swiglu_scalar(const float* gate, const float* up, float* out, long n);
+// The best kernel this CPU runs (AVX2 when it has it, else the scalar one).
+SwigluKernel swiglu_kernel();
 // The AVX2+FMA kernel, or nullptr when not compiled in.
 SwigluKernel avx2_swiglu();
 

@@ -11,31 +11,31 @@ namespace lmlab::nn {
 
 KVCache::KVCache(int num_layers, int step) : layers_(num_layers), step_(step) {}
 
+void KVCache::grow(Layer& c, mx::Shape k_shape, mx::Shape v_shape, mx::Dtype dtype, int n) {
+  const int prev = c.offset;
+  if (c.keys && prev + n <= c.keys->shape(2)) return;
+  k_shape[2] = v_shape[2] = ((n + step_ - 1) / step_) * step_;
+  array nk = mx::zeros(k_shape, dtype);
+  array nv = mx::zeros(v_shape, dtype);
+  if (c.keys) {
+    auto trim = [&](const array& a) {
+      mx::Shape stop = a.shape();
+      stop[2] = prev;
+      return mx::slice(a, {0, 0, 0, 0}, stop);
+    };
+    c.keys = mx::concatenate({trim(*c.keys), nk}, 2);
+    c.values = mx::concatenate({trim(*c.values), nv}, 2);
+  } else {
+    c.keys = nk;
+    c.values = nv;
+  }
+}
+
 std::pair<array, array> KVCache::update(int layer, const array& k, const array& v) {
   Layer& c = layers_.at(layer);
   const int prev = c.offset;
-  const int n = k.shape(2);
-  if (!c.keys || prev + n > c.keys->shape(2)) {
-    const int grow = ((n + step_ - 1) / step_) * step_;
-    auto shape_k = k.shape();
-    auto shape_v = v.shape();
-    shape_k[2] = shape_v[2] = grow;
-    array nk = mx::zeros(shape_k, k.dtype());
-    array nv = mx::zeros(shape_v, v.dtype());
-    if (c.keys) {
-      auto trim = [&](const array& a) {
-        mx::Shape stop = a.shape();
-        stop[2] = prev;
-        return mx::slice(a, {0, 0, 0, 0}, stop);
-      };
-      c.keys = mx::concatenate({trim(*c.keys), nk}, 2);
-      c.values = mx::concatenate({trim(*c.values), nv}, 2);
-    } else {
-      c.keys = nk;
-      c.values = nv;
-    }
-  }
-  c.offset = prev + n;
+  grow(c, k.shape(), v.shape(), k.dtype(), k.shape(2));
+  c.offset = prev + k.shape(2);
   mx::Shape start = {0, 0, prev, 0};
   mx::Shape stop_k = k.shape(), stop_v = v.shape();
   stop_k[2] = stop_v[2] = c.offset;
@@ -44,6 +44,20 @@ std::pair<array, array> KVCache::update(int layer, const array& k, const array& 
   mx::Shape ks = c.keys->shape(), vs = c.values->shape();
   ks[2] = vs[2] = c.offset;
   return {mx::slice(*c.keys, {0, 0, 0, 0}, ks), mx::slice(*c.values, {0, 0, 0, 0}, vs)};
+}
+
+std::pair<array, array> KVCache::reserve(int layer, const mx::Shape& k_shape, const mx::Shape& v_shape,
+                                         mx::Dtype dtype, int n) {
+  Layer& c = layers_.at(layer);
+  grow(c, k_shape, v_shape, dtype, n);
+  return {*c.keys, *c.values};
+}
+
+void KVCache::commit(int layer, array keys, array values, int n) {
+  Layer& c = layers_.at(layer);
+  c.keys = std::move(keys);
+  c.values = std::move(values);
+  c.offset += n;
 }
 
 void KVCache::trim(int n) {

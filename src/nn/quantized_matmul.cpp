@@ -205,11 +205,7 @@ void detail::run_qmm(const QmmProblem& p) {
   parallel_for(tasks, [&](int t) { range(t * chunk, std::min(p.N, (t + 1) * chunk)); });
 }
 
-namespace {
-
-using detail::ActQuant;
-
-ActQuant parse_activations(const std::string& name) {
+detail::ActQuant detail::parse_activations(const std::string& name) {
   if (name.empty()) return ActQuant::none;
   if (name == "q8_0") return ActQuant::q8_0;
   if (name == "q8_1") return ActQuant::q8_1;
@@ -217,11 +213,15 @@ ActQuant parse_activations(const std::string& name) {
                               "' (expected \"\", q8_0 or q8_1)");
 }
 
-ScaleType scale_type(mx::Dtype t) {
+detail::ScaleType detail::scale_type(mx::Dtype t) {
   if (t == mx::float16) return ScaleType::f16;
   if (t == mx::bfloat16) return ScaleType::bf16;
   return ScaleType::f32;
 }
+
+namespace {
+
+using detail::ActQuant;
 
 class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
  public:
@@ -252,7 +252,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
           .w = static_cast<const uint32_t*>(contiguous(w, 1)),
           .scales = contiguous(scales, 2),
           .biases = contiguous(biases, 3),
-          .scale_type = scale_type(scales.dtype()),
+          .scale_type = detail::scale_type(scales.dtype()),
           .out = out.data<float>(),
           .M = K == 0 ? 0 : static_cast<int>(x.size() / K),
           .N = N,
@@ -317,24 +317,29 @@ bool is_float_type(mx::Dtype t) { return t == mx::float32 || t == mx::float16 ||
 
 }  // namespace
 
-bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
-                                const std::optional<array>& biases, int group_size, int bits,
-                                const std::string& mode, mx::StreamOrDevice s) {
-  if (!detail::on_cpu(s)) return false;
+bool detail::native_weights(const array& w, const array& scales, const std::optional<array>& biases,
+                            int group_size, int bits, const std::string& mode, int K) {
   if (mode != "affine" || !biases || (bits != 4 && bits != 8)) return false;
   if (group_size != 32 && group_size != 64 && group_size != 128) return false;
-  if (x.dtype() != mx::float32 || w.dtype() != mx::uint32 || x.ndim() < 1 || w.ndim() != 2) return false;
+  if (w.dtype() != mx::uint32 || w.ndim() != 2) return false;
   if (!is_float_type(scales.dtype()) || biases->dtype() != scales.dtype()) return false;
-  const int N = w.shape(0), K = x.shape(-1);
+  const int N = w.shape(0);
   if (K == 0 || K % group_size != 0 || static_cast<long>(w.shape(1)) * 32 / bits != K) return false;
   const mx::Shape params{N, K / group_size};
   return scales.shape() == params && biases->shape() == params;
 }
 
+bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
+                                const std::optional<array>& biases, int group_size, int bits,
+                                const std::string& mode, mx::StreamOrDevice s) {
+  if (!detail::on_cpu(s) || x.dtype() != mx::float32 || x.ndim() < 1) return false;
+  return detail::native_weights(w, scales, biases, group_size, bits, mode, x.shape(-1));
+}
+
 array quantized_matmul(const array& x, const array& w, const array& scales,
                        const std::optional<array>& biases, int group_size, int bits,
                        const std::string& mode, const std::string& activations, mx::StreamOrDevice s) {
-  const ActQuant act = parse_activations(activations);
+  const ActQuant act = detail::parse_activations(activations);
   if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s))
     return mx::quantized_matmul(x, w, scales, biases, /*transpose=*/true, group_size, bits, mode, s);
   mx::Shape shape = x.shape();

@@ -11,6 +11,8 @@
 #include <mlx/array.h>
 #include <mlx/utils.h>
 
+#include "nn/quantized_matmul_kernels.h"
+
 namespace lmlab::nn {
 
 using mlx::core::array;
@@ -35,5 +37,15 @@ bool quantized_matmul_is_native(const array& x, const array& w, const array& sca
                                 const std::optional<array>& biases, int group_size, int bits,
                                 const std::string& mode = "affine",
                                 mlx::core::StreamOrDevice s = {});
+
+namespace detail {
+// The kernels' names for a scale/bias dtype and for an `activations` argument
+// (throws std::invalid_argument on an unknown one).
+ScaleType scale_type(mlx::core::Dtype t);
+ActQuant parse_activations(const std::string& name);
+// Whether lmlab's kernel takes these weights for inputs of K features (any device).
+bool native_weights(const array& w, const array& scales, const std::optional<array>& biases,
+                    int group_size, int bits, const std::string& mode, int K);
+}  // namespace detail
 
 }  // namespace lmlab::nn

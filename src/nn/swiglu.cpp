@@ -22,9 +22,7 @@ void detail::swiglu_scalar(const float* gate, const float* up, float* out, long 
   for (long i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-namespace {
-
-detail::SwigluKernel best_kernel() {
+detail::SwigluKernel detail::swiglu_kernel() {
   static const detail::SwigluKernel k = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -34,6 +32,8 @@ detail::SwigluKernel best_kernel() {
   }();
   return k;
 }
+
+namespace {
 
 array composed(const array& gate, const array& up, const mx::StreamOrDevice& s) {
   return mx::multiply(mx::multiply(gate, mx::sigmoid(gate, s), s), up, s);
@@ -56,7 +56,7 @@ class LmlabSwiglu : public detail::FusedCpuPrimitive {
       const float* up = contiguous(u, 1);
       float* op = out.data<float>();
       const long n = static_cast<long>(out.size());
-      const detail::SwigluKernel kernel = best_kernel();
+      const detail::SwigluKernel kernel = detail::swiglu_kernel();
       constexpr long kChunk = 64 * 1024;
       if (n <= kChunk) {
         kernel(gp, up, op, n);

@@ -1,0 +1,361 @@
+// nn::decoder_step: the fused decoder block (LmlabDecoderStep) and the rotary
+// tables it reads. Compiled with -ffp-contract=off: the norms and the rotation
+// round each product as MLX's op-by-op fallbacks do.
+#include "nn/decoder_step.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include <mlx/allocator.h>
+#include <mlx/backend/cpu/encoder.h>
+#include <mlx/mlx.h>
+#include <mlx/primitives.h>
+
+#include "nn/attention_kernels.h"
+#include "nn/cpu_arrays.h"
+#include "nn/elementwise_kernels.h"
+#include "nn/quantized_matmul.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::nn {
+
+std::pair<array, array> rope_tables(const RoPE& rope, int offset, int L) {
+  // fast::rope's definition: angle = (position · scale) · inv_freq, with
+  // inv_freq = base^(-i/half) as exp(-i · log(base)/half), or 1/freqs.
+  const int half = rope.dims / 2;
+  array positions = mx::multiply(mx::add(mx::arange(L, mx::float32), array(offset, mx::int32)),
+                                 array(rope.scale, mx::float32));
+  array inv = rope.freqs
+                  ? mx::reciprocal(mx::astype(*rope.freqs, mx::float32))
+                  : mx::exp(mx::multiply(mx::arange(0, -half, -1, mx::float32),
+                                         array(std::log(rope.base) / half, mx::float32)));
+  array theta = mx::multiply(mx::expand_dims(positions, -1), inv);
+  return {mx::cos(theta), mx::sin(theta)};
+}
+
+namespace {
+
+using detail::ActQuant;
+
+// Input slots of the primitive. Each projection adds w, scales, biases and,
+// when it has one, its bias; then the optional q/k norms.
+enum Slot { kH, kCos, kSin, kKeys, kValues, kInNorm, kPostNorm, kFirstLinear };
+enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kProjections };
+
+struct LinearSlots {
+  int w = -1, bias = -1;  // scales at w + 1, biases at w + 2
+  int group_size = 0, bits = 0;
+  ActQuant act = ActQuant::none;
+};
+
+struct Layout {
+  LinearSlots proj[kProjections];
+  int q_norm = -1, k_norm = -1;
+};
+
+// Reads the primitive's inputs as row-contiguous buffers (copying the rare strided one).
+class Inputs {
+ public:
+  explicit Inputs(const std::vector<mx::array>& in) : in_(in), copies_(in.size()) {}
+  const mx::array& operator[](int i) const { return in_[i]; }
+  template <class T>
+  const T* data(int i) {
+    if (in_[i].flags().row_contiguous) return in_[i].data<T>();
+    copies_[i] = detail::gather(in_[i]);
+    return reinterpret_cast<const T*>(copies_[i].data());
+  }
+
+ private:
+  const std::vector<mx::array>& in_;
+  std::vector<std::vector<char>> copies_;
+};
+
+// y = x · w / sqrt(mean(x²) + eps) for each row of n, products rounded as MLX's
+// fallback rounds them (square, sum, × 1/n, + eps, rsqrt, × x, × w).
+void rms_norm_rows(const float* x, const float* w, float* y, long rows, int n, float eps) {
+  const float inv_n = 1.0f / static_cast<float>(n);
+  for (long r = 0; r < rows; ++r, x += n, y += n) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const float sq = x[i] * x[i];
+      sum += sq;
+    }
+    const float scale = 1.0f / std::sqrt(sum * inv_n + eps);
+    for (int i = 0; i < n; ++i) {
+      const float normed = x[i] * scale;
+      y[i] = normed * w[i];
+    }
+  }
+}
+
+// Rotates the first `dims` features of each head: pairs (i, i + dims/2), or
+// (2i, 2i + 1) when traditional; cos/sin hold dims/2 angles per position.
+void rotate(float* x, int heads, int head_dim, int dims, bool traditional, const float* cos,
+            const float* sin) {
+  const int half = dims / 2;
+  for (int h = 0; h < heads; ++h, x += head_dim)
+    for (int i = 0; i < half; ++i) {
+      float& a = traditional ? x[2 * i] : x[i];
+      float& b = traditional ? x[2 * i + 1] : x[i + half];
+      const float x1 = a, x2 = b;
+      const float c = cos[i], s = sin[i];
+      const float p1 = x1 * c, p2 = x2 * s, p3 = x1 * s, p4 = x2 * c;
+      a = p1 - p2;
+      b = p3 + p4;
+    }
+}
+
+class LmlabDecoderStep : public mx::Primitive {
+ public:
+  LmlabDecoderStep(mx::Stream stream, Layout layout, DecoderStepShape shape, int offset)
+      : mx::Primitive(stream), layout_(layout), shape_(shape), offset_(offset) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
+    // The new keys and values go into the cache buffers in place (see
+    // decoder_step.h): the outputs share the inputs' buffers whether or not MLX
+    // could donate them, since a step scheduled while the previous one still
+    // runs would otherwise copy the whole cache. A buffer that is not plain
+    // row-major memory of its own size is copied instead.
+    bool copy_cache[2];
+    for (int i = 0; i < 2; ++i) {
+      const mx::array& in = inputs[kKeys + i];
+      copy_cache[i] = !(in.flags().row_contiguous && in.data_size() == in.size());
+      if (copy_cache[i]) outputs[1 + i].set_data(mx::allocator::malloc(outputs[1 + i].nbytes()));
+      else outputs[1 + i].copy_shared_buffer(in);
+    }
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    for (auto& out : outputs) encoder.set_output_array(out);
+    std::vector<mx::array> in, out;
+    for (auto& a : inputs) in.push_back(mx::array::unsafe_weak_copy(a));
+    for (auto& a : outputs) out.push_back(mx::array::unsafe_weak_copy(a));
+    encoder.dispatch([in = std::move(in), out = std::move(out), layout = layout_, shape = shape_,
+                      offset = offset_, copy_k = copy_cache[0], copy_v = copy_cache[1]]() mutable {
+      for (int i = 0; i < 2; ++i)
+        if (i == 0 ? copy_k : copy_v) {
+          const mx::array& src = in[kKeys + i];
+          if (src.flags().row_contiguous) std::memcpy(out[1 + i].data<char>(), src.data<char>(), src.nbytes());
+          else {
+            auto rows = detail::gather(src);
+            std::memcpy(out[1 + i].data<char>(), rows.data(), rows.size());
+          }
+        }
+      run(in, out, layout, shape, offset);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("[lmlab::nn::decoder_step] CPU only; GPU streams run the composed block");
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                             const std::vector<int>&, const std::vector<mx::array>&) override {
+    throw std::invalid_argument("[lmlab::nn::decoder_step] no derivatives: it is an inference step over a KV cache");
+  }
+
+  std::vector<mx::array> jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                             const std::vector<int>&) override {
+    throw std::invalid_argument("[lmlab::nn::decoder_step] no derivatives: it is an inference step over a KV cache");
+  }
+
+  const char* name() const override { return "LmlabDecoderStep"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const LmlabDecoderStep*>(&other);
+    return o == this;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    return {inputs[kH].shape(), inputs[kKeys].shape(), inputs[kValues].shape()};
+  }
+
+ private:
+  static void linear(Inputs& in, const LinearSlots& s, const float* x, float* y, int M) {
+    const mx::array& w = in[s.w];
+    const int N = w.shape(0), K = static_cast<int>(static_cast<long>(w.shape(1)) * 32 / s.bits);
+    detail::QmmProblem p{
+        .x = x,
+        .w = in.data<uint32_t>(s.w),
+        .scales = in.data<char>(s.w + 1),
+        .biases = in.data<char>(s.w + 2),
+        .scale_type = detail::scale_type(in[s.w + 1].dtype()),
+        .out = y,
+        .M = M,
+        .N = N,
+        .K = K,
+        .group_size = s.group_size,
+        .bits = s.bits,
+        .act = s.act,
+    };
+    detail::run_qmm(p);
+    if (s.bias >= 0) {
+      const float* b = in.data<float>(s.bias);
+      for (int m = 0; m < M; ++m)
+        for (int n = 0; n < N; ++n) y[static_cast<long>(m) * N + n] += b[n];
+    }
+  }
+
+  static void run(const std::vector<mx::array>& arrays, std::vector<mx::array>& out, const Layout& layout,
+                  const DecoderStepShape& shape, int offset) {
+    Inputs in(arrays);
+    const mx::array& h = in[kH];
+    const int B = h.shape(0), L = h.shape(1), D = h.shape(2), M = B * L;
+    const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;
+    const int I = in[layout.proj[kGate].w].shape(0);
+    const int cap = out[1].shape(2);
+    const float eps = shape.norm_eps;
+
+    const float* hp = in.data<float>(kH);
+    std::vector<float> x(static_cast<size_t>(M) * D), q(static_cast<size_t>(M) * H * Dh),
+        k(static_cast<size_t>(M) * Hk * Dh), v(k.size()), att(q.size()), att_rows(q.size()),
+        h1(x.size()), gate(static_cast<size_t>(M) * I), up(gate.size());
+
+    // Attention half: norm, projections, per-head norms, RoPE, cache write.
+    rms_norm_rows(hp, in.data<float>(kInNorm), x.data(), M, D, eps);
+    linear(in, layout.proj[kQ], x.data(), q.data(), M);
+    linear(in, layout.proj[kK], x.data(), k.data(), M);
+    linear(in, layout.proj[kV], x.data(), v.data(), M);
+    if (layout.q_norm >= 0) rms_norm_rows(q.data(), in.data<float>(layout.q_norm), q.data(), static_cast<long>(M) * H, Dh, eps);
+    if (layout.k_norm >= 0) rms_norm_rows(k.data(), in.data<float>(layout.k_norm), k.data(), static_cast<long>(M) * Hk, Dh, eps);
+    if (shape.rope_mscale != 1.0f) {
+      for (float& e : q) e *= shape.rope_mscale;
+      for (float& e : k) e *= shape.rope_mscale;
+    }
+    const int half = shape.rope_dims / 2;
+    const float* cos = in.data<float>(kCos);
+    const float* sin = in.data<float>(kSin);
+    float* keys = out[1].data<float>();
+    float* values = out[2].data<float>();
+    for (int b = 0; b < B; ++b)
+      for (int l = 0; l < L; ++l) {
+        const long m = static_cast<long>(b) * L + l;
+        rotate(q.data() + m * H * Dh, H, Dh, shape.rope_dims, shape.rope_traditional, cos + l * half, sin + l * half);
+        rotate(k.data() + m * Hk * Dh, Hk, Dh, shape.rope_dims, shape.rope_traditional, cos + l * half, sin + l * half);
+        for (int j = 0; j < Hk; ++j) {
+          const long dst = ((static_cast<long>(b) * Hk + j) * cap + offset + l) * Dh;
+          std::memcpy(keys + dst, k.data() + (m * Hk + j) * Dh, sizeof(float) * Dh);
+          std::memcpy(values + dst, v.data() + (m * Hk + j) * Dh, sizeof(float) * Dh);
+        }
+      }
+
+    // Attention over the cache, then the output projection and residual.
+    detail::AttnProblem p{};
+    p.q = q.data();
+    p.k = keys;
+    p.v = values;
+    p.out = att.data();
+    const long qs[4] = {static_cast<long>(L) * H * Dh, Dh, static_cast<long>(H) * Dh, 1};
+    const long cs[4] = {static_cast<long>(Hk) * cap * Dh, static_cast<long>(cap) * Dh, Dh, 1};
+    for (int i = 0; i < 4; ++i) p.qs[i] = qs[i], p.ks[i] = cs[i], p.vs[i] = cs[i];
+    p.B = B, p.H = H, p.Hk = Hk, p.L = L, p.Lk = offset + L, p.D = Dh;
+    p.scale = shape.attn_scale;
+    detail::run_attention(p);
+    const float* att_in = att.data();
+    if (L > 1) {  // (B, H, L, Dh) → (B, L, H·Dh)
+      for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j)
+          for (int l = 0; l < L; ++l)
+            std::memcpy(att_rows.data() + ((static_cast<long>(b) * L + l) * H + j) * Dh,
+                        att.data() + ((static_cast<long>(b) * H + j) * L + l) * Dh, sizeof(float) * Dh);
+      att_in = att_rows.data();
+    }
+    linear(in, layout.proj[kO], att_in, x.data(), M);
+    for (size_t i = 0; i < h1.size(); ++i) h1[i] = hp[i] + x[i];
+
+    // MLP half.
+    rms_norm_rows(h1.data(), in.data<float>(kPostNorm), x.data(), M, D, eps);
+    linear(in, layout.proj[kGate], x.data(), gate.data(), M);
+    linear(in, layout.proj[kUp], x.data(), up.data(), M);
+    detail::swiglu_kernel()(gate.data(), up.data(), gate.data(), static_cast<long>(gate.size()));
+    linear(in, layout.proj[kDown], gate.data(), x.data(), M);
+    float* ho = out[0].data<float>();
+    for (size_t i = 0; i < h1.size(); ++i) ho[i] = h1[i] + x[i];
+  }
+
+  Layout layout_;
+  DecoderStepShape shape_;
+  int offset_;
+};
+
+const QuantizedLinear& projection(const DecoderLayerArrays& w, int i) {
+  const QuantizedLinear* all[kProjections] = {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down};
+  return *all[i];
+}
+
+bool float32_vector(const std::optional<array>& a, int n) {
+  return !a || (a->dtype() == mx::float32 && a->ndim() == 1 && a->shape(0) == n);
+}
+
+}  // namespace
+
+bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                            const array& keys, const array& values, int offset, mx::StreamOrDevice s) {
+  if (!detail::on_cpu(s)) return false;
+  if (h.ndim() != 3 || h.dtype() != mx::float32) return false;
+  const int B = h.shape(0), L = h.shape(1), D = h.shape(2);
+  const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;
+  if (L < 1 || B < 1 || B * L > kDecoderStepMaxRows || H < 1 || Hk < 1 || H % Hk != 0 || Dh < 1) return false;
+  if (shape.rope_dims < 2 || shape.rope_dims % 2 != 0 || shape.rope_dims > Dh) return false;
+  if (keys.dtype() != mx::float32 || values.dtype() != mx::float32 || keys.ndim() != 4) return false;
+  if (keys.shape() != values.shape() || keys.shape(0) != B || keys.shape(1) != Hk || keys.shape(3) != Dh) return false;
+  if (offset < 0 || offset + L > keys.shape(2)) return false;
+  if (!float32_vector(w.in_norm, D) || !float32_vector(w.post_norm, D)) return false;
+  if (!float32_vector(w.q_norm, Dh) || !float32_vector(w.k_norm, Dh)) return false;
+  if (w.gate.w.ndim() != 2) return false;
+  const int I = w.gate.w.shape(0);
+  const int in_dims[kProjections] = {D, D, D, H * Dh, D, D, I};
+  const int out_dims[kProjections] = {H * Dh, Hk * Dh, Hk * Dh, D, I, I, D};
+  for (int i = 0; i < kProjections; ++i) {
+    const QuantizedLinear& p = projection(w, i);
+    if (p.w.ndim() != 2 || p.w.shape(0) != out_dims[i]) return false;
+    if (!p.activations.empty() && p.activations != "q8_0" && p.activations != "q8_1") return false;
+    if (!detail::native_weights(p.w, p.scales, p.biases, p.group_size, p.bits, "affine", in_dims[i]) ||
+        !float32_vector(p.bias, out_dims[i]))
+      return false;
+  }
+  return true;
+}
+
+DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                               const array& rope_cos, const array& rope_sin, const array& keys,
+                               const array& values, int offset, mx::StreamOrDevice s) {
+  if (!decoder_step_is_native(h, w, shape, keys, values, offset, s))
+    throw std::invalid_argument("[lmlab::nn::decoder_step] unsupported inputs (see decoder_step_is_native)");
+  const int L = h.shape(1), half = shape.rope_dims / 2;
+  if (rope_cos.shape() != mx::Shape{L, half} || rope_sin.shape() != rope_cos.shape() ||
+      rope_cos.dtype() != mx::float32 || rope_sin.dtype() != mx::float32)
+    throw std::invalid_argument("[lmlab::nn::decoder_step] rope tables must be float32 (L, rope_dims/2)");
+  std::vector<array> inputs{h, rope_cos, rope_sin, keys, values, w.in_norm, w.post_norm};
+  Layout layout;
+  for (int i = 0; i < kProjections; ++i) {
+    const QuantizedLinear& p = projection(w, i);
+    LinearSlots& slot = layout.proj[i];
+    slot.w = static_cast<int>(inputs.size());
+    slot.group_size = p.group_size;
+    slot.bits = p.bits;
+    slot.act = detail::parse_activations(p.activations);
+    inputs.insert(inputs.end(), {p.w, p.scales, p.biases});
+    if (p.bias) {
+      slot.bias = static_cast<int>(inputs.size());
+      inputs.push_back(*p.bias);
+    }
+  }
+  if (w.q_norm) {
+    layout.q_norm = static_cast<int>(inputs.size());
+    inputs.push_back(*w.q_norm);
+  }
+  if (w.k_norm) {
+    layout.k_norm = static_cast<int>(inputs.size());
+    inputs.push_back(*w.k_norm);
+  }
+  auto outs = array::make_arrays({h.shape(), keys.shape(), values.shape()}, {mx::float32, mx::float32, mx::float32},
+                                 std::make_shared<LmlabDecoderStep>(mx::to_stream(s), layout, shape, offset),
+                                 std::move(inputs));
+  return {outs[0], outs[1], outs[2]};
+}
+
+}  // namespace lmlab::nn

@@ -1,0 +1,81 @@
+// One decoder block of the Llama family for a few new tokens on the CPU, as a
+// single MLX primitive: RMSNorm, the q/k/v projections (with optional biases and
+// per-head q/k RMSNorm), RoPE, the KV-cache write, attention over the cache, the
+// output projection and residual, RMSNorm, the SwiGLU MLP and residual.
+//
+// Composed from MLX ops, one such block is about 70 graph nodes on the CPU
+// (MLX's RMSNorm and RoPE run as their op-by-op fallbacks there), and at decode
+// time building, scheduling and allocating for them cost more than the
+// arithmetic (docs/benchmarks.md). The fused step computes the same thing with
+// the same kernels (lmlab's quantized matmul, decode attention and SwiGLU) in
+// one node, and writes the new keys and values into the cache buffers in place,
+// as llama.cpp writes its cache.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <mlx/array.h>
+#include <mlx/utils.h>
+
+#include "lmlab/nn.h"
+
+namespace lmlab::nn {
+
+using mlx::core::array;
+
+// A linear layer in MLX's affine quantization (x @ dequantize(w)ᵀ + bias).
+struct QuantizedLinear {
+  array w, scales, biases;
+  std::optional<array> bias;
+  int group_size = 64;
+  int bits = 4;
+  std::string activations;  // "", "q8_0" or "q8_1", as nn::quantized_matmul takes it
+};
+
+struct DecoderLayerArrays {
+  array in_norm, post_norm;  // (D)
+  QuantizedLinear q, k, v, o, gate, up, down;
+  std::optional<array> q_norm, k_norm;  // (Dh), per-head RMSNorm (Qwen3)
+};
+
+struct DecoderStepShape {
+  int heads = 0, kv_heads = 0, head_dim = 0;
+  int rope_dims = 0;
+  bool rope_traditional = false;
+  float rope_mscale = 1.0f;
+  float norm_eps = 1e-6f;
+  float attn_scale = 1.0f;
+};
+
+// cos and sin of the rotary angles of positions offset .. offset+L-1, each
+// (L, rope.dims/2), computed with the MLX ops of fast::rope's own definition.
+std::pair<array, array> rope_tables(const RoPE& rope, int offset, int L);
+
+struct DecoderStepResult {
+  array h;               // (B, L, D): the block's output (residual stream)
+  array keys, values;    // the cache buffers with the L new positions written at offset
+};
+
+// h: (B, L, D) float32. keys, values: the layer's cache buffers (B, Hk, capacity,
+// Dh), valid up to offset, capacity ≥ offset + L. rope_cos/sin from rope_tables.
+//
+// The returned keys/values share the input buffers: positions offset..offset+L-1
+// are written in place, so that a step costs no copy of the cache even when the
+// previous step still holds it. The buffers must therefore be a cache's own
+// (nn::KVCache's): no other array may read their positions from offset on.
+DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w,
+                               const DecoderStepShape& shape, const array& rope_cos,
+                               const array& rope_sin, const array& keys, const array& values,
+                               int offset, mlx::core::StreamOrDevice s = {});
+
+// Whether decoder_step runs these inputs: a CPU stream, float32 activations,
+// norms, biases and cache, B·L ≤ kDecoderStepMaxRows, every projection one
+// that nn::quantized_matmul computes with lmlab's kernel.
+bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                            const array& keys, const array& values, int offset,
+                            mlx::core::StreamOrDevice s = {});
+
+inline constexpr int kDecoderStepMaxRows = 8;
+
+}  // namespace lmlab::nn
