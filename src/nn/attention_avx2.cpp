@@ -2,9 +2,9 @@
 // with -mavx2 -mfma and only called after a run-time CPU check; internal
 // linkage throughout, no standard-library templates.
 //
-// Per query row: scores of four keys at a time (four independent FMA chains,
-// reduced together), an exp over the scores eight at a time, then the weighted
-// sum of value rows accumulated in registers (D/8 vectors).
+// Per query row and key range: scores of four keys at a time (four independent
+// FMA chains, reduced together), an exp over the scores eight at a time, then
+// the weighted sum of value rows accumulated in registers (D/8 vectors).
 #include "nn/attention_kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
@@ -21,16 +21,27 @@ using namespace avx2;
 
 constexpr int kMaxD = 256;  // head sizes above this use the scalar kernel
 
-void attend(const AttnProblem& p, int b, int h, float* scores) {
+void attend(const AttnProblem& p, int b, int h, int j0, int j1, float* scores, float* m_out, float* s_out,
+            float* o_out) {
   const int D = p.D, V8 = D / 8;
   const int kv = h / (p.H / p.Hk);
   const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
   const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
   for (int i = 0; i < p.L; ++i) {
+    float* out = o_out + static_cast<long>(i) * D;
+    const int end = p.Lk - p.L + i + 1 < j1 ? p.Lk - p.L + i + 1 : j1;  // keys this row sees, up to j1
+    const int n = end - j0;
+    if (n <= 0) {
+      m_out[i] = -__builtin_inff();
+      s_out[i] = 0.0f;
+      for (int d = 0; d < D; ++d) out[d] = 0.0f;
+      continue;
+    }
     const float* qrow = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
+    const float* krows = kbase + static_cast<long>(j0) * p.ks[2];
+    const float* vrows = vbase + static_cast<long>(j0) * p.vs[2];
     __m256 q[kMaxD / 8];
     for (int c = 0; c < V8; ++c) q[c] = _mm256_mul_ps(_mm256_loadu_ps(qrow + 8 * c), _mm256_set1_ps(p.scale));
-    const int n = p.Lk - p.L + i + 1;  // keys this row sees
 
     // Scores, four keys at a time.
     int j = 0;
@@ -38,12 +49,12 @@ void attend(const AttnProblem& p, int b, int h, float* scores) {
       __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
       for (int c = 0; c < V8; ++c)
         for (int t = 0; t < 4; ++t)
-          acc[t] = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kbase + (j + t) * p.ks[2] + 8 * c), acc[t]);
+          acc[t] = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(krows + (j + t) * p.ks[2] + 8 * c), acc[t]);
       _mm_storeu_ps(scores + j, hsum4(acc[0], acc[1], acc[2], acc[3]));
     }
     for (; j < n; ++j) {
       __m256 acc = _mm256_setzero_ps();
-      for (int c = 0; c < V8; ++c) acc = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kbase + j * p.ks[2] + 8 * c), acc);
+      for (int c = 0; c < V8; ++c) acc = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(krows + j * p.ks[2] + 8 * c), acc);
       scores[j] = hsum(acc);
     }
 
@@ -71,17 +82,17 @@ void attend(const AttnProblem& p, int b, int h, float* scores) {
       }
     }
 
-    // Σ p_j v_j / Σ p_j.
+    // Σ p_j v_j.
     __m256 o[kMaxD / 8];
     for (int c = 0; c < V8; ++c) o[c] = _mm256_setzero_ps();
     for (j = 0; j < n; ++j) {
       const __m256 pj = _mm256_broadcast_ss(scores + j);
-      const float* vrow = vbase + j * p.vs[2];
+      const float* vrow = vrows + j * p.vs[2];
       for (int c = 0; c < V8; ++c) o[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vrow + 8 * c), o[c]);
     }
-    const __m256 inv = _mm256_set1_ps(1.0f / sum);
-    float* out = p.out + ((static_cast<long>(b) * p.H + h) * p.L + i) * D;
-    for (int c = 0; c < V8; ++c) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(o[c], inv));
+    for (int c = 0; c < V8; ++c) _mm256_storeu_ps(out + 8 * c, o[c]);
+    m_out[i] = mx;
+    s_out[i] = sum;
   }
 }
 

@@ -20,11 +20,19 @@ struct AttnProblem {
   float scale;
 };
 
-// One (b, h) pair, all L query rows; scratch holds Lk floats.
-using AttnKernel = void (*)(const AttnProblem& p, int b, int h, float* scratch);
+// One (b, h) pair, all L query rows, keys j0..j1-1 only; scratch holds j1 - j0
+// floats. Per row i it leaves the softmax of that key range unnormalised:
+// m[i] the largest score the row sees there (-inf when it sees none), s[i] =
+// Σ e^(score - m[i]) and o[i·D ..] = Σ e^(score - m[i]) v_j (zero when it sees none).
+using AttnKernel = void (*)(const AttnProblem& p, int b, int h, int j0, int j1, float* scratch, float* m,
+                            float* s, float* o);
 
-void attend_scalar(const AttnProblem& p, int b, int h, float* scratch);
-// All (b, h) pairs of p with the best kernel for it, split over lmlab's CPU compute pool.
+void attend_scalar(const AttnProblem& p, int b, int h, int j0, int j1, float* scratch, float* m, float* s,
+                   float* o);
+// All of p with the best kernel for it, split over lmlab's CPU compute pool by
+// key/value head and key range, so that the H/Hk query heads sharing a key/value
+// head read each stretch of the cache while it is in cache; the ranges' partial
+// softmaxes are then merged (rescaled by e^(m_range - m_row)).
 void run_attention(const AttnProblem& p);
 
 // The AVX2+FMA kernel (D a multiple of 8 up to 256, unit d strides), or nullptr when not compiled in.

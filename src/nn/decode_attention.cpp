@@ -2,6 +2,7 @@
 // scalar kernel, and the choice of kernel (attention_avx2.cpp when the CPU has AVX2).
 #include "nn/decode_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <variant>
@@ -20,28 +21,31 @@ namespace lmlab::nn {
 
 namespace detail {
 
-void attend_scalar(const AttnProblem& p, int b, int h, float* scores) {
+void attend_scalar(const AttnProblem& p, int b, int h, int j0, int j1, float* scores, float* m_out, float* s_out,
+                   float* o_out) {
   const int kv = h / (p.H / p.Hk);
   const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
   const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
   for (int i = 0; i < p.L; ++i) {
     const float* q = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
-    const int n = p.Lk - p.L + i + 1;
+    const int end = std::min(j1, p.Lk - p.L + i + 1);
     float mx = -INFINITY;
-    for (int j = 0; j < n; ++j) {
+    for (int j = j0; j < end; ++j) {
       float s = 0.0f;
       for (int d = 0; d < p.D; ++d) s += p.scale * q[d * p.qs[3]] * kbase[j * p.ks[2] + d * p.ks[3]];
-      scores[j] = s;
+      scores[j - j0] = s;
       mx = std::max(mx, s);
     }
     float sum = 0.0f;
-    for (int j = 0; j < n; ++j) sum += scores[j] = std::exp(scores[j] - mx);
-    float* out = p.out + ((static_cast<long>(b) * p.H + h) * p.L + i) * p.D;
+    for (int j = j0; j < end; ++j) sum += scores[j - j0] = std::exp(scores[j - j0] - mx);
+    float* out = o_out + static_cast<long>(i) * p.D;
     for (int d = 0; d < p.D; ++d) {
       float acc = 0.0f;
-      for (int j = 0; j < n; ++j) acc += scores[j] * vbase[j * p.vs[2] + d * p.vs[3]];
-      out[d] = acc / sum;
+      for (int j = j0; j < end; ++j) acc += scores[j - j0] * vbase[j * p.vs[2] + d * p.vs[3]];
+      out[d] = acc;
     }
+    m_out[i] = mx;
+    s_out[i] = sum;
   }
 }
 
@@ -68,17 +72,53 @@ AttnKernel choose_kernel(const AttnProblem& p) {
 
 void detail::run_attention(const AttnProblem& p) {
   const AttnKernel kernel = choose_kernel(p);
-  const int tasks = p.B * p.H;
-  const long work = static_cast<long>(tasks) * p.L * p.Lk * p.D;
+  const int G = p.H / p.Hk;
+  const long work = static_cast<long>(p.B) * p.H * p.L * p.Lk * p.D;
+  const int threads = work < 64 * 1024 ? 1 : pool_threads();
+  // Key ranges: enough (B, kv head, range) tasks for about four per thread, of
+  // at least 64 keys; one range when running alone.
+  int chunk = p.Lk;
+  if (threads > 1) {
+    const int ranges = std::max(1, threads * 4 / (p.B * p.Hk));
+    chunk = std::max(64, (p.Lk + ranges - 1) / ranges);
+  }
+  const int R = (p.Lk + chunk - 1) / chunk;
+  const long rows = static_cast<long>(p.B) * p.H * R * p.L;  // partial results, (b, h, range, i)
+  std::vector<float> m(rows), s(rows), o(rows * p.D);
   auto run = [&](int t) {
-    std::vector<float> scratch(p.Lk);
-    kernel(p, t / p.H, t % p.H, scratch.data());
+    const int b = t / (p.Hk * R), g = (t / R) % p.Hk, r = t % R;
+    const int j0 = r * chunk, j1 = std::min(p.Lk, j0 + chunk);
+    std::vector<float> scratch(j1 - j0);
+    for (int h = g * G; h < (g + 1) * G; ++h) {
+      const long at = ((static_cast<long>(b) * p.H + h) * R + r) * p.L;
+      kernel(p, b, h, j0, j1, scratch.data(), m.data() + at, s.data() + at, o.data() + at * p.D);
+    }
   };
-  if (work < 64 * 1024) {
+  const int tasks = p.B * p.Hk * R;
+  if (threads == 1) {
     for (int t = 0; t < tasks; ++t) run(t);
   } else {
-    detail::parallel_for(tasks, run);
+    parallel_for(tasks, run);
   }
+  // out = Σ_r e^(m_r - M) o_r / Σ_r e^(m_r - M) s_r, M = max_r m_r (each row sees key 0, so M is finite).
+  for (int bh = 0; bh < p.B * p.H; ++bh)
+    for (int i = 0; i < p.L; ++i) {
+      float M = -INFINITY;
+      for (int r = 0; r < R; ++r) M = std::max(M, m[(static_cast<long>(bh) * R + r) * p.L + i]);
+      float* out = p.out + (static_cast<long>(bh) * p.L + i) * p.D;
+      float S = 0.0f;
+      for (int d = 0; d < p.D; ++d) out[d] = 0.0f;
+      for (int r = 0; r < R; ++r) {
+        const long at = (static_cast<long>(bh) * R + r) * p.L + i;
+        if (s[at] == 0.0f) continue;
+        const float f = m[at] == M ? 1.0f : std::exp(m[at] - M);
+        S += f * s[at];
+        const float* part = o.data() + at * p.D;
+        for (int d = 0; d < p.D; ++d) out[d] += f * part[d];
+      }
+      const float inv = 1.0f / S;
+      for (int d = 0; d < p.D; ++d) out[d] *= inv;
+    }
 }
 
 namespace {
