@@ -55,7 +55,8 @@ class Llama : public Model {
     // A few new tokens on the CPU with nothing hooked: one fused node per block.
     const int rows = tokens.shape(0) * tokens.shape(1);
     std::optional<std::pair<array, array>> rope;
-    if (cache && !hooks && rows <= nn::kDecoderStepMaxRows && h.dtype() == mx::float32)
+    if (cache && !hooks && rows <= nn::kDecoderStepMaxRows && h.dtype() == mx::float32 &&
+        mx::default_device() == mx::Device::cpu)
       rope = nn::rope_tables(args_.rope, offset, tokens.shape(1));
     for (int l = 0; l < config_.num_hidden_layers; ++l) {
       const LayerNames& n = names_[l];
