@@ -87,6 +87,15 @@ struct Generator::State {
     return sampler.sample(logits, hist);
   }
 
+  // A step scheduled ahead (async_eval) still runs on MLX's stream; its arrays
+  // must not be dropped, nor the process leave, before it is done.
+  ~State() {
+    try {
+      mx::synchronize();
+    } catch (...) {
+    }
+  }
+
   void finish(const char* reason) {
     if (finished) return;
     finished = true;
@@ -95,6 +104,7 @@ struct Generator::State {
     const double dt = res.tokens.empty() ? 0 : seconds_since(t_decode);
     res.stats.generation_tps = dt > 0 ? res.stats.generation_tokens / dt : 0;
     res.stats.peak_memory_gb = static_cast<double>(mx::get_peak_memory()) / 1e9;
+    mx::synchronize();
   }
 };
 
