@@ -25,9 +25,6 @@ namespace lmlab::nn::detail {
 namespace {
 
 inline int min_int(int a, int b) { return a < b ? a : b; }
-extern "C" char* getenv(const char*);
-extern "C" int atoi(const char*);
-inline int pf_dist() { static int d = getenv("X_PF") ? atoi(getenv("X_PF")) : 1; return d; }
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -197,7 +194,7 @@ inline void gemv_rows(const QmmProblem& p, const float* xp, const float* xs, int
   // Rows are short (288 bytes for K = 576 at 4 bits): fetch the next block's
   // weights while this one is computed (past the end of w is harmless: prefetches never fault).
   if (m == 0) {
-    const char* next = reinterpret_cast<const char*>(wbase + (n + R * pf_dist()) * row_bytes);
+    const char* next = reinterpret_cast<const char*>(wbase + (n + R) * row_bytes);
     for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
   }
   float bias[R];
@@ -423,7 +420,7 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
   const long row_bytes = static_cast<long>(K) * Bits / 8;
   const uint8_t* w = reinterpret_cast<const uint8_t*>(p.w) + n * row_bytes;
   {
-    const char* next = reinterpret_cast<const char*>(w + R * pf_dist() * row_bytes);
+    const char* next = reinterpret_cast<const char*>(w + R * row_bytes);
     for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
   }
   long row_off[R];
