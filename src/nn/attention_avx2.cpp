@@ -1,4 +1,4 @@
-// AVX2 + FMA kernel for nn::decode_attention (see attention_kernels.h). Compiled
+// AVX2 + FMA kernel for nn::cpu_attention (see attention_kernels.h). Compiled
 // with -mavx2 -mfma and only called after a run-time CPU check; internal
 // linkage throughout, no standard-library templates.
 //

@@ -1,6 +1,6 @@
-// Kernels behind nn::decode_attention (internal). The AVX2 set lives in
+// Kernels behind nn::cpu_attention (internal). The AVX2 set lives in
 // attention_avx2.cpp, compiled with -mavx2 -mfma and chosen at run time; the
-// portable scalar one in decode_attention.cpp. Like quantized_matmul_kernels.h,
+// portable scalar one in cpu_attention.cpp. Like quantized_matmul_kernels.h,
 // this header holds no templates or inline functions.
 #pragma once
 

@@ -18,7 +18,7 @@ std::vector<char> gather(const mlx::core::array& a);
 // The MLX composition a fused primitive stands for: its inputs → its one output.
 using Composition = std::function<mlx::core::array(const std::vector<mlx::core::array>&)>;
 
-// Base of lmlab's fused CPU primitives (decode attention, SwiGLU): evaluated by
+// Base of lmlab's fused CPU primitives (attention, SwiGLU): evaluated by
 // eval_cpu only, differentiated through composition() (the vjp for the
 // requested arguments, the jvp with zero tangents for the others).
 class FusedCpuPrimitive : public mlx::core::UnaryPrimitive {

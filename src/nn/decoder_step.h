@@ -7,7 +7,7 @@
 // (MLX's RMSNorm and RoPE run as their op-by-op fallbacks there), and at decode
 // time building, scheduling and allocating for them cost more than the
 // arithmetic (docs/benchmarks.md). The fused step computes the same thing with
-// the same kernels (lmlab's quantized matmul, decode attention and SwiGLU) in
+// the same kernels (lmlab's quantized matmul, CPU attention and SwiGLU) in
 // one node, and writes the new keys and values into the cache buffers in place,
 // as llama.cpp writes its cache.
 #pragma once

@@ -2,7 +2,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/nn.h"
-#include "nn/decode_attention.h"
+#include "nn/cpu_attention.h"
 #include "nn/quantized_matmul.h"
 #include "nn/swiglu.h"
 
@@ -73,7 +73,7 @@ array attention(const array& q, const array& k, const array& v, float scale, Hoo
   const bool explicit_probs = hooks && hooks->attention && hooks->wants(layer);
   const int L = q.shape(2);
   if (!explicit_probs) {
-    if (decode_attention_is_native(q, k, v)) return decode_attention(q, k, v, scale);
+    if (cpu_attention_is_native(q, k, v)) return cpu_attention(q, k, v, scale);
     return mx::fast::scaled_dot_product_attention(q, k, v, scale, L > 1 ? "causal" : "");
   }
   // Plain composition: expand kv heads for GQA, mask, softmax in float32.

@@ -1,6 +1,6 @@
-// nn::decode_attention: the MLX primitive (LmlabDecodeAttention), the portable
+// nn::cpu_attention: the MLX primitive (LmlabCpuAttention), the portable
 // scalar kernel, and the choice of kernel (attention_avx2.cpp when the CPU has AVX2).
-#include "nn/decode_attention.h"
+#include "nn/cpu_attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -137,9 +137,9 @@ array reference_attention(const array& q, const array& k, const array& v, float 
   return mx::matmul(mx::softmax(scores, {-1}, /*precise=*/true, s), vv, s);
 }
 
-class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
+class LmlabCpuAttention : public detail::FusedCpuPrimitive {
  public:
-  LmlabDecodeAttention(mx::Stream stream, float scale) : detail::FusedCpuPrimitive(stream), scale_(scale) {}
+  LmlabCpuAttention(mx::Stream stream, float scale) : detail::FusedCpuPrimitive(stream), scale_(scale) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     encode(inputs, out).dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
@@ -162,7 +162,7 @@ class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
     });
   }
 
-  const char* name() const override { return "LmlabDecodeAttention"; }
+  const char* name() const override { return "LmlabCpuAttention"; }
 
   detail::Composition composition() override {
     return [scale = scale_, s = stream()](const std::vector<mx::array>& in) {
@@ -171,7 +171,7 @@ class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
   }
 
   bool is_equivalent(const mx::Primitive& other) const override {
-    auto* o = dynamic_cast<const LmlabDecodeAttention*>(&other);
+    auto* o = dynamic_cast<const LmlabCpuAttention*>(&other);
     return o && o->scale_ == scale_;
   }
 
@@ -185,20 +185,20 @@ class LmlabDecodeAttention : public detail::FusedCpuPrimitive {
 
 }  // namespace
 
-bool decode_attention_is_native(const array& q, const array& k, const array& v, mx::StreamOrDevice s) {
+bool cpu_attention_is_native(const array& q, const array& k, const array& v, mx::StreamOrDevice s) {
   if (!detail::on_cpu(s)) return false;
   if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return false;
   if (q.dtype() != mx::float32 || k.dtype() != mx::float32 || v.dtype() != mx::float32) return false;
   const int B = q.shape(0), H = q.shape(1), L = q.shape(2), D = q.shape(3);
   const int Hk = k.shape(1), Lk = k.shape(2);
-  if (L < 1 || L > kDecodeAttentionMaxRows || Lk < L || Hk < 1 || H % Hk != 0) return false;
+  if (L < 1 || Lk < L || Hk < 1 || H % Hk != 0) return false;
   return k.shape() == mx::Shape{B, Hk, Lk, D} && v.shape() == k.shape();
 }
 
-array decode_attention(const array& q, const array& k, const array& v, float scale, mx::StreamOrDevice s) {
-  if (!decode_attention_is_native(q, k, v, s))
-    throw std::invalid_argument("[lmlab::nn::decode_attention] unsupported inputs (see decode_attention_is_native)");
-  return array(q.shape(), mx::float32, std::make_shared<LmlabDecodeAttention>(mx::to_stream(s), scale), {q, k, v});
+array cpu_attention(const array& q, const array& k, const array& v, float scale, mx::StreamOrDevice s) {
+  if (!cpu_attention_is_native(q, k, v, s))
+    throw std::invalid_argument("[lmlab::nn::cpu_attention] unsupported inputs (see cpu_attention_is_native)");
+  return array(q.shape(), mx::float32, std::make_shared<LmlabCpuAttention>(mx::to_stream(s), scale), {q, k, v});
 }
 
 }  // namespace lmlab::nn

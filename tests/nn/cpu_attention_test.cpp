@@ -1,12 +1,12 @@
-// nn::decode_attention (lmlab's CPU attention over a KV cache slice) against
-// mx::fast::scaled_dot_product_attention: grouped heads, several query rows
+// nn::cpu_attention (lmlab's CPU attention over a KV cache slice) against
+// mx::fast::scaled_dot_product_attention: grouped heads, 1 to 300 query rows
 // with the bottom-right causal mask, head sizes on and off the AVX2 path,
 // strided cache slices and transposed queries, long caches split into key
 // ranges, and derivatives.
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
-#include "nn/decode_attention.h"
+#include "nn/cpu_attention.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -24,15 +24,16 @@ void expect_close(const mx::array& got, const mx::array& want, const std::string
       << label << ": max |diff| " << mx::max(mx::abs(mx::subtract(got, want))).item<float>();
 }
 
-TEST(DecodeAttention, MatchesMlx) {
+TEST(CpuAttention, MatchesMlx) {
   struct Heads {
     int H, Hk;
   };
   int seed = 0;
   for (Heads h : {Heads{9, 3}, Heads{4, 4}, Heads{8, 1}})
     for (int D : {64, 128, 48, 20})  // 20: not a multiple of 8, the scalar kernel
-      for (int L : {1, 3, 8})
+      for (int L : {1, 3, 8, 64, 300})  // decode steps and prefill chunks
         for (int Lk : {L, 37, 130, 300, 1000}) {  // 130 with L 8: key ranges some rows do not see
+          if (Lk < L) continue;
           const int B = D == 64 ? 2 : 1;
           ++seed;
           auto q = mx::random::normal({B, h.H, L, D}, mx::float32, mx::random::key(seed));
@@ -42,13 +43,13 @@ TEST(DecodeAttention, MatchesMlx) {
           auto k = mx::slice(kb, {0, 0, 0, 0}, {B, h.Hk, Lk, D});
           auto v = mx::slice(vb, {0, 0, 0, 0}, {B, h.Hk, Lk, D});
           const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-          ASSERT_TRUE(nn::decode_attention_is_native(q, k, v));
-          expect_close(nn::decode_attention(q, k, v, scale), reference(q, k, v, scale),
+          ASSERT_TRUE(nn::cpu_attention_is_native(q, k, v));
+          expect_close(nn::cpu_attention(q, k, v, scale), reference(q, k, v, scale),
                        fmt::format("H {} Hk {} D {} L {} Lk {}", h.H, h.Hk, D, L, Lk));
         }
 }
 
-TEST(DecodeAttention, StridedInputs) {
+TEST(CpuAttention, StridedInputs) {
   // q as the model makes it: (B, L, H, D) transposed to (B, H, L, D); k and v
   // with a non-unit d stride (a transposed buffer) take the scalar kernel.
   auto qt = mx::random::normal({1, 2, 6, 64}, mx::float32, mx::random::key(1));
@@ -56,28 +57,28 @@ TEST(DecodeAttention, StridedInputs) {
   auto kt = mx::random::normal({1, 2, 64, 50}, mx::float32, mx::random::key(2));
   auto k = mx::swapaxes(kt, 2, 3);
   auto v = mx::random::normal({1, 2, 50, 64}, mx::float32, mx::random::key(3));
-  expect_close(nn::decode_attention(q, k, v, 0.125f), reference(mx::contiguous(q), mx::contiguous(k), v, 0.125f),
+  expect_close(nn::cpu_attention(q, k, v, 0.125f), reference(mx::contiguous(q), mx::contiguous(k), v, 0.125f),
                "strided");
 }
 
-TEST(DecodeAttention, LargeScoresStayFinite) {
+TEST(CpuAttention, LargeScoresStayFinite) {
   // Scores far apart (one key dominates, others underflow) must not give NaN or
   // inf, also when the key ranges merged at the end differ by e^-100s.
   auto q = mx::multiply(mx::random::normal({1, 2, 1, 64}, mx::float32, mx::random::key(4)), mx::array(40.0f));
   auto k = mx::random::normal({1, 2, 1000, 64}, mx::float32, mx::random::key(5));
   auto v = mx::random::normal({1, 2, 1000, 64}, mx::float32, mx::random::key(6));
-  auto got = nn::decode_attention(q, k, v, 1.0f);
+  auto got = nn::cpu_attention(q, k, v, 1.0f);
   EXPECT_TRUE(mx::all(mx::isfinite(got)).item<bool>());
   expect_close(got, reference(q, k, v, 1.0f), "large scores");
 }
 
-TEST(DecodeAttention, Derivatives) {
+TEST(CpuAttention, Derivatives) {
   auto q = mx::random::normal({1, 4, 2, 16}, mx::float32, mx::random::key(7));
   auto k = mx::random::normal({1, 2, 9, 16}, mx::float32, mx::random::key(8));
   auto v = mx::random::normal({1, 2, 9, 16}, mx::float32, mx::random::key(9));
   auto ct = mx::random::normal({1, 4, 2, 16}, mx::float32, mx::random::key(10));
   auto ours = [](const std::vector<mx::array>& in) {
-    return std::vector<mx::array>{nn::decode_attention(in[0], in[1], in[2], 0.25f)};
+    return std::vector<mx::array>{nn::cpu_attention(in[0], in[1], in[2], 0.25f)};
   };
   auto theirs = [](const std::vector<mx::array>& in) {
     return std::vector<mx::array>{reference(in[0], in[1], in[2], 0.25f)};
@@ -91,16 +92,14 @@ TEST(DecodeAttention, Derivatives) {
   expect_close(mx::jvp(ours, {q, k, v}, tangents).second[0], mx::jvp(theirs, {q, k, v}, tangents).second[0], "jvp");
 }
 
-TEST(DecodeAttention, DeclinesWhatItDoesNotHandle) {
+TEST(CpuAttention, DeclinesWhatItDoesNotHandle) {
   auto q = mx::zeros({1, 4, 1, 64}), k = mx::zeros({1, 2, 5, 64});
-  EXPECT_FALSE(nn::decode_attention_is_native(q, k, k, mx::Device::gpu));
-  EXPECT_FALSE(nn::decode_attention_is_native(mx::astype(q, mx::float16), mx::astype(k, mx::float16),
+  EXPECT_FALSE(nn::cpu_attention_is_native(q, k, k, mx::Device::gpu));
+  EXPECT_FALSE(nn::cpu_attention_is_native(mx::astype(q, mx::float16), mx::astype(k, mx::float16),
                                               mx::astype(k, mx::float16)));
-  EXPECT_FALSE(nn::decode_attention_is_native(mx::zeros({1, 4, 9, 64}), mx::zeros({1, 2, 9, 64}),
-                                              mx::zeros({1, 2, 9, 64})));  // more rows than it takes
-  EXPECT_FALSE(nn::decode_attention_is_native(mx::zeros({1, 3, 1, 64}), k, k));  // 3 heads over 2
-  EXPECT_FALSE(nn::decode_attention_is_native(mx::zeros({1, 4, 6, 64}), k, k));  // L > Lk
-  EXPECT_THROW(nn::decode_attention(mx::zeros({1, 3, 1, 64}), k, k, 1.0f), std::invalid_argument);
+  EXPECT_FALSE(nn::cpu_attention_is_native(mx::zeros({1, 3, 1, 64}), k, k));  // 3 heads over 2
+  EXPECT_FALSE(nn::cpu_attention_is_native(mx::zeros({1, 4, 6, 64}), k, k));  // L > Lk
+  EXPECT_THROW(nn::cpu_attention(mx::zeros({1, 3, 1, 64}), k, k, 1.0f), std::invalid_argument);
 }
 
 }  // namespace
