@@ -122,13 +122,15 @@ inline void bias_terms(const void* biases, const long* row_off, const float* xs,
 template <int Bits>
 inline void unpack32(const uint8_t* p, __m256* q) {
   if constexpr (Bits == 4) {
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-    __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8));
-    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(a, mask)));
-    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(a, 4), mask)));
-    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(b, mask)));
-    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), mask)));
+    // Widen each byte to 32 bits first (the load folds into vpmovzxbd), then
+    // split it: low nibble by a mask, high nibble by a shift alone.
+    const __m256i mask = _mm256_set1_epi32(0x0F);
+    const __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8)));
+    q[0] = _mm256_cvtepi32_ps(_mm256_and_si256(a, mask));
+    q[1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(a, 4));
+    q[2] = _mm256_cvtepi32_ps(_mm256_and_si256(b, mask));
+    q[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
   } else {
     for (int i = 0; i < 4; ++i)
       q[i] = _mm256_cvtepi32_ps(
