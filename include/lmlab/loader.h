@@ -17,7 +17,10 @@ namespace lmlab {
 class Model;
 
 struct LoadOptions {
-  std::string model;  // GGUF file, model directory, or "" for the default model
+  // GGUF file, model directory, Hugging Face model id ("org/name", or
+  // "org/name/file.gguf"; see hub.h), or "" for the default model. A local path wins.
+  std::string model;
+  std::string revision;  // Hub branch, tag or commit ("" = main)
   std::string dtype;  // compute dtype: "" (float32 on CPU, float16 on GPU), float32, float16, bfloat16
   // How activations meet quantized weights on CPU (QuantSpec::activations):
   //  "" or "float"  float32 activations times the exactly dequantized weights
@@ -45,9 +48,13 @@ struct LoadedModel {
 LoadedModel load_model(const Context& ctx, const LoadOptions& opts);
 
 // Loads only the tokenizer (and its chat template) of a model: a GGUF file (its
-// metadata, no tensors), a model directory, or a tokenizer.json file; "" is
-// the default model.
-Tokenizer load_tokenizer(const std::string& path);
+// metadata, no tensors), a model directory, a tokenizer.json file or a Hub id;
+// "" is the default model.
+Tokenizer load_tokenizer(const std::string& path, const std::string& revision = "");
+
+// Where `model` (as LoadOptions::model) is on disk: the path itself, the
+// default model for "", or the Hub snapshot (downloaded when missing).
+std::filesystem::path resolve_model(const std::string& model, const std::string& revision = "");
 
 // The context length the model was trained for (0 when unknown).
 int context_length(const LoadedModel& m);

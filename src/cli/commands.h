@@ -17,6 +17,7 @@ namespace lmlab::cli {
 // Options every model-using command takes.
 struct ModelOptions {
   std::string model;
+  std::string revision;
   std::string dtype;
   std::string activations = "float";
   std::string device = "auto";

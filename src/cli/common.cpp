@@ -11,7 +11,9 @@ namespace lmlab::cli {
 
 void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("-m,--model", o.model,
-                 "GGUF file or model directory (default: the bundled SmolLM2-135M-Instruct)");
+                 "GGUF file, model directory, or Hugging Face id org/name (or org/name/file.gguf), "
+                 "downloaded into the Hugging Face cache when missing (default: the bundled SmolLM2-135M-Instruct)");
+  app.add_option("--revision", o.revision, "Hub branch, tag or commit of --model (default: main)");
   app.add_option("--dtype", o.dtype, "compute dtype: float32, float16, bfloat16")
       ->check(CLI::IsMember({"", "float32", "float16", "bfloat16"}));
   app.add_option("--activations", o.activations,
@@ -48,6 +50,7 @@ Context make_context(const ModelOptions& o, std::optional<uint64_t> seed) {
 
 LoadedModel load(const Context& ctx, const ModelOptions& o) {
   return load_model(ctx, LoadOptions{.model = o.model,
+                                     .revision = o.revision,
                                      .dtype = o.dtype,
                                      .activations = o.activations});
 }

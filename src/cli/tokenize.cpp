@@ -191,7 +191,7 @@ void setup_tokenize(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
   app.add_option("texts", o->texts, "strings to tokenize (several compare side by side)");
   app.add_option("-p,--prompt", o->texts, "a string to tokenize (repeatable)");
-  app.add_option("-m,--model", o->model, "model whose tokenizer to use (GGUF or directory)");
+  app.add_option("-m,--model", o->model, "model whose tokenizer to use (GGUF, directory or Hugging Face id)");
   app.add_option("--tokenizer", o->tokenizer, "tokenizer.json, model directory or GGUF");
   app.add_option("--input", o->input, "JSON file with an array of strings");
   app.add_option("-s,--system", o->system, "system message for --chat");

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
+#include "lmlab/hub.h"
 #include "lmlab/io.h"
 #include "lmlab/loader.h"
 #include "lmlab/model.h"
@@ -82,11 +83,27 @@ void load_dir(const Context& ctx, const LoadOptions& opts, const fs::path& dir, 
 
 }  // namespace
 
+fs::path resolve_model(const std::string& model, const std::string& revision) {
+  if (model.empty()) return default_model_path();
+  fs::path path(model);
+  if (fs::exists(path)) return path;
+  if (hub::is_model_id(model)) {
+    hub::Options o;
+    if (!revision.empty()) o.revision = revision;
+    try {
+      return hub::snapshot(model, o);
+    } catch (const Unsupported&) {
+      throw;
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(fmt::format("[load] {} is no local file or folder; as a Hub model: {}", model, e.what()));
+    }
+  }
+  throw std::runtime_error(fmt::format("[load] model not found: {} (not a file, a folder or a Hub id org/name)", model));
+}
+
 LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   auto t0 = std::chrono::steady_clock::now();
-  fs::path path = opts.model.empty() ? default_model_path() : fs::path(opts.model);
-  if (!fs::exists(path))
-    throw std::runtime_error(fmt::format("[load] model not found: {}", path.string()));
+  fs::path path = resolve_model(opts.model, opts.revision);
   LoadedModel out;
   out.path = path.string();
   if (fs::is_directory(path)) load_dir(ctx, opts, path, out);
@@ -97,10 +114,8 @@ LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   return out;
 }
 
-Tokenizer load_tokenizer(const std::string& path_str) {
-  fs::path path = path_str.empty() ? default_model_path() : fs::path(path_str);
-  if (!fs::exists(path))
-    throw std::runtime_error(fmt::format("[tokenizer] not found: {}", path.string()));
+Tokenizer load_tokenizer(const std::string& path_str, const std::string& revision) {
+  fs::path path = resolve_model(path_str, revision);
   if (fs::is_directory(path) || path.extension() == ".json") return Tokenizer::from_file(path);
   return Tokenizer::from_gguf(io::read_gguf(path).meta);
 }
