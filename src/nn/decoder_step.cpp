@@ -174,29 +174,35 @@ class LmlabDecoderStep : public mx::Primitive {
   }
 
  private:
-  static void linear(Inputs& in, const LinearSlots& s, const float* x, float* y, int M) {
-    const mx::array& w = in[s.w];
-    const int N = w.shape(0), K = static_cast<int>(static_cast<long>(w.shape(1)) * 32 / s.bits);
-    detail::QmmProblem p{
-        .x = x,
-        .w = in.data<uint32_t>(s.w),
-        .scales = in.data<char>(s.w + 1),
-        .biases = in.data<char>(s.w + 2),
-        .scale_type = detail::scale_type(in[s.w + 1].dtype()),
-        .out = y,
-        .M = M,
-        .N = N,
-        .K = K,
-        .group_size = s.group_size,
-        .bits = s.bits,
-        .act = s.act,
-    };
-    detail::run_qmm(p);
-    if (s.bias >= 0) {
-      const float* b = in.data<float>(s.bias);
-      for (int m = 0; m < M; ++m)
-        for (int n = 0; n < N; ++n) y[static_cast<long>(m) * N + n] += b[n];
+  // y_i = x W_iᵀ (+ b_i) for projections sharing one input, in one pass over the pool.
+  static void linears(Inputs& in, std::initializer_list<std::pair<const LinearSlots*, float*>> outs, const float* x,
+                      int M) {
+    std::vector<detail::QmmProblem> problems;
+    for (auto [s, y] : outs) {
+      const mx::array& w = in[s->w];
+      problems.push_back({
+          .x = x,
+          .w = in.data<uint32_t>(s->w),
+          .scales = in.data<char>(s->w + 1),
+          .biases = in.data<char>(s->w + 2),
+          .scale_type = detail::scale_type(in[s->w + 1].dtype()),
+          .out = y,
+          .M = M,
+          .N = w.shape(0),
+          .K = static_cast<int>(static_cast<long>(w.shape(1)) * 32 / s->bits),
+          .group_size = s->group_size,
+          .bits = s->bits,
+          .act = s->act,
+      });
     }
+    detail::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
+    for (auto [s, y] : outs)
+      if (s->bias >= 0) {
+        const float* b = in.data<float>(s->bias);
+        const int N = in[s->w].shape(0);
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) y[static_cast<long>(m) * N + n] += b[n];
+      }
   }
 
   static void run(const std::vector<mx::array>& arrays, std::vector<mx::array>& out, const Layout& layout,
@@ -216,9 +222,7 @@ class LmlabDecoderStep : public mx::Primitive {
 
     // Attention half: norm, projections, per-head norms, RoPE, cache write.
     rms_norm_rows(hp, in.data<float>(kInNorm), x.data(), M, D, eps);
-    linear(in, layout.proj[kQ], x.data(), q.data(), M);
-    linear(in, layout.proj[kK], x.data(), k.data(), M);
-    linear(in, layout.proj[kV], x.data(), v.data(), M);
+    linears(in, {{&layout.proj[kQ], q.data()}, {&layout.proj[kK], k.data()}, {&layout.proj[kV], v.data()}}, x.data(), M);
     if (layout.q_norm >= 0) rms_norm_rows(q.data(), in.data<float>(layout.q_norm), q.data(), static_cast<long>(M) * H, Dh, eps);
     if (layout.k_norm >= 0) rms_norm_rows(k.data(), in.data<float>(layout.k_norm), k.data(), static_cast<long>(M) * Hk, Dh, eps);
     if (shape.rope_mscale != 1.0f) {
@@ -263,15 +267,14 @@ class LmlabDecoderStep : public mx::Primitive {
                         att.data() + ((static_cast<long>(b) * H + j) * L + l) * Dh, sizeof(float) * Dh);
       att_in = att_rows.data();
     }
-    linear(in, layout.proj[kO], att_in, x.data(), M);
+    linears(in, {{&layout.proj[kO], x.data()}}, att_in, M);
     for (size_t i = 0; i < h1.size(); ++i) h1[i] = hp[i] + x[i];
 
     // MLP half.
     rms_norm_rows(h1.data(), in.data<float>(kPostNorm), x.data(), M, D, eps);
-    linear(in, layout.proj[kGate], x.data(), gate.data(), M);
-    linear(in, layout.proj[kUp], x.data(), up.data(), M);
+    linears(in, {{&layout.proj[kGate], gate.data()}, {&layout.proj[kUp], up.data()}}, x.data(), M);
     detail::swiglu_kernel()(gate.data(), up.data(), gate.data(), static_cast<long>(gate.size()));
-    linear(in, layout.proj[kDown], gate.data(), x.data(), M);
+    linears(in, {{&layout.proj[kDown], x.data()}}, gate.data(), M);
     float* ho = out[0].data<float>();
     for (size_t i = 0; i < h1.size(); ++i) ho[i] = h1[i] + x[i];
   }

@@ -168,41 +168,80 @@ constexpr long kMinParallelWeights = 32 * 1024;
 
 }  // namespace
 
-void detail::run_qmm(const QmmProblem& p) {
-  if (p.M == 0 || p.N == 0) return;
-  const QmmKernels& k = best_kernels();
-  const bool int8 = p.act != ActQuant::none;
-  const bool use_gemm = !int8 && k.gemm && p.M > kGemvMaxRows;
+namespace {
+
+// One problem's activations in the form its kernel reads, and how its output
+// columns are cut into tasks.
+struct PreparedQmm {
+  const QmmProblem* p = nullptr;
+  bool int8 = false, use_gemm = false;
   std::vector<float> xp, xs;
   std::vector<int8_t> xq;
-  if (int8) {
-    xq.resize(static_cast<size_t>(p.M) * p.K);
-    xp.resize(static_cast<size_t>(p.M) * (p.K / 32));
-    xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
-    k.prepare_q8(p, xq.data(), xp.data(), xs.data());
-  } else if (!use_gemm) {
-    xp.resize(static_cast<size_t>(p.M) * p.K);
-    xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
-    k.prepare_gemv(p, xp.data(), xs.data());
-  }
-  auto range = [&](int n0, int n1) {
-    if (int8) k.gemv_q8(p, xq.data(), xp.data(), xs.data(), n0, n1);
-    else if (use_gemm) k.gemm(p, n0, n1);
-    else k.gemv(p, xp.data(), xs.data(), n0, n1);
-  };
+  int chunk = 0, tasks = 0;
 
-  const long weights = static_cast<long>(p.N) * p.K * std::max(1, std::min(p.M, 16));
-  const int threads = weights < kMinParallelWeights ? 1 : pool_threads();
-  if (threads == 1) {
-    range(0, p.N);
-    return;
+  void range(const QmmKernels& k, int n0, int n1) const {
+    if (int8) k.gemv_q8(*p, xq.data(), xp.data(), xs.data(), n0, n1);
+    else if (use_gemm) k.gemm(*p, n0, n1);
+    else k.gemv(*p, xp.data(), xs.data(), n0, n1);
+  }
+};
+
+void prepare(const QmmKernels& k, const QmmProblem& p, int threads, PreparedQmm& out) {
+  out.p = &p;
+  out.int8 = p.act != detail::ActQuant::none;
+  out.use_gemm = !out.int8 && k.gemm && p.M > kGemvMaxRows;
+  if (out.int8) {
+    out.xq.resize(static_cast<size_t>(p.M) * p.K);
+    out.xp.resize(static_cast<size_t>(p.M) * (p.K / 32));
+    out.xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
+    k.prepare_q8(p, out.xq.data(), out.xp.data(), out.xs.data());
+  } else if (!out.use_gemm) {
+    out.xp.resize(static_cast<size_t>(p.M) * p.K);
+    out.xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
+    k.prepare_gemv(p, out.xp.data(), out.xs.data());
   }
   // A few chunks per thread so a thread slowed by other work is picked up by the rest.
   const int align = std::max(k.n_align, 4);
   int chunk = (p.N + threads * 4 - 1) / (threads * 4);
-  chunk = std::max(align, (chunk + align - 1) / align * align);
-  const int tasks = (p.N + chunk - 1) / chunk;
-  parallel_for(tasks, [&](int t) { range(t * chunk, std::min(p.N, (t + 1) * chunk)); });
+  out.chunk = std::max(align, (chunk + align - 1) / align * align);
+  out.tasks = (p.N + out.chunk - 1) / out.chunk;
+}
+
+}  // namespace
+
+void detail::run_qmm(const QmmProblem& p) { run_qmm_many(&p, 1); }
+
+void detail::run_qmm_many(const QmmProblem* problems, int count) {
+  const QmmKernels& k = best_kernels();
+  long weights = 0;
+  for (int i = 0; i < count; ++i)
+    if (problems[i].M > 0 && problems[i].N > 0)
+      weights += static_cast<long>(problems[i].N) * problems[i].K * std::max(1, std::min(problems[i].M, 16));
+  if (weights == 0) return;
+  const int threads = weights < kMinParallelWeights ? 1 : pool_threads();
+  std::vector<PreparedQmm> prepared(count);
+  int total = 0;
+  for (int i = 0; i < count; ++i) {
+    if (problems[i].M == 0 || problems[i].N == 0) continue;
+    prepare(k, problems[i], threads, prepared[i]);
+    total += prepared[i].tasks;
+  }
+  if (threads == 1) {
+    for (const PreparedQmm& q : prepared)
+      if (q.p) q.range(k, 0, q.p->N);
+    return;
+  }
+  // One task list over all problems: threads meet once, not once per matmul.
+  parallel_for(total, [&](int t) {
+    for (const PreparedQmm& q : prepared) {
+      if (t >= q.tasks) {
+        t -= q.tasks;
+        continue;
+      }
+      q.range(k, t * q.chunk, std::min(q.p->N, (t + 1) * q.chunk));
+      return;
+    }
+  });
 }
 
 detail::ActQuant detail::parse_activations(const std::string& name) {

@@ -56,6 +56,9 @@ float q8_block_sum_term(ActQuant act, float d_rounded, float d_exact, int sum);
 // Runs the best kernel set on p, split over lmlab's CPU compute pool. Safe to
 // call from several threads at once (a caller that finds the pool busy runs alone).
 void run_qmm(const QmmProblem& p);
+// Several problems in one pass over the pool (q, k and v of one x, say): their
+// column chunks form one task list, so the threads meet once for all of them.
+void run_qmm_many(const QmmProblem* problems, int count);
 
 const QmmKernels& scalar_qmm_kernels();
 // The AVX2+FMA+F16C set, or nullptr when not compiled in.
