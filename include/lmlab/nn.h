@@ -47,7 +47,11 @@ struct RoPE {
 };
 RoPE make_rope(const nlohmann::json& config, int head_dim);
 
-// Per-layer key/value buffers, grown in steps and updated in place.
+// Per-layer key/value buffers, grown in steps and updated in place. The fused
+// CPU decode step (nn::decoder_step) writes new positions straight into the
+// buffers, so arrays taken from state() are views of the live cache, not
+// snapshots: after trim(), later steps overwrite them from the new offset on.
+// Copy them (mx::copy, then eval) to keep one.
 class KVCache {
  public:
   explicit KVCache(int num_layers, int step = 256);
