@@ -292,3 +292,47 @@ TEST(QuantizedMatmul, ConcurrentCallers) {
 
 }  // namespace
 }  // namespace lmlab::test
+
+namespace lmlab::test {
+namespace {
+
+// run_qmm_many (one pool pass over several matmuls, as the fused decoder step
+// runs q/k/v) gives each problem exactly what run_qmm gives it alone: mixed
+// sizes (one below the parallel threshold), bits, rows, int8 activations, an
+// empty problem.
+TEST(QuantizedMatmul, SeveralProblemsInOnePassEqualEachAlone) {
+  struct Case {
+    int M, N, K, bits;
+    nn::detail::ActQuant act;
+  };
+  const std::vector<Case> cases = {{1, 576, 576, 4, nn::detail::ActQuant::none}, {1, 192, 576, 4, nn::detail::ActQuant::none},
+                                   {3, 1536, 576, 8, nn::detail::ActQuant::q8_1}, {1, 8, 64, 4, nn::detail::ActQuant::none},
+                                   {0, 64, 64, 4, nn::detail::ActQuant::none},     {2, 300, 128, 4, nn::detail::ActQuant::q8_0}};
+  std::vector<Quantized> weights;
+  std::vector<mx::array> xs;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    weights.push_back(make_weights(cases[i].N, cases[i].K, 32, cases[i].bits, mx::float16, 100 + i));
+    xs.push_back(mx::random::normal({cases[i].M, cases[i].K}, mx::float32, mx::random::key(200 + i)));
+    mx::eval({weights.back().w, weights.back().scales, weights.back().biases, xs.back()});
+  }
+  std::vector<std::vector<float>> together(cases.size()), alone(cases.size());
+  std::vector<nn::detail::QmmProblem> problems;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    together[i].assign(static_cast<size_t>(cases[i].M) * cases[i].N, -1.0f);
+    alone[i].assign(together[i].size(), -2.0f);
+    problems.push_back({.x = xs[i].data<float>(), .w = weights[i].w.data<uint32_t>(),
+                        .scales = weights[i].scales.data<void>(), .biases = weights[i].biases.data<void>(),
+                        .scale_type = nn::detail::ScaleType::f16, .out = together[i].data(), .M = cases[i].M,
+                        .N = cases[i].N, .K = cases[i].K, .group_size = 32, .bits = cases[i].bits, .act = cases[i].act});
+  }
+  nn::detail::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    nn::detail::QmmProblem p = problems[i];
+    p.out = alone[i].data();
+    nn::detail::run_qmm(p);
+    EXPECT_EQ(together[i], alone[i]) << "problem " << i;
+  }
+}
+
+}  // namespace
+}  // namespace lmlab::test
