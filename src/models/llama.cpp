@@ -26,6 +26,7 @@ namespace {
 struct LayerNames {
   std::string in_norm, post_norm, q, k, v, o, q_norm, k_norm, mlp;
   std::string hook_attn, hook_mlp, hook_residual;
+  std::string gate, up, down;  // mlp + ".gate_proj" etc.
 };
 
 class Llama : public Model {
@@ -39,7 +40,8 @@ class Llama : public Model {
                         p + "self_attn.o_proj", p + "self_attn.q_norm", p + "self_attn.k_norm",
                         p + "mlp", fmt::format("layers.{}.self_attn", i),
                         fmt::format("layers.{}.mlp.act", i),
-                        fmt::format("layers.{}.residual", i)});
+                        fmt::format("layers.{}.residual", i), p + "mlp.gate_proj", p + "mlp.up_proj",
+                        p + "mlp.down_proj"});
     }
   }
 
@@ -97,10 +99,9 @@ class Llama : public Model {
                   const std::pair<array, array>& rope) const {
     const LayerNames& n = names_[l];
     std::optional<nn::QuantizedLinear> proj[7];
-    const std::string names[7] = {n.q, n.k, n.v, n.o, n.mlp + ".gate_proj", n.mlp + ".up_proj",
-                                  n.mlp + ".down_proj"};
+    const std::string* names[7] = {&n.q, &n.k, &n.v, &n.o, &n.gate, &n.up, &n.down};
     for (int i = 0; i < 7; ++i)
-      if (!(proj[i] = quantized(names[i]))) return false;
+      if (!(proj[i] = quantized(*names[i]))) return false;
     auto opt = [&](const std::string& name) {
       const array* a = args_.qk_norm ? weights_.find(name) : nullptr;
       return a ? std::optional<array>(*a) : std::nullopt;
