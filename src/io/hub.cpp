@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -22,7 +23,10 @@
 #include <nlohmann/json.hpp>
 #ifndef LMLAB_NO_HUB
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
+#include <unistd.h>
 #endif
 
 #include "lmlab/core.h"
@@ -150,18 +154,22 @@ class Sha256 {
 // curl drops the Authorization header when the host changes), the body handed
 // to `sink` in pieces. Returns the HTTP status; throws Unreachable when no
 // answer came.
-long http_get(const std::string& url, const std::string& token, const std::function<bool(const char*, size_t)>& sink) {
+using Sink = std::function<bool(const char* data, size_t n, long status)>;
+
+long http_get(const std::string& url, const std::string& token, const Sink& sink,
+              const std::vector<std::string>& extra_headers = {}) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   CURL* curl = curl_easy_init();
   if (!curl) throw Unreachable("libcurl could not start");
-  struct Sink {
-    const std::function<bool(const char*, size_t)>* fn;
+  struct State {
+    const Sink* fn;
     long status = 0;
     CURL* curl;
   } state{&sink, 0, curl};
   curl_slist* headers = curl_slist_append(nullptr, "User-Agent: lmlab");
   if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+  for (const auto& h : extra_headers) headers = curl_slist_append(headers, h.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
@@ -172,9 +180,9 @@ long http_get(const std::string& url, const std::string& token, const std::funct
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &state);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* user) -> size_t {
-    auto* s = static_cast<Sink*>(user);
+    auto* s = static_cast<State*>(user);
     if (s->status == 0) curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &s->status);
-    return (*s->fn)(data, size * n) ? size * n : 0;
+    return (*s->fn)(data, size * n, s->status) ? size * n : 0;
   });
   const CURLcode rc = curl_easy_perform(curl);
   long status = 0;
@@ -197,7 +205,7 @@ std::string status_text(long status, const std::string& what) {
 
 json get_json(const std::string& url, const std::string& token, const std::string& what) {
   std::string body;
-  const long status = http_get(url, token, [&](const char* p, size_t n) {
+  const long status = http_get(url, token, [&](const char* p, size_t n, long) {
     body.append(p, n);
     return body.size() < (64u << 20);
   });
@@ -231,8 +239,19 @@ std::string human_size(double bytes) {
   return u == 0 ? fmt::format("{:.0f} {}", bytes, units[u]) : fmt::format("{:.1f} {}", bytes, units[u]);
 }
 
-// Downloads url into blobs/ and links snapshot_file to it. A large (LFS) file
-// is checked against the Hub's sha256.
+// An open file descriptor, closed (and its lock released) at scope exit.
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Downloads url into blobs/ and links snapshot_file to it. The download goes
+// to `<blob id>.incomplete`, locked while written (a second process fetching
+// the same file waits, then finds it done); one left by an interrupted run is
+// resumed with a Range request. A large (LFS) file is checked against the
+// Hub's sha256, and a mismatch deletes the partial file.
 void fetch(const std::string& url, const std::string& token, const fs::path& repo_dir, const fs::path& snapshot_file,
            const std::string& blob_id, const std::string& sha256, double size, const Options& o,
            const std::string& what, const std::string& name) {
@@ -241,34 +260,67 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
   fs::create_directories(blobs);
   fs::path blob = blobs / blob_id;
   if (blob_id.empty() || !fs::exists(blob)) {
-    if (!o.quiet)
-      std::fprintf(stderr, "%s: downloading %s (%s)\n", what.c_str(), name.c_str(), human_size(size).c_str());
-    const fs::path tmp = blobs / (random_suffix() + ".incomplete");
-    Sha256 hash;
-    long status = 0;
-    {
-      std::ofstream out(tmp, std::ios::binary);
-      if (!out) throw std::runtime_error(fmt::format("{}: cannot write {}", label, tmp.string()));
-      try {
-        status = http_get(url, token, [&](const char* p, size_t n) {
-          hash.update(p, n);
-          out.write(p, static_cast<std::streamsize>(n));
-          return static_cast<bool>(out);
-        });
-      } catch (...) {
-        out.close();
-        fs::remove(tmp);
-        throw;
+    const fs::path tmp = blobs / ((blob_id.empty() ? random_suffix() : blob_id) + ".incomplete");
+    Fd file{::open(tmp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)};
+    if (file.fd < 0 || ::flock(file.fd, LOCK_EX) != 0)
+      throw std::runtime_error(fmt::format("{}: cannot write {}", label, tmp.string()));
+    if (blob_id.empty() || !fs::exists(blob)) {  // not finished meanwhile by another process
+      auto hash = std::make_unique<Sha256>();
+      off_t have = ::lseek(file.fd, 0, SEEK_END);
+      if (have > 0) {
+        std::vector<char> buf(1 << 20);
+        ::lseek(file.fd, 0, SEEK_SET);
+        for (ssize_t n; (n = ::read(file.fd, buf.data(), buf.size())) > 0;) hash->update(buf.data(), n);
       }
+      if (!o.quiet) {
+        if (have > 0)
+          std::fprintf(stderr, "%s: resuming %s at %s of %s\n", what.c_str(), name.c_str(),
+                       human_size(static_cast<double>(have)).c_str(), human_size(size).c_str());
+        else
+          std::fprintf(stderr, "%s: downloading %s (%s)\n", what.c_str(), name.c_str(), human_size(size).c_str());
+      }
+      std::vector<std::string> range;
+      if (have > 0) range.push_back(fmt::format("Range: bytes={}-", have));
+      bool started = false;
+      long status = 0;
+      try {
+        status = http_get(url, token, [&](const char* p, size_t n, long code) {
+          if (code != 200 && code != 206) return true;  // an error page: not part of the file
+          if (!started) {
+            started = true;
+            if (code == 200 && have > 0) {  // the range was ignored: start over
+              if (::ftruncate(file.fd, 0) != 0) return false;
+              hash = std::make_unique<Sha256>();
+              have = 0;
+            }
+            ::lseek(file.fd, 0, SEEK_END);
+          }
+          hash->update(p, n);
+          for (size_t done = 0; done < n;) {
+            const ssize_t w = ::write(file.fd, p + done, n - done);
+            if (w <= 0) return false;
+            done += static_cast<size_t>(w);
+          }
+          return true;
+        }, range);
+      } catch (const std::exception& e) {
+        if (!started && have == 0) fs::remove(tmp);
+        else throw std::runtime_error(fmt::format("{}: {} (the partial download is kept and resumes next time)", label, e.what()));
+        throw std::runtime_error(fmt::format("{}: {}", label, e.what()));
+      }
+      // 416: the range starts at the end, the file was complete already.
+      if (status != 200 && status != 206 && !(status == 416 && have > 0)) {
+        if (have == 0) fs::remove(tmp);
+        throw std::runtime_error(status_text(status, label));
+      }
+      const std::string got = hash->hex();
+      if (!sha256.empty() && got != sha256) {
+        fs::remove(tmp);
+        throw std::runtime_error(fmt::format("{}: checksum mismatch (sha256 {}, the Hub says {})", label, got, sha256));
+      }
+      if (blob_id.empty()) blob = blobs / got;
+      fs::rename(tmp, blob);
     }
-    const std::string got = hash.hex();
-    if (status != 200 || (!sha256.empty() && got != sha256)) {
-      fs::remove(tmp);
-      if (status != 200) throw std::runtime_error(status_text(status, label));
-      throw std::runtime_error(fmt::format("{}: checksum mismatch (sha256 {}, the Hub says {})", label, got, sha256));
-    }
-    if (blob_id.empty()) blob = blobs / got;
-    fs::rename(tmp, blob);
   }
   fs::create_directories(snapshot_file.parent_path());
   std::error_code ec;

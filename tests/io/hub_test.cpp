@@ -4,7 +4,8 @@
 // (config, safetensors) with the default model's tokenizer files is the repo.
 // Checked: the huggingface_hub cache layout, that only the files a model needs
 // are fetched, loading through `--model org/name`, the cache standing in when
-// the Hub is unreachable or offline, and one-line errors that leave no file behind.
+// the Hub is unreachable or offline, resuming an interrupted download, and
+// one-line errors that leave no file behind.
 #ifndef LMLAB_NO_HUB
 
 #include <atomic>
@@ -55,7 +56,7 @@ class FakeHub {
   std::string token;            // required when set
   bool corrupt_lfs = false;     // serve wrong bytes for LFS files
   std::atomic<int> api_calls{0}, file_calls{0};
-  std::string last_auth;
+  std::string last_auth, last_range;
 
   FakeHub() {
     server_.Get(R"(/api/models/([^/]+)/([^/]+)/revision/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
@@ -93,6 +94,7 @@ class FakeHub {
       res.set_content(it->second.at(name), "application/octet-stream");
     });
     server_.Get(R"(/cdn/([^/]+)/([^/]+)/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+      last_range = req.get_header_value("Range");
       std::string bytes = repos.at(std::string(req.matches[1]) + "/" + std::string(req.matches[2])).at(req.matches[3]);
       if (corrupt_lfs) bytes[bytes.size() / 2] ^= 1;
       res.set_content(bytes, "application/octet-stream");
@@ -299,6 +301,32 @@ TEST(Hub, ErrorsAreOneLineAndLeaveNoFileBehind) {
   // Every message is one line.
   for (const std::string& m : {message("org/missing", with_token), message("org/gguf-only", with_token)})
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+}
+
+TEST(Hub, AnInterruptedDownloadResumes) {
+  FakeHub h;
+  h.repos["org/tiny"] = tiny_repo();
+  const std::string& weights = h.repos["org/tiny"]["model.safetensors"];
+  const fs::path cache = temp_dir("hub-resume");
+  const fs::path blobs = cache / "models--org--tiny" / "blobs";
+  fs::create_directories(blobs);
+  // What an interrupted run leaves: the first part of the file under its blob id.
+  std::ofstream(blobs / (sha256(weights) + ".incomplete"), std::ios::binary) << weights.substr(0, weights.size() / 3);
+  const fs::path snap = hub::snapshot("org/tiny", options(h, cache));
+  EXPECT_EQ(h.last_range, fmt::format("bytes={}-", weights.size() / 3));
+  EXPECT_EQ(slurp(snap / "model.safetensors"), weights);
+  EXPECT_FALSE(fs::exists(blobs / (sha256(weights) + ".incomplete")));
+
+  // A partial file that is not the start of the real one fails the checksum
+  // and is deleted; the next run downloads the whole file.
+  const fs::path cache2 = temp_dir("hub-resume-bad");
+  const fs::path blobs2 = cache2 / "models--org--tiny" / "blobs";
+  fs::create_directories(blobs2);
+  std::ofstream(blobs2 / (sha256(weights) + ".incomplete"), std::ios::binary) << std::string(1000, 'z');
+  EXPECT_NE(error_of([&] { hub::snapshot("org/tiny", options(h, cache2)); }).find("checksum mismatch"), std::string::npos);
+  EXPECT_FALSE(fs::exists(blobs2 / (sha256(weights) + ".incomplete")));
+  EXPECT_EQ(slurp(hub::snapshot("org/tiny", options(h, cache2)) / "model.safetensors"), weights);
+  EXPECT_EQ(h.last_range, "");
 }
 
 }  // namespace
