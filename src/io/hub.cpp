@@ -304,9 +304,10 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
           return true;
         }, range);
       } catch (const std::exception& e) {
-        if (!started && have == 0) fs::remove(tmp);
-        else throw std::runtime_error(fmt::format("{}: {} (the partial download is kept and resumes next time)", label, e.what()));
-        throw std::runtime_error(fmt::format("{}: {}", label, e.what()));
+        const bool kept = started || have > 0;
+        if (!kept) fs::remove(tmp);
+        throw std::runtime_error(fmt::format("{}: {}{}", label, e.what(),
+                                             kept ? " (the partial download is kept and resumes next time)" : ""));
       }
       // 416: the range starts at the end, the file was complete already.
       if (status != 200 && status != 206 && !(status == 416 && have > 0)) {
