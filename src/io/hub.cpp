@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -283,6 +284,17 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
       if (have > 0) range.push_back(fmt::format("Range: bytes={}-", have));
       bool started = false;
       long status = 0;
+      // On a terminal, one line of progress rewritten at most five times a second.
+      const bool progress = !o.quiet && ::isatty(STDERR_FILENO) && size > (1 << 20);
+      double written = static_cast<double>(have);
+      auto last_shown = std::chrono::steady_clock::now();
+      auto show = [&](bool done) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!done && now - last_shown < std::chrono::milliseconds(200)) return;
+        last_shown = now;
+        std::fprintf(stderr, "\r%s: %s %s / %s (%.0f%%)%s", what.c_str(), name.c_str(), human_size(written).c_str(),
+                     human_size(size).c_str(), 100.0 * written / size, done ? "\n" : "");
+      };
       try {
         status = http_get(url, token, [&](const char* p, size_t n, long code) {
           if (code != 200 && code != 206) return true;  // an error page: not part of the file
@@ -292,6 +304,7 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
               if (::ftruncate(file.fd, 0) != 0) return false;
               hash = std::make_unique<Sha256>();
               have = 0;
+              written = 0;
             }
             ::lseek(file.fd, 0, SEEK_END);
           }
@@ -301,8 +314,11 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
             if (w <= 0) return false;
             done += static_cast<size_t>(w);
           }
+          written += static_cast<double>(n);
+          if (progress) show(false);
           return true;
         }, range);
+        if (progress && started) show(true);
       } catch (const std::exception& e) {
         const bool kept = started || have > 0;
         if (!kept) fs::remove(tmp);
