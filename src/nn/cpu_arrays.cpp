@@ -35,6 +35,15 @@ std::vector<char> gather(const mx::array& a) {
   return out;
 }
 
+RowMajor::RowMajor(const mx::array& a) {
+  if (a.flags().row_contiguous) {
+    ptr_ = a.data<void>();
+  } else {
+    copy_ = gather(a);
+    ptr_ = copy_.data();
+  }
+}
+
 mx::cpu::CommandEncoder& FusedCpuPrimitive::encode(const std::vector<mx::array>& inputs, mx::array& out) {
   out.set_data(mx::allocator::malloc(out.nbytes()));
   auto& encoder = mx::cpu::get_command_encoder(stream());

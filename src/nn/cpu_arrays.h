@@ -15,6 +15,24 @@ namespace lmlab::nn::detail {
 // slice, a broadcast), copied a row at a time when the last axis is dense.
 std::vector<char> gather(const mlx::core::array& a);
 
+// An evaluated array's elements in row-major order, for a kernel that needs
+// them so: the array's own buffer when it already is, else a gathered copy
+// that this object owns.
+class RowMajor {
+ public:
+  explicit RowMajor(const mlx::core::array& a);
+  RowMajor(const RowMajor&) = delete;
+  RowMajor& operator=(const RowMajor&) = delete;
+  template <class T>
+  const T* data() const {
+    return static_cast<const T*>(ptr_);
+  }
+
+ private:
+  std::vector<char> copy_;
+  const void* ptr_;
+};
+
 // The MLX composition a fused primitive stands for: its inputs → its one output.
 using Composition = std::function<mlx::core::array(const std::vector<mlx::core::array>&)>;
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -42,7 +43,7 @@ using detail::ActQuant;
 
 // Input slots of the primitive. Each projection adds w, scales, biases and,
 // when it has one, its bias; then the optional q/k norms.
-enum Slot { kH, kCos, kSin, kKeys, kValues, kInNorm, kPostNorm, kFirstLinear };
+enum Slot { kH, kCos, kSin, kKeys, kValues, kInNorm, kPostNorm };
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kProjections };
 
 struct LinearSlots {
@@ -56,21 +57,20 @@ struct Layout {
   int q_norm = -1, k_norm = -1;
 };
 
-// Reads the primitive's inputs as row-contiguous buffers (copying the rare strided one).
+// The primitive's inputs as row-major buffers, each gathered at most once.
 class Inputs {
  public:
-  explicit Inputs(const std::vector<mx::array>& in) : in_(in), copies_(in.size()) {}
+  explicit Inputs(const std::vector<mx::array>& in) : in_(in), rows_(in.size()) {}
   const mx::array& operator[](int i) const { return in_[i]; }
   template <class T>
   const T* data(int i) {
-    if (in_[i].flags().row_contiguous) return in_[i].data<T>();
-    copies_[i] = detail::gather(in_[i]);
-    return reinterpret_cast<const T*>(copies_[i].data());
+    if (!rows_[i]) rows_[i].emplace(in_[i]);
+    return rows_[i]->data<T>();
   }
 
  private:
   const std::vector<mx::array>& in_;
-  std::vector<std::vector<char>> copies_;
+  std::vector<std::optional<detail::RowMajor>> rows_;
 };
 
 // y = x · w / sqrt(mean(x²) + eps) for each row of n, products rounded as MLX's
@@ -137,12 +137,8 @@ class LmlabDecoderStep : public mx::Primitive {
                       offset = offset_, copy_k = copy_cache[0], copy_v = copy_cache[1]]() mutable {
       for (int i = 0; i < 2; ++i)
         if (i == 0 ? copy_k : copy_v) {
-          const mx::array& src = in[kKeys + i];
-          if (src.flags().row_contiguous) std::memcpy(out[1 + i].data<char>(), src.data<char>(), src.nbytes());
-          else {
-            auto rows = detail::gather(src);
-            std::memcpy(out[1 + i].data<char>(), rows.data(), rows.size());
-          }
+          const detail::RowMajor src(in[kKeys + i]);
+          std::memcpy(out[1 + i].data<char>(), src.data<char>(), out[1 + i].nbytes());
         }
       run(in, out, layout, shape, offset);
     });

@@ -279,18 +279,13 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
                       out = mx::array::unsafe_weak_copy(out), gs = group_size_, bits = bits_,
                       act = act_]() mutable {
       // Strided inputs (e.g. a transposed view) are gathered into row-major copies.
-      std::vector<char> copies[4];
-      auto contiguous = [&](const mx::array& a, int i) -> const void* {
-        if (a.flags().row_contiguous) return a.data<void>();
-        copies[i] = detail::gather(a);
-        return copies[i].data();
-      };
+      const detail::RowMajor xr(x), wr(w), sr(scales), br(biases);
       const int K = x.shape(-1), N = out.shape(-1);
       QmmProblem p{
-          .x = static_cast<const float*>(contiguous(x, 0)),
-          .w = static_cast<const uint32_t*>(contiguous(w, 1)),
-          .scales = contiguous(scales, 2),
-          .biases = contiguous(biases, 3),
+          .x = xr.data<float>(),
+          .w = wr.data<uint32_t>(),
+          .scales = sr.data<void>(),
+          .biases = br.data<void>(),
           .scale_type = detail::scale_type(scales.dtype()),
           .out = out.data<float>(),
           .M = K == 0 ? 0 : static_cast<int>(x.size() / K),

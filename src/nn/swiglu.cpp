@@ -46,14 +46,9 @@ class LmlabSwiglu : public detail::FusedCpuPrimitive {
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     encode(inputs, out).dispatch([g = mx::array::unsafe_weak_copy(inputs[0]), u = mx::array::unsafe_weak_copy(inputs[1]),
                       out = mx::array::unsafe_weak_copy(out)]() mutable {
-      std::vector<char> copies[2];
-      auto contiguous = [&](const mx::array& a, int i) {
-        if (a.flags().row_contiguous) return a.data<float>();
-        copies[i] = detail::gather(a);
-        return reinterpret_cast<const float*>(copies[i].data());
-      };
-      const float* gp = contiguous(g, 0);
-      const float* up = contiguous(u, 1);
+      const detail::RowMajor g_rows(g), u_rows(u);
+      const float* gp = g_rows.data<float>();
+      const float* up = u_rows.data<float>();
       float* op = out.data<float>();
       const long n = static_cast<long>(out.size());
       const detail::SwigluKernel kernel = detail::swiglu_kernel();
