@@ -8,7 +8,7 @@
 #include <benchmark/benchmark.h>
 #include <mlx/mlx.h>
 
-#include "nn/quantized_matmul.h"
+#include "nn/cpu/quantized_matmul.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
-// Reading model files: GGUF (metadata + tensors), MLX / Hugging Face model
-// directories (config.json + single or sharded safetensors), and saving MLX
-// model directories. Everything comes back as Weights with HF tensor names and
-// an HF-style config.json object, whatever the source format.
+// Reading model files: GGUF (metadata + tensors under their GGUF names), MLX /
+// Hugging Face model directories (config.json + single or sharded safetensors),
+// and saving MLX model directories. io/ knows no model family: the families'
+// specs map GGUF names and metadata onto Hugging Face ones (src/models/gguf.h).
 #pragma once
 
 #include <cstdint>
@@ -51,14 +51,6 @@ GgufFile read_gguf(const std::filesystem::path& path);
 // group size 32, exactly (no rounding). Names are GGUF names (`blk.0.attn_q.weight`).
 // Other types throw lmlab::Unsupported naming the tensor and type.
 Weights read_gguf_tensors(const GgufFile& file);
-
-// The HF-style config.json equivalent of GGUF hyper-parameters
-// (model_type, hidden_size, num_hidden_layers, rope_theta, ...).
-nlohmann::json gguf_to_hf_config(const GgufFile& file);
-
-// Renames GGUF tensors to HF names and undoes llama.cpp's q/k row permutation
-// for the llama architecture, so GGUF and safetensors models share one code path.
-Weights gguf_to_hf_weights(Weights gguf, const nlohmann::json& config);
 
 // An MLX / HF model directory.
 struct ModelDir {

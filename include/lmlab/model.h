@@ -29,11 +29,13 @@ struct ModelConfig {
   int head_dim = 0;
   int intermediate_size = 0;
   int max_position_embeddings = 0;  // 0: unknown
+  float rms_norm_eps = 1e-6f;
   bool tie_word_embeddings = false;
   std::vector<int> eos_token_ids;
   nlohmann::json raw;  // the whole config, for family-specific fields
 
-  // Throws std::invalid_argument naming the missing or invalid key.
+  // Throws std::invalid_argument naming the missing or invalid key (every size
+  // must be a positive integer in a sane range, eps positive and finite).
   static ModelConfig from_json(const nlohmann::json& config);
 };
 
@@ -51,6 +53,10 @@ class Model {
   // the logit lens reads every layer through this.
   virtual mlx::core::array head(const mlx::core::array& hidden) const = 0;
 
+  // Training mode turns on adapter dropout (mlx's Module.train()).
+  void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
+
   const ModelConfig& config() const { return config_; }
   const Weights& weights() const { return weights_; }
   Weights& weights() { return weights_; }
@@ -61,11 +67,13 @@ class Model {
   ModelConfig config_;
   Weights weights_;
   mlx::core::Dtype dtype_;
+  bool training_ = false;
 };
 
 // Builds the family registered for config.model_type (aliases included):
-// sanitizes the checkpoint (drops unused tensors), casts float tensors to
-// `dtype`, and checks every required tensor is present with the right shape.
+// sanitizes the checkpoint (the family's quirks, unused tensors), casts float
+// tensors to `dtype`, and checks every required tensor is present with the
+// right shape and that the config describes the weights (no layer left over).
 // Throws lmlab::Unsupported for unknown model types.
 std::unique_ptr<Model> make_model(const nlohmann::json& config, Weights weights,
                                   mlx::core::Dtype dtype);

@@ -1,7 +1,7 @@
-// Shared building blocks of the model families (mlx-lm's base.py, rope_utils.py
-// and cache.py in one place): linear layers that read quantized or dense
-// weights by module name, embeddings, RMSNorm, RoPE variants, attention, the
-// SwiGLU MLP, the KV cache and activation hooks.
+// The public pieces of lmlab's neural-network layer (mlx-lm's rope_utils.py and
+// cache.py): RoPE variants, the KV cache and activation hooks. The layers
+// themselves (nn::Linear, nn::DecoderBlock) are internal: src/nn/linear.h,
+// src/nn/block.h.
 //
 // Shapes: B batch, L sequence, D model dim, H heads, Hk kv heads, Dh head dim.
 #pragma once
@@ -20,18 +20,6 @@
 namespace lmlab::nn {
 
 using mlx::core::array;
-
-// y = x Wᵀ (+ b) for module `prefix` (`P.weight`, optional `P.bias`), using the
-// quantized kernel when `P` is quantized. x: (..., in) → (..., out).
-array linear(const Weights& w, const std::string& prefix, const array& x);
-
-// Rows of the embedding table `P.weight` (dequantized when quantized). ids: (B, L) int.
-array embedding(const Weights& w, const std::string& prefix, const array& ids, mlx::core::Dtype dtype);
-
-// x @ embeddingᵀ: the tied output head. x: (..., D) → (..., V).
-array embedding_as_linear(const Weights& w, const std::string& prefix, const array& x);
-
-array rms_norm(const Weights& w, const std::string& prefix, const array& x, float eps);
 
 // Rotary position embedding, built from an HF config (rope_theta, rope_scaling
 // of type default / linear / llama3 / yarn, GGUF frequency factors).
@@ -103,16 +91,5 @@ struct Hooks {
   void capture(const std::string& name, const array& value);
   array apply(const std::string& name, const array& value) const;
 };
-
-// Scaled dot-product attention with a causal mask (bottom-right aligned when
-// the cache holds earlier tokens). q: (B, H, L, Dh); k, v: (B, Hk, Lk, Dh).
-// With hooks wanting probabilities it computes them explicitly and captures
-// `prefix.probs`; otherwise it calls MLX's fused kernel.
-array attention(const array& q, const array& k, const array& v, float scale,
-                Hooks* hooks, int layer, const std::string& prefix);
-
-// down(silu(gate(x)) * up(x)) for module `prefix` (P.gate_proj, P.up_proj, P.down_proj).
-array swiglu_mlp(const Weights& w, const std::string& prefix, const array& x,
-                 Hooks* hooks, int layer, const std::string& hook_name);
 
 }  // namespace lmlab::nn

@@ -31,6 +31,17 @@ struct QuantSpec {
   }
 };
 
+// A low-rank adapter on module `P` (mlx-lm's LoRALinear / DoRALinear): the
+// tensors `P.lora_a` (in, r) and `P.lora_b` (r, out) in the same tree, and for
+// DoRA the magnitude `P.m` (out). y = base(x) + scale · (dropout(x) A) B; DoRA
+// then rescales each output row to m / ‖W + scale · Bᵀ Aᵀ‖.
+struct AdapterSpec {
+  std::string kind = "lora";  // "lora" or "dora"
+  float scale = 20.0f;        // a plain multiplier, as mlx-lm's `scale` (not alpha / r)
+  float dropout = 0.0f;       // applied to x in training only
+  bool operator==(const AdapterSpec&) const = default;
+};
+
 class Weights {
  public:
   // Inserts or replaces a tensor, keeping first-insertion order.
@@ -48,6 +59,14 @@ class Weights {
   void clear_quant(const std::string& prefix) { quant_.erase(prefix); }
   const std::map<std::string, QuantSpec>& quantized_modules() const { return quant_; }
 
+  // The adapter on module `prefix`, if one is attached (its tensors are
+  // `prefix.lora_a`, `prefix.lora_b` and, for DoRA, `prefix.m`).
+  const AdapterSpec* adapter(const std::string& prefix) const;
+  void set_adapter(const std::string& prefix, const AdapterSpec& a) { adapters_[prefix] = a; }
+  // Detaches the adapter and erases its tensors.
+  void clear_adapter(const std::string& prefix);
+  const std::map<std::string, AdapterSpec>& adapted_modules() const { return adapters_; }
+
   size_t size() const { return items_.size(); }
   const std::vector<std::pair<std::string, mlx::core::array>>& items() const { return items_; }
   std::vector<mlx::core::array> arrays() const;
@@ -57,6 +76,7 @@ class Weights {
   std::vector<std::pair<std::string, mlx::core::array>> items_;
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, QuantSpec> quant_;
+  std::map<std::string, AdapterSpec> adapters_;
 };
 
 }  // namespace lmlab

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "analysis/internal.h"
+#include "nn/linear.h"
 #include "lmlab/model.h"
 
 namespace mx = mlx::core;
@@ -34,7 +35,7 @@ mx::array at_position(const mx::array& h, int pos) {
 
 std::vector<float> embedding_row(const Model& m, int id) {
   check_id(m, id);
-  return to_floats(nn::embedding(m.weights(), kEmbed, mx::array({id}, {1, 1}), mx::float32));
+  return to_floats(nn::embedding_rows(nn::Linear::view(m.weights(), kEmbed), mx::array({id}, {1, 1}), mx::float32));
 }
 
 float l2_norm(const std::vector<float>& v) {

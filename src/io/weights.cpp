@@ -52,6 +52,16 @@ const QuantSpec* Weights::quant(const std::string& prefix) const {
   return it == quant_.end() ? nullptr : &it->second;
 }
 
+const AdapterSpec* Weights::adapter(const std::string& prefix) const {
+  auto it = adapters_.find(prefix);
+  return it == adapters_.end() ? nullptr : &it->second;
+}
+
+void Weights::clear_adapter(const std::string& prefix) {
+  for (const char* leaf : {".lora_a", ".lora_b", ".m"}) erase(prefix + leaf);
+  adapters_.erase(prefix);
+}
+
 std::vector<mlx::core::array> Weights::arrays() const {
   std::vector<mlx::core::array> out;
   out.reserve(items_.size());

@@ -9,6 +9,7 @@
 #include "lmlab/io.h"
 #include "lmlab/loader.h"
 #include "lmlab/model.h"
+#include "models/gguf.h"
 
 namespace mx = mlx::core;
 namespace fs = std::filesystem;
@@ -54,15 +55,8 @@ std::optional<ChatTemplate> template_from(const std::string& source, const std::
 
 void load_gguf(const Context& ctx, const LoadOptions& opts, const fs::path& path, LoadedModel& out) {
   io::GgufFile g = io::read_gguf(path);
-  json config = io::gguf_to_hf_config(g);
-  Weights raw = io::read_gguf_tensors(g);
-  if (auto* f = raw.find("rope_freqs.weight")) {
-    mx::array factors = mx::astype(*f, mx::float32);
-    mx::eval(factors);
-    const float* p = factors.data<float>();
-    config["lmlab_rope_freq_factors"] = std::vector<double>(p, p + factors.size());
-  }
-  Weights weights = io::gguf_to_hf_weights(std::move(raw), config);
+  json config = models::gguf_config(g);
+  Weights weights = models::gguf_weights(io::read_gguf_tensors(g), config);
   choose_activations(ctx, opts, weights);
   out.model = make_model(config, std::move(weights), compute_dtype(ctx, opts, config));
   out.tokenizer = Tokenizer::from_gguf(g.meta);

@@ -1,10 +1,15 @@
-// model_type → family factory, the alias table (mlx-lm's MODEL_REMAPPING), and
-// the load steps every family shares.
+// The family registry (model_type and GGUF architecture → FamilySpec, aliases
+// as mlx-lm's MODEL_REMAPPING), config parsing and the load steps every family
+// shares: sanitize, tie, cast, check the config against the weights, build.
+#include <charconv>
+#include <cmath>
+#include <mutex>
+
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
 #include "lmlab/core.h"
-#include "models/llama.h"
+#include "models/family.h"
 
 namespace mx = mlx::core;
 using json = nlohmann::json;
@@ -12,41 +17,84 @@ using json = nlohmann::json;
 namespace lmlab {
 
 namespace models {
-std::unique_ptr<Model> make_qwen2(const ModelConfig&, Weights, mx::Dtype);
-std::unique_ptr<Model> make_qwen3(const ModelConfig&, Weights, mx::Dtype);
+
+std::vector<const FamilySpec*> builtin_families();  // generated from src/models/families/
 
 namespace {
 
-using Factory = std::unique_ptr<Model> (*)(const ModelConfig&, Weights, mx::Dtype);
+struct Registry {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<FamilySpec>> added;
+  std::vector<const FamilySpec*> all = builtin_families();
+};
 
-std::unique_ptr<Model> make_llama(const ModelConfig& c, Weights w, mx::Dtype dtype) {
-  return make_llama_family(c, LlamaArgs::from_config(c), std::move(w), dtype);
+Registry& registry() {
+  static Registry r;
+  return r;
 }
 
-const std::map<std::string, Factory>& factories() {
-  static const std::map<std::string, Factory> table = {
-      {"llama", make_llama}, {"qwen2", make_qwen2}, {"qwen3", make_qwen3}};
-  return table;
-}
-
-const std::map<std::string, std::string>& aliases() {
-  static const std::map<std::string, std::string> table = {{"mistral", "llama"}};
-  return table;
-}
-
-std::string shape_str(const mx::array& a) {
-  std::string s = "(";
-  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(static_cast<int>(i)));
-  return s + ")";
+template <class Names>
+const FamilySpec* find_by(const std::string& name, Names FamilySpec::* names) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (const FamilySpec* f : r.all)
+    for (const auto& n : f->*names)
+      if (n == name) return f;
+  return nullptr;
 }
 
 }  // namespace
 
+const FamilySpec* find_family(const std::string& model_type) { return find_by(model_type, &FamilySpec::model_types); }
+
+const FamilySpec* find_gguf_family(const std::string& architecture) {
+  return find_by(architecture, &FamilySpec::gguf_architectures);
+}
+
+void register_family(FamilySpec spec) {
+  if (spec.model_types.empty() || !spec.make)
+    throw std::invalid_argument(fmt::format("[models] family '{}' needs a model_type and a factory", spec.name));
+  for (const auto& t : spec.model_types)
+    if (find_family(t)) throw std::invalid_argument(fmt::format("[models] model_type '{}' is already registered", t));
+  for (const auto& a : spec.gguf_architectures)
+    if (find_gguf_family(a))
+      throw std::invalid_argument(fmt::format("[models] GGUF architecture '{}' is already registered", a));
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.added.push_back(std::make_unique<FamilySpec>(std::move(spec)));
+  r.all.push_back(r.added.back().get());
+}
+
+std::vector<const FamilySpec*> families() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  return r.all;
+}
+
+const std::map<std::string, std::string>& gguf_llama_block_names() {
+  static const std::map<std::string, std::string> names = {
+      {"attn_norm", "input_layernorm"},       {"attn_q", "self_attn.q_proj"},
+      {"attn_k", "self_attn.k_proj"},         {"attn_v", "self_attn.v_proj"},
+      {"attn_output", "self_attn.o_proj"},    {"attn_q_norm", "self_attn.q_norm"},
+      {"attn_k_norm", "self_attn.k_norm"},    {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"},
+  };
+  return names;
+}
+
+const std::map<std::string, std::string>& gguf_llama_top_names() {
+  static const std::map<std::string, std::string> names = {
+      {"token_embd", "model.embed_tokens"}, {"output_norm", "model.norm"}, {"output", "lm_head"}};
+  return names;
+}
+
+namespace {
+
 void drop_unused(Weights& w, const ModelConfig& c) {
   std::vector<std::string> drop;
   for (auto& [n, _] : w.items())
-    if (n.find("rotary_emb.inv_freq") != std::string::npos ||
-        (c.tie_word_embeddings && n.starts_with("lm_head.")))
+    if (n.find("rotary_emb.inv_freq") != std::string::npos || (c.tie_word_embeddings && n.starts_with("lm_head.")))
       drop.push_back(n);
   for (auto& n : drop) w.erase(n);
   if (c.tie_word_embeddings) w.clear_quant("lm_head");
@@ -55,63 +103,75 @@ void drop_unused(Weights& w, const ModelConfig& c) {
 void cast_floats(Weights& w, mx::Dtype dtype) {
   std::vector<std::pair<std::string, mx::array>> cast;
   for (auto& [n, a] : w.items())
-    if (mx::issubdtype(a.dtype(), mx::floating) && a.dtype() != dtype)
-      cast.emplace_back(n, mx::astype(a, dtype));
+    if (mx::issubdtype(a.dtype(), mx::floating) && a.dtype() != dtype) cast.emplace_back(n, mx::astype(a, dtype));
   for (auto& [n, a] : cast) w.set(n, a);
 }
 
-void check_linear(const Weights& w, const std::string& prefix, int out, int in) {
-  const mx::array* a = w.find(prefix + ".weight");
-  if (!a) throw std::invalid_argument(fmt::format("[model] missing tensor '{}.weight'", prefix));
-  int want_in = in;
-  if (const QuantSpec* q = w.quant(prefix)) {
-    want_in = in * q->bits / 32;
-    const mx::array* s = w.find(prefix + ".scales");
-    if (!s || s->ndim() != 2 || s->shape(0) != out || s->shape(1) != in / q->group_size)
-      throw std::invalid_argument(fmt::format(
-          "[model] '{}.scales' has shape {}, expected ({}, {})", prefix,
-          s ? shape_str(*s) : "none", out, in / q->group_size));
+// A config that describes fewer layers than the weights hold would run a
+// truncated model: refuse it, naming the first layer left over.
+void check_layer_count(const Weights& w, const ModelConfig& c) {
+  int highest = -1;
+  std::string example;
+  for (auto& [n, _] : w.items()) {
+    size_t at = n.find("layers.");
+    if (at == std::string::npos || (at > 0 && n[at - 1] != '.')) continue;
+    int layer = -1;
+    const char* begin = n.data() + at + 7;
+    auto [end, ec] = std::from_chars(begin, n.data() + n.size(), layer);
+    if (ec != std::errc() || end == begin || *end != '.') continue;
+    if (layer > highest) highest = layer, example = n;
   }
-  if (a->ndim() != 2 || a->shape(0) != out || a->shape(1) != want_in)
-    throw std::invalid_argument(fmt::format("[model] '{}.weight' has shape {}, expected ({}, {})",
-                                            prefix, shape_str(*a), out, want_in));
+  if (highest >= c.num_hidden_layers)
+    throw std::invalid_argument(fmt::format(
+        "[model] the config says num_hidden_layers = {} but the weights hold {} layers (e.g. '{}')",
+        c.num_hidden_layers, highest + 1, example));
 }
 
-void check_vector(const Weights& w, const std::string& name, int n) {
-  const mx::array* a = w.find(name);
-  if (!a) throw std::invalid_argument(fmt::format("[model] missing tensor '{}'", name));
-  if (a->ndim() != 1 || a->shape(0) != n)
-    throw std::invalid_argument(
-        fmt::format("[model] '{}' has shape {}, expected ({})", name, shape_str(*a), n));
+int positive(const json& j, const char* key, int64_t max) {
+  if (!j.contains(key) || !j[key].is_number_integer())
+    throw std::invalid_argument(fmt::format("[config] missing or non-integer '{}'", key));
+  const int64_t v = j[key].get<int64_t>();
+  if (v < 1 || v > max)
+    throw std::invalid_argument(fmt::format("[config] '{}' = {} is out of range (1 to {})", key, v, max));
+  return static_cast<int>(v);
 }
+
+}  // namespace
 
 }  // namespace models
 
 ModelConfig ModelConfig::from_json(const json& j) {
   ModelConfig c;
   c.raw = j;
-  auto req = [&](const char* k) -> int {
-    if (!j.contains(k) || !j[k].is_number_integer())
-      throw std::invalid_argument(fmt::format("[config] missing or non-integer '{}'", k));
-    return j[k].get<int>();
-  };
-  try {
-    c.model_type = j.at("model_type").get<std::string>();
-  } catch (const json::exception&) {
+  if (!j.is_object()) throw std::invalid_argument("[config] not a JSON object");
+  if (!j.contains("model_type") || !j["model_type"].is_string())
     throw std::invalid_argument("[config] missing or non-string 'model_type'");
-  }
-  c.hidden_size = req("hidden_size");
-  c.num_hidden_layers = req("num_hidden_layers");
-  c.num_attention_heads = req("num_attention_heads");
-  c.intermediate_size = req("intermediate_size");
-  c.vocab_size = req("vocab_size");
-  c.num_key_value_heads = j.value("num_key_value_heads", c.num_attention_heads);
-  if (j.contains("head_dim") && j["head_dim"].is_number_integer()) c.head_dim = j["head_dim"];
-  else c.head_dim = c.hidden_size / std::max(1, c.num_attention_heads);
-  c.max_position_embeddings = j.value("max_position_embeddings", 0);
+  c.model_type = j["model_type"].get<std::string>();
+  using models::positive;
+  c.hidden_size = positive(j, "hidden_size", 1 << 20);
+  c.num_hidden_layers = positive(j, "num_hidden_layers", 100000);
+  c.num_attention_heads = positive(j, "num_attention_heads", 1 << 16);
+  c.intermediate_size = positive(j, "intermediate_size", 1 << 24);
+  c.vocab_size = positive(j, "vocab_size", 1 << 26);
+  c.num_key_value_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
+                              ? positive(j, "num_key_value_heads", 1 << 16)
+                              : c.num_attention_heads;
+  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? positive(j, "head_dim", 1 << 16)
+                                                                  : c.hidden_size / c.num_attention_heads;
+  if (c.head_dim < 1)
+    throw std::invalid_argument(fmt::format("[config] hidden_size {} gives no head_dim for {} heads", c.hidden_size,
+                                            c.num_attention_heads));
+  if (j.contains("max_position_embeddings") && !j["max_position_embeddings"].is_null())
+    c.max_position_embeddings = positive(j, "max_position_embeddings", 1 << 30);
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-  if (c.num_attention_heads <= 0 || c.num_key_value_heads <= 0 ||
-      c.num_attention_heads % c.num_key_value_heads != 0)
+  if (j.contains("rms_norm_eps")) {
+    const json& e = j["rms_norm_eps"];
+    const double eps = e.is_number() ? e.get<double>() : -1.0;
+    if (!(eps > 0.0 && eps < 1.0))
+      throw std::invalid_argument(fmt::format("[config] 'rms_norm_eps' = {} must be a number in (0, 1)", e.dump()));
+    c.rms_norm_eps = static_cast<float>(eps);
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0)
     throw std::invalid_argument(fmt::format(
         "[config] num_attention_heads {} must be a positive multiple of num_key_value_heads {}",
         c.num_attention_heads, c.num_key_value_heads));
@@ -132,25 +192,31 @@ std::unique_ptr<nn::KVCache> Model::make_cache() const {
   return std::make_unique<nn::KVCache>(config_.num_hidden_layers);
 }
 
-std::unique_ptr<Model> make_model(const json& config, Weights weights, mx::Dtype dtype) {
+std::unique_ptr<Model> make_model(const json& config_in, Weights weights, mx::Dtype dtype) {
+  const std::string type = config_in.is_object() ? config_in.value("model_type", std::string()) : std::string();
+  const models::FamilySpec* family = models::find_family(type);
+  if (!family) {
+    if (type.empty()) throw std::invalid_argument("[config] missing or non-string 'model_type'");
+    throw Unsupported(fmt::format("[model] model_type '{}' is not supported (supported: {})", type,
+                                  fmt::join(supported_model_types(), ", ")));
+  }
+  json config = config_in;
+  if (family->sanitize) family->sanitize(weights, config);
   ModelConfig c = ModelConfig::from_json(config);
   // A checkpoint without lm_head is tied whatever the config says; one with it
   // and no explicit flag is untied (HF's default).
   if (!weights.contains("lm_head.weight")) c.tie_word_embeddings = true;
   else if (!config.contains("tie_word_embeddings")) c.tie_word_embeddings = false;
-  std::string type = c.model_type;
-  if (auto a = models::aliases().find(type); a != models::aliases().end()) type = a->second;
-  auto f = models::factories().find(type);
-  if (f == models::factories().end())
-    throw Unsupported(fmt::format("[model] model_type '{}' is not supported (supported: {})",
-                                  c.model_type, fmt::join(supported_model_types(), ", ")));
-  return f->second(c, std::move(weights), dtype);
+  models::drop_unused(weights, c);
+  models::cast_floats(weights, dtype);
+  models::check_layer_count(weights, c);
+  return family->make(c, std::move(weights), dtype);
 }
 
 std::vector<std::string> supported_model_types() {
   std::vector<std::string> out;
-  for (auto& [k, _] : models::factories()) out.push_back(k);
-  for (auto& [k, _] : models::aliases()) out.push_back(k);
+  for (const models::FamilySpec* f : models::families())
+    out.insert(out.end(), f->model_types.begin(), f->model_types.end());
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -8,6 +8,7 @@
 
 #include "io/gguf_writer.h"
 #include "lmlab/io.h"
+#include "models/gguf.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -219,7 +220,7 @@ TEST(Gguf, UnknownArchitectureIsUnsupported) {
   w.add_str("general.architecture", "mamba");
   auto path = temp_dir("gguf-arch") / "a.gguf";
   w.write(path);
-  EXPECT_THROW(io::gguf_to_hf_config(io::read_gguf(path)), Unsupported);
+  EXPECT_THROW(models::gguf_config(io::read_gguf(path)), Unsupported);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 
 #include "lmlab/io.h"
 #include "models/model_test_util.h"
+#include "nn/linear.h"
 
 namespace lmlab::test {
 namespace {
@@ -189,7 +190,7 @@ TEST(Oracle, Q8ActivationsMatchGgmlKernels) {
     const auto* spec = weights->quant(prefix);
     ASSERT_TRUE(spec) << prefix;
     EXPECT_EQ(spec->activations, type == "Q4_1" ? "q8_1" : "q8_0") << prefix;
-    mx::array y = nn::linear(*weights, prefix, mx::array(flat.begin(), {M, K}, mx::float32));
+    mx::array y = nn::Linear::view(*weights, prefix)(mx::array(flat.begin(), {M, K}, mx::float32));
     mx::eval(y);
     float worst = 0;
     for (int i = 0; i < M; ++i)

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
-#include "nn/cpu_attention.h"
+#include "nn/cpu/cpu_attention.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -46,6 +46,37 @@ TEST(CpuAttention, MatchesMlx) {
           ASSERT_TRUE(nn::cpu_attention_is_native(q, k, v));
           expect_close(nn::cpu_attention(q, k, v, scale), reference(q, k, v, scale),
                        fmt::format("H {} Hk {} D {} L {} Lk {}", h.H, h.Hk, D, L, Lk));
+        }
+}
+
+TEST(CpuAttention, AttentionMaskByHand) {
+  // 3 new rows at positions 3..5 of 6 keys, window 2: row 3 sees 2..3, row 4 3..4, row 5 4..5.
+  auto mask = nn::attention_mask(3, 6, 2);
+  ASSERT_TRUE(mask.has_value());
+  std::vector<bool> want = {0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1};
+  mx::array got = mx::astype(*mask, mx::int32);
+  mx::eval(got);
+  for (int i = 0; i < 18; ++i) EXPECT_EQ(got.data<int>()[i] != 0, want[i]) << i;
+  EXPECT_FALSE(nn::attention_mask(1, 6, 0).has_value());  // one row sees everything
+  EXPECT_FALSE(nn::attention_mask(1, 6, 6).has_value());
+  EXPECT_TRUE(nn::attention_mask(1, 7, 6).has_value());
+}
+
+TEST(CpuAttention, SlidingWindowMatchesMlxWithTheMask) {
+  int seed = 500;
+  for (int D : {64, 20})
+    for (int L : {1, 4, 40})
+      for (int Lk : {L, 45, 300})
+        for (int window : {1, 7, 64}) {
+          if (Lk < L) continue;
+          ++seed;
+          auto q = mx::random::normal({1, 4, L, D}, mx::float32, mx::random::key(seed));
+          auto k = mx::random::normal({1, 2, Lk, D}, mx::float32, mx::random::key(seed + 1000));
+          auto v = mx::random::normal({1, 2, Lk, D}, mx::float32, mx::random::key(seed + 2000));
+          auto mask = nn::attention_mask(L, Lk, window);
+          auto want = mx::fast::scaled_dot_product_attention(q, k, v, 0.2f, mask ? "array" : "", mask);
+          expect_close(nn::cpu_attention(q, k, v, 0.2f, window), want,
+                       fmt::format("D {} L {} Lk {} window {}", D, L, Lk, window));
         }
 }
 

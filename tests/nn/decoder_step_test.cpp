@@ -1,5 +1,5 @@
-// nn::decoder_step, the fused decoder block the Llama family uses for a few new
-// tokens on the CPU, against the composed block (the same forward pass with an
+// nn::cpu::decoder_step, the fused decoder block nn::DecoderBlock runs for a few
+// new tokens on the CPU, against the composed block (the same forward pass with an
 // empty Hooks, which always composes MLX ops): on every quantized tiny family
 // (biases, q/k norms, llama3/linear/yarn rope, GQA), on the default model with
 // float and int8 activations, single tokens and chunks of up to 8, and the
@@ -10,7 +10,7 @@
 
 #include "lmlab/io.h"
 #include "models/model_test_util.h"
-#include "nn/decoder_step.h"
+#include "nn/cpu/decoder_step.h"
 
 namespace lmlab::test {
 namespace {
@@ -65,7 +65,7 @@ float run_both(const Model& m, const std::vector<std::vector<int>>& chunks, int 
       for (int t : c) ids.push_back((t + 7 * b) % m.config().vocab_size);
     mx::array tokens(ids.begin(), {batch, L}, mx::int32);
     mx::array a = m.forward(tokens, fused_cache.get());
-    EXPECT_EQ(fused(*fused_cache), batch * L <= nn::kDecoderStepMaxRows) << "chunk of " << L;
+    EXPECT_EQ(fused(*fused_cache), batch * L <= nn::cpu::kDecoderStepMaxRows) << "chunk of " << L;
     mx::array b = m.forward(tokens, composed_cache.get(), &composed);
     EXPECT_FALSE(fused(*composed_cache));
     worst = std::max(worst, max_diff(a, b));
@@ -178,25 +178,25 @@ TEST(DecoderStep, RejectsACacheTooSmall) {
   const auto& c = m->config();
   const auto& w = m->weights();
   auto q = [&](const std::string& p) {
-    return nn::QuantizedLinear{w.at(p + ".weight"), w.at(p + ".scales"), w.at(p + ".biases"), std::nullopt,
+    return nn::cpu::QuantizedLinear{w.at(p + ".weight"), w.at(p + ".scales"), w.at(p + ".biases"), std::nullopt,
                                w.quant(p)->group_size, w.quant(p)->bits, ""};
   };
   const std::string l = "model.layers.0.";
-  nn::DecoderLayerArrays arrays{w.at(l + "input_layernorm.weight"), w.at(l + "post_attention_layernorm.weight"),
+  nn::cpu::DecoderLayerArrays arrays{w.at(l + "input_layernorm.weight"), w.at(l + "post_attention_layernorm.weight"),
                                 q(l + "self_attn.q_proj"), q(l + "self_attn.k_proj"), q(l + "self_attn.v_proj"),
                                 q(l + "self_attn.o_proj"), q(l + "mlp.gate_proj"), q(l + "mlp.up_proj"),
                                 q(l + "mlp.down_proj"), std::nullopt, std::nullopt};
-  nn::DecoderStepShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.head_dim, false, 1.0f,
+  nn::cpu::DecoderStepShape shape{c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.head_dim, false, 1.0f,
                              1e-5f, 0.125f};
   mx::array h = mx::zeros({1, 2, c.hidden_size});
   mx::array kv = mx::zeros({1, c.num_key_value_heads, 4, c.head_dim});
-  EXPECT_TRUE(nn::decoder_step_is_native(h, arrays, shape, kv, kv, 2));
-  EXPECT_FALSE(nn::decoder_step_is_native(h, arrays, shape, kv, kv, 3));
-  auto [cos, sin] = nn::rope_tables(nn::RoPE{.dims = c.head_dim}, 3, 2);
-  EXPECT_THROW(nn::decoder_step(h, arrays, shape, cos, sin, kv, kv, 3), std::invalid_argument);
-  EXPECT_THROW(nn::decoder_step(h, arrays, shape, mx::zeros({2, 3}), sin, kv, kv, 2), std::invalid_argument);
+  EXPECT_TRUE(nn::cpu::decoder_step_is_native(h, arrays, shape, kv, kv, 2));
+  EXPECT_FALSE(nn::cpu::decoder_step_is_native(h, arrays, shape, kv, kv, 3));
+  auto [cos, sin] = nn::cpu::rope_tables(nn::RoPE{.dims = c.head_dim}, 3, 2);
+  EXPECT_THROW(nn::cpu::decoder_step(h, arrays, shape, cos, sin, kv, kv, 3), std::invalid_argument);
+  EXPECT_THROW(nn::cpu::decoder_step(h, arrays, shape, mx::zeros({2, 3}), sin, kv, kv, 2), std::invalid_argument);
   EXPECT_THROW(mx::vjp([&](const std::vector<mx::array>& x) {
-                 return std::vector<mx::array>{nn::decoder_step(x[0], arrays, shape, cos, sin, kv, kv, 2).h};
+                 return std::vector<mx::array>{nn::cpu::decoder_step(x[0], arrays, shape, cos, sin, kv, kv, 2).h};
                }, {h}, {h}), std::invalid_argument);
 }
 

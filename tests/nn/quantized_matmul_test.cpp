@@ -7,8 +7,8 @@
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
-#include "nn/quantized_matmul.h"
-#include "nn/quantized_matmul_kernels.h"
+#include "nn/cpu/quantized_matmul.h"
+#include "nn/cpu/quantized_matmul_kernels.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -241,11 +241,11 @@ TEST(QuantizedMatmul, Int8ActivationsMatchTheirDefinition) {
             expect_int8_close(std::vector<float>(got.data<float>(), got.data<float>() + got.size()), want,
                               label + " (best kernels)");
 
-            const auto& k = nn::detail::scalar_qmm_kernels();
-            nn::detail::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
-                                     .biases = q.biases.data<void>(), .scale_type = nn::detail::ScaleType::f16,
+            const auto& k = nn::cpu::scalar_qmm_kernels();
+            nn::cpu::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                                     .biases = q.biases.data<void>(), .scale_type = nn::cpu::ScaleType::f16,
                                      .out = nullptr, .M = rows, .N = N, .K = K, .group_size = gs, .bits = bits,
-                                     .act = q8_1 ? nn::detail::ActQuant::q8_1 : nn::detail::ActQuant::q8_0};
+                                     .act = q8_1 ? nn::cpu::ActQuant::q8_1 : nn::cpu::ActQuant::q8_0};
             std::vector<int8_t> xq(static_cast<size_t>(rows) * K);
             std::vector<float> xd(static_cast<size_t>(rows) * K / 32), xs(static_cast<size_t>(rows) * groups);
             std::vector<float> out(static_cast<size_t>(rows) * N);
@@ -281,10 +281,10 @@ TEST(QuantizedMatmul, ConcurrentCallers) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
-      nn::detail::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
-                               .biases = q.biases.data<void>(), .scale_type = nn::detail::ScaleType::f16,
+      nn::cpu::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                               .biases = q.biases.data<void>(), .scale_type = nn::cpu::ScaleType::f16,
                                .out = outs[t].data(), .M = M, .N = N, .K = K, .group_size = 32, .bits = 4};
-      for (int i = 0; i < 50; ++i) nn::detail::run_qmm(p);
+      for (int i = 0; i < 50; ++i) nn::cpu::run_qmm(p);
     });
   for (auto& th : threads) th.join();
   for (auto& o : outs) expect_close(mx::array(o.begin(), {M, N}), want, x, q, 32, 4);
@@ -303,11 +303,11 @@ namespace {
 TEST(QuantizedMatmul, SeveralProblemsInOnePassEqualEachAlone) {
   struct Case {
     int M, N, K, bits;
-    nn::detail::ActQuant act;
+    nn::cpu::ActQuant act;
   };
-  const std::vector<Case> cases = {{1, 576, 576, 4, nn::detail::ActQuant::none}, {1, 192, 576, 4, nn::detail::ActQuant::none},
-                                   {3, 1536, 576, 8, nn::detail::ActQuant::q8_1}, {1, 8, 64, 4, nn::detail::ActQuant::none},
-                                   {0, 64, 64, 4, nn::detail::ActQuant::none},     {2, 300, 128, 4, nn::detail::ActQuant::q8_0}};
+  const std::vector<Case> cases = {{1, 576, 576, 4, nn::cpu::ActQuant::none}, {1, 192, 576, 4, nn::cpu::ActQuant::none},
+                                   {3, 1536, 576, 8, nn::cpu::ActQuant::q8_1}, {1, 8, 64, 4, nn::cpu::ActQuant::none},
+                                   {0, 64, 64, 4, nn::cpu::ActQuant::none},     {2, 300, 128, 4, nn::cpu::ActQuant::q8_0}};
   std::vector<Quantized> weights;
   std::vector<mx::array> xs;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -316,20 +316,20 @@ TEST(QuantizedMatmul, SeveralProblemsInOnePassEqualEachAlone) {
     mx::eval({weights.back().w, weights.back().scales, weights.back().biases, xs.back()});
   }
   std::vector<std::vector<float>> together(cases.size()), alone(cases.size());
-  std::vector<nn::detail::QmmProblem> problems;
+  std::vector<nn::cpu::QmmProblem> problems;
   for (size_t i = 0; i < cases.size(); ++i) {
     together[i].assign(static_cast<size_t>(cases[i].M) * cases[i].N, -1.0f);
     alone[i].assign(together[i].size(), -2.0f);
     problems.push_back({.x = xs[i].data<float>(), .w = weights[i].w.data<uint32_t>(),
                         .scales = weights[i].scales.data<void>(), .biases = weights[i].biases.data<void>(),
-                        .scale_type = nn::detail::ScaleType::f16, .out = together[i].data(), .M = cases[i].M,
+                        .scale_type = nn::cpu::ScaleType::f16, .out = together[i].data(), .M = cases[i].M,
                         .N = cases[i].N, .K = cases[i].K, .group_size = 32, .bits = cases[i].bits, .act = cases[i].act});
   }
-  nn::detail::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
+  nn::cpu::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
   for (size_t i = 0; i < cases.size(); ++i) {
-    nn::detail::QmmProblem p = problems[i];
+    nn::cpu::QmmProblem p = problems[i];
     p.out = alone[i].data();
-    nn::detail::run_qmm(p);
+    nn::cpu::run_qmm(p);
     EXPECT_EQ(together[i], alone[i]) << "problem " << i;
   }
 }

@@ -1,7 +1,9 @@
-// One decoder block of the Llama family for a few new tokens on the CPU, as a
-// single MLX primitive: RMSNorm, the q/k/v projections (with optional biases and
-// per-head q/k RMSNorm), RoPE, the KV-cache write, attention over the cache, the
-// output projection and residual, RMSNorm, the SwiGLU MLP and residual.
+// One decoder block (nn::DecoderBlock's fused CPU path) for a few new tokens,
+// as a single MLX primitive: RMSNorm, the q/k/v projections (with optional
+// biases and per-head q/k RMSNorm), RoPE, the KV-cache write, attention over the
+// cache (optionally a sliding window), the output projection (optionally
+// normed: Gemma's sandwich norms) and residual, RMSNorm, the gated MLP (SwiGLU
+// or GeGLU, optionally normed) and residual.
 //
 // Composed from MLX ops, one such block is about 70 graph nodes on the CPU
 // (MLX's RMSNorm and RoPE run as their op-by-op fallbacks there), and at decode
@@ -10,6 +12,11 @@
 // the same kernels (lmlab's quantized matmul, CPU attention and SwiGLU) in
 // one node, and writes the new keys and values into the cache buffers in place,
 // as llama.cpp writes its cache.
+//
+// Contract: float32 activations and cache, ≤ kDecoderStepMaxRows new rows, every
+// projection an affine-quantized matrix lmlab's kernel takes; runs on MLX's CPU
+// stream thread plus lmlab's compute pool; writes its output and the new cache
+// positions in place (see decoder_step()); reads everything else.
 #pragma once
 
 #include <optional>
@@ -20,7 +27,7 @@
 
 #include "lmlab/nn.h"
 
-namespace lmlab::nn {
+namespace lmlab::nn::cpu {
 
 using mlx::core::array;
 
@@ -33,10 +40,13 @@ struct QuantizedLinear {
   std::string activations;  // "", "q8_0" or "q8_1", as nn::quantized_matmul takes it
 };
 
+// Norm weights are the factors the RMSNorm multiplies by (for Gemma's
+// (1 + weight) norms, the caller passes 1 + weight).
 struct DecoderLayerArrays {
-  array in_norm, post_norm;  // (D)
+  array in_norm, post_norm;  // (D): before attention, before the MLP
   QuantizedLinear q, k, v, o, gate, up, down;
-  std::optional<array> q_norm, k_norm;  // (Dh), per-head RMSNorm (Qwen3)
+  std::optional<array> q_norm, k_norm;  // (Dh), per-head RMSNorm (Qwen3, Gemma 3)
+  std::optional<array> attn_out_norm, mlp_out_norm;  // (D), on the attention and MLP outputs (Gemma 2/3)
 };
 
 struct DecoderStepShape {
@@ -46,6 +56,8 @@ struct DecoderStepShape {
   float rope_mscale = 1.0f;
   float norm_eps = 1e-6f;
   float attn_scale = 1.0f;
+  int window = 0;     // sliding attention window (0: none)
+  bool gelu = false;  // GeGLU (gelu_tanh) instead of SwiGLU
 };
 
 // cos and sin of the rotary angles of positions offset .. offset+L-1, each
@@ -78,4 +90,4 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
 
 inline constexpr int kDecoderStepMaxRows = 8;
 
-}  // namespace lmlab::nn
+}  // namespace lmlab::nn::cpu

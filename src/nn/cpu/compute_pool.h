@@ -7,7 +7,7 @@
 
 #include <functional>
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 // Threads a parallel_for runs on, the caller included.
 int pool_threads();
@@ -16,4 +16,4 @@ int pool_threads();
 // when all are done. A second concurrent caller runs its tasks alone.
 void parallel_for(int tasks, const std::function<void(int)>& fn);
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

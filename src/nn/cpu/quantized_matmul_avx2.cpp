@@ -12,14 +12,14 @@
 // the order the nibbles come out of the bytes, so no shuffles are needed.
 // gemm (many rows): dequantize a 16 × 256 panel of w into floats once and
 // multiply it with every row of x by a 3 × 4 register-blocked dot-product kernel.
-#include "nn/quantized_matmul_kernels.h"
+#include "nn/cpu/quantized_matmul_kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define LMLAB_QMM_AVX2 1
 #include <immintrin.h>
 #endif
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 #ifdef LMLAB_QMM_AVX2
 namespace {
@@ -551,4 +551,4 @@ const QmmKernels* avx2_qmm_kernels() { return nullptr; }
 
 #endif
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -3,7 +3,7 @@
 // at run time. No templates or inline functions here (see quantized_matmul_kernels.h).
 #pragma once
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 // out[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^-gate[i]) · up[i], for i < n.
 using SwigluKernel = void (*)(const float* gate, const float* up, float* out, long n);
@@ -14,4 +14,7 @@ SwigluKernel swiglu_kernel();
 // The AVX2+FMA kernel, or nullptr when not compiled in.
 SwigluKernel avx2_swiglu();
 
-}  // namespace lmlab::nn::detail
+// out[i] = gelu_tanh(gate[i]) · up[i] (MLX's gelu_approx), same signature.
+void geglu_scalar(const float* gate, const float* up, float* out, long n);
+
+}  // namespace lmlab::nn::cpu

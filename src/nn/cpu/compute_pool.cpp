@@ -1,5 +1,5 @@
-// The compute pool behind nn::detail::parallel_for (see compute_pool.h).
-#include "nn/compute_pool.h"
+// The compute pool behind nn::cpu::parallel_for (see compute_pool.h).
+#include "nn/cpu/compute_pool.h"
 
 #include <atomic>
 #include <chrono>
@@ -10,7 +10,7 @@
 
 #include "lmlab/core.h"
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 namespace {
 
@@ -132,4 +132,4 @@ int pool_threads() { return compute_pool().threads(); }
 
 void parallel_for(int tasks, const std::function<void(int)>& fn) { compute_pool().run(tasks, fn); }
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -3,6 +3,10 @@
 // MLX's own CPU quantized_matmul is single-threaded scalar code on Linux
 // (docs/mlx-reference.md §4); on other devices and for unsupported cases this
 // falls back to mx::quantized_matmul.
+//
+// Contract: float32 activations; runs on MLX's CPU stream thread plus lmlab's
+// compute pool, split over output columns; reads the packed weights, scales and
+// biases in place, writes only its output.
 #pragma once
 
 #include <optional>
@@ -11,7 +15,7 @@
 #include <mlx/array.h>
 #include <mlx/utils.h>
 
-#include "nn/quantized_matmul_kernels.h"
+#include "nn/cpu/quantized_matmul_kernels.h"
 
 namespace lmlab::nn {
 
@@ -38,7 +42,7 @@ bool quantized_matmul_is_native(const array& x, const array& w, const array& sca
                                 const std::string& mode = "affine",
                                 mlx::core::StreamOrDevice s = {});
 
-namespace detail {
+namespace cpu {
 // The kernels' names for a scale/bias dtype and for an `activations` argument
 // (throws std::invalid_argument on an unknown one).
 ScaleType scale_type(mlx::core::Dtype t);
@@ -46,6 +50,6 @@ ActQuant parse_activations(const std::string& name);
 // Whether lmlab's kernel takes these weights for inputs of K features (any device).
 bool native_weights(const array& w, const array& scales, const std::optional<array>& biases,
                     int group_size, int bits, const std::string& mode, int K);
-}  // namespace detail
+}  // namespace cpu
 
 }  // namespace lmlab::nn

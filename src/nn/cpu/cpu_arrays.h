@@ -1,4 +1,7 @@
-// Helpers for lmlab's CPU primitives (internal).
+// Helpers for lmlab's CPU primitives (internal): reading an evaluated array's
+// elements in row-major order, the base class that gives a fused primitive its
+// derivatives through the MLX composition it stands for, and the device test.
+// Nothing here runs threads or touches memory beyond the arrays it is given.
 #pragma once
 
 #include <functional>
@@ -9,7 +12,7 @@
 #include <mlx/primitives.h>
 #include <mlx/utils.h>
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 // A row-contiguous copy of an evaluated array's elements (a transposed view, a
 // slice, a broadcast), copied a row at a time when the last axis is dense.
@@ -62,4 +65,4 @@ class FusedCpuPrimitive : public mlx::core::UnaryPrimitive {
 // Whether s (a stream, a device, a device type, or {} for the default device) is the CPU.
 bool on_cpu(const mlx::core::StreamOrDevice& s);
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -5,14 +5,14 @@
 // Per query row and key range: scores of four keys at a time (four independent
 // FMA chains, reduced together), an exp over the scores eight at a time, then
 // the weighted sum of value rows accumulated in registers (D/8 vectors).
-#include "nn/attention_kernels.h"
+#include "nn/cpu/attention_kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #define LMLAB_ATTN_AVX2 1
-#include "nn/avx2_math.h"
+#include "nn/cpu/avx2_math.h"
 #endif
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 #ifdef LMLAB_ATTN_AVX2
 namespace {
@@ -21,7 +21,7 @@ using namespace avx2;
 
 constexpr int kMaxD = 256;  // head sizes above this use the scalar kernel
 
-void attend(const AttnProblem& p, int b, int h, int j0, int j1, float* scores, float* m_out, float* s_out,
+void attend(const AttnProblem& p, int b, int h, int j0_range, int j1, float* scores, float* m_out, float* s_out,
             float* o_out) {
   const int D = p.D, V8 = D / 8;
   const int kv = h / (p.H / p.Hk);
@@ -30,6 +30,8 @@ void attend(const AttnProblem& p, int b, int h, int j0, int j1, float* scores, f
   for (int i = 0; i < p.L; ++i) {
     float* out = o_out + static_cast<long>(i) * D;
     const int end = p.Lk - p.L + i + 1 < j1 ? p.Lk - p.L + i + 1 : j1;  // keys this row sees, up to j1
+    const int first = first_key(p, i);
+    const int j0 = first > j0_range ? first : j0_range;
     const int n = end - j0;
     if (n <= 0) {
       m_out[i] = -__builtin_inff();
@@ -106,4 +108,4 @@ AttnKernel avx2_attend() { return nullptr; }
 
 #endif
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

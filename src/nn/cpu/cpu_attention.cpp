@@ -1,6 +1,6 @@
 // nn::cpu_attention: the MLX primitive (LmlabCpuAttention), the portable
 // scalar kernel, and the choice of kernel (attention_avx2.cpp when the CPU has AVX2).
-#include "nn/cpu_attention.h"
+#include "nn/cpu/cpu_attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,24 +11,29 @@
 #include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
-#include "nn/attention_kernels.h"
-#include "nn/compute_pool.h"
-#include "nn/cpu_arrays.h"
+#include "nn/cpu/attention_kernels.h"
+#include "nn/cpu/compute_pool.h"
+#include "nn/cpu/cpu_arrays.h"
 
 namespace mx = mlx::core;
 
 namespace lmlab::nn {
 
-namespace detail {
+namespace cpu {
 
-void attend_scalar(const AttnProblem& p, int b, int h, int j0, int j1, float* scores, float* m_out, float* s_out,
-                   float* o_out) {
+int first_key(const AttnProblem& p, int i) {
+  return p.window > 0 ? std::max(0, p.Lk - p.L + i - p.window + 1) : 0;
+}
+
+void attend_scalar(const AttnProblem& p, int b, int h, int j0_range, int j1, float* scores, float* m_out,
+                   float* s_out, float* o_out) {
   const int kv = h / (p.H / p.Hk);
   const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
   const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
   for (int i = 0; i < p.L; ++i) {
     const float* q = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
     const int end = std::min(j1, p.Lk - p.L + i + 1);
+    const int j0 = std::max(j0_range, first_key(p, i));
     float mx = -INFINITY;
     for (int j = j0; j < end; ++j) {
       float s = 0.0f;
@@ -49,28 +54,28 @@ void attend_scalar(const AttnProblem& p, int b, int h, int j0, int j1, float* sc
   }
 }
 
-}  // namespace detail
+}  // namespace cpu
 
 namespace {
 
-using detail::AttnKernel;
-using detail::AttnProblem;
+using cpu::AttnKernel;
+using cpu::AttnProblem;
 
 AttnKernel choose_kernel(const AttnProblem& p) {
   static const AttnKernel avx2 = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return detail::avx2_attend();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return cpu::avx2_attend();
 #endif
     return AttnKernel{nullptr};
   }();
   const bool unit_d = p.qs[3] == 1 && p.ks[3] == 1 && p.vs[3] == 1;
   if (avx2 && unit_d && p.D % 8 == 0 && p.D <= 256) return avx2;
-  return &detail::attend_scalar;
+  return &cpu::attend_scalar;
 }
 
 }  // namespace
 
-void detail::run_attention(const AttnProblem& p) {
+void cpu::run_attention(const AttnProblem& p) {
   const AttnKernel kernel = choose_kernel(p);
   const int G = p.H / p.Hk;
   const long work = static_cast<long>(p.B) * p.H * p.L * p.Lk * p.D;
@@ -100,7 +105,7 @@ void detail::run_attention(const AttnProblem& p) {
   } else {
     parallel_for(tasks, run);
   }
-  // out = Σ_r e^(m_r - M) o_r / Σ_r e^(m_r - M) s_r, M = max_r m_r (each row sees key 0, so M is finite).
+  // out = Σ_r e^(m_r - M) o_r / Σ_r e^(m_r - M) s_r, M = max_r m_r (finite: each row sees at least its own key).
   for (int bh = 0; bh < p.B * p.H; ++bh)
     for (int i = 0; i < p.L; ++i) {
       float M = -INFINITY;
@@ -124,27 +129,25 @@ void detail::run_attention(const AttnProblem& p) {
 namespace {
 
 // The composition MLX's CPU attention uses, for derivatives.
-array reference_attention(const array& q, const array& k, const array& v, float scale, const mx::Stream& s) {
+array reference_attention(const array& q, const array& k, const array& v, float scale, int window,
+                          const mx::Stream& s) {
   const int H = q.shape(1), Hk = k.shape(1), L = q.shape(2), Lk = k.shape(2);
   array kk = H == Hk ? k : mx::repeat(k, H / Hk, 1, s);
   array vv = H == Hk ? v : mx::repeat(v, H / Hk, 1, s);
   array scores = mx::matmul(mx::multiply(q, array(scale), s), mx::swapaxes(kk, -1, -2, s), s);
-  if (L > 1) {
-    array qi = mx::add(mx::arange(L, mx::int32, s), array(Lk - L, mx::int32), s);
-    array allowed = mx::less_equal(mx::expand_dims(mx::arange(Lk, mx::int32, s), 0, s), mx::expand_dims(qi, 1, s), s);
-    scores = mx::where(allowed, scores, array(-INFINITY), s);
-  }
+  if (auto allowed = attention_mask(L, Lk, window, s)) scores = mx::where(*allowed, scores, array(-INFINITY), s);
   return mx::matmul(mx::softmax(scores, {-1}, /*precise=*/true, s), vv, s);
 }
 
-class LmlabCpuAttention : public detail::FusedCpuPrimitive {
+class LmlabCpuAttention : public cpu::FusedCpuPrimitive {
  public:
-  LmlabCpuAttention(mx::Stream stream, float scale) : detail::FusedCpuPrimitive(stream), scale_(scale) {}
+  LmlabCpuAttention(mx::Stream stream, float scale, int window)
+      : cpu::FusedCpuPrimitive(stream), scale_(scale), window_(window) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     encode(inputs, out).dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
                       v = mx::array::unsafe_weak_copy(inputs[2]), out = mx::array::unsafe_weak_copy(out),
-                      scale = scale_]() mutable {
+                      scale = scale_, window = window_]() mutable {
       AttnProblem p{};
       p.q = q.data<float>();
       p.k = k.data<float>();
@@ -158,21 +161,22 @@ class LmlabCpuAttention : public detail::FusedCpuPrimitive {
       p.B = q.shape(0), p.H = q.shape(1), p.L = q.shape(2), p.D = q.shape(3);
       p.Hk = k.shape(1), p.Lk = k.shape(2);
       p.scale = scale;
-      detail::run_attention(p);
+      p.window = window;
+      cpu::run_attention(p);
     });
   }
 
   const char* name() const override { return "LmlabCpuAttention"; }
 
-  detail::Composition composition() override {
-    return [scale = scale_, s = stream()](const std::vector<mx::array>& in) {
-      return reference_attention(in[0], in[1], in[2], scale, s);
+  cpu::Composition composition() override {
+    return [scale = scale_, window = window_, s = stream()](const std::vector<mx::array>& in) {
+      return reference_attention(in[0], in[1], in[2], scale, window, s);
     };
   }
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto* o = dynamic_cast<const LmlabCpuAttention*>(&other);
-    return o && o->scale_ == scale_;
+    return o && o->scale_ == scale_ && o->window_ == window_;
   }
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
@@ -181,12 +185,23 @@ class LmlabCpuAttention : public detail::FusedCpuPrimitive {
 
  private:
   float scale_;
+  int window_;
 };
 
 }  // namespace
 
+std::optional<array> attention_mask(int L, int Lk, int window, mx::StreamOrDevice s) {
+  if (L <= 1 && (window <= 0 || Lk <= window)) return std::nullopt;
+  // Query i sits at position Lk - L + i: keys j ≤ it, and with a window j > it - window.
+  array qi = mx::expand_dims(mx::add(mx::arange(L, mx::int32, s), array(Lk - L, mx::int32), s), 1, s);
+  array kj = mx::expand_dims(mx::arange(Lk, mx::int32, s), 0, s);
+  array allowed = mx::less_equal(kj, qi, s);
+  if (window > 0) allowed = mx::logical_and(allowed, mx::greater(kj, mx::subtract(qi, array(window, mx::int32), s), s), s);
+  return allowed;
+}
+
 bool cpu_attention_is_native(const array& q, const array& k, const array& v, mx::StreamOrDevice s) {
-  if (!detail::on_cpu(s)) return false;
+  if (!cpu::on_cpu(s)) return false;
   if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return false;
   if (q.dtype() != mx::float32 || k.dtype() != mx::float32 || v.dtype() != mx::float32) return false;
   const int B = q.shape(0), H = q.shape(1), L = q.shape(2), D = q.shape(3);
@@ -195,10 +210,10 @@ bool cpu_attention_is_native(const array& q, const array& k, const array& v, mx:
   return k.shape() == mx::Shape{B, Hk, Lk, D} && v.shape() == k.shape();
 }
 
-array cpu_attention(const array& q, const array& k, const array& v, float scale, mx::StreamOrDevice s) {
+array cpu_attention(const array& q, const array& k, const array& v, float scale, int window, mx::StreamOrDevice s) {
   if (!cpu_attention_is_native(q, k, v, s))
     throw std::invalid_argument("[lmlab::nn::cpu_attention] unsupported inputs (see cpu_attention_is_native)");
-  return array(q.shape(), mx::float32, std::make_shared<LmlabCpuAttention>(mx::to_stream(s), scale), {q, k, v});
+  return array(q.shape(), mx::float32, std::make_shared<LmlabCpuAttention>(mx::to_stream(s), scale, window), {q, k, v});
 }
 
 }  // namespace lmlab::nn

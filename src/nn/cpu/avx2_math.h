@@ -7,7 +7,7 @@
 
 #include <immintrin.h>
 
-namespace lmlab::nn::detail::avx2 {
+namespace lmlab::nn::cpu::avx2 {
 
 // e^x for x ≤ 0 (softmax arguments), relative error ~1e-7: x = n·ln2 + r with
 // |r| ≤ ln2/2 (ln2 split in two for an exact n·ln2), e^r by its Taylor series
@@ -50,4 +50,4 @@ static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-}  // namespace lmlab::nn::detail::avx2
+}  // namespace lmlab::nn::cpu::avx2

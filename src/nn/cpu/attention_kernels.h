@@ -4,11 +4,12 @@
 // this header holds no templates or inline functions.
 #pragma once
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 // softmax(scale · q kᵀ + causal mask) v for float32 arrays addressed by element
 // strides: q (B, H, L, D), k and v (B, Hk, Lk, D), out (B, H, L, D) row-contiguous.
-// Query row i sits at absolute position Lk - L + i and sees keys 0..Lk - L + i.
+// Query row i sits at absolute position t = Lk - L + i and sees keys 0..t, or
+// with a sliding window W > 0 only keys t - W + 1..t (the last W positions).
 // Query head h reads key/value head h / (H / Hk).
 struct AttnProblem {
   const float* q;
@@ -18,7 +19,11 @@ struct AttnProblem {
   long qs[4], ks[4], vs[4];  // strides of b, head, position, d
   int B, H, Hk, L, Lk, D;
   float scale;
+  int window = 0;  // 0: no sliding window
 };
+
+// The first key query row i sees (the window's start, or 0).
+int first_key(const AttnProblem& p, int i);
 
 // One (b, h) pair, all L query rows, keys j0..j1-1 only; scratch holds j1 - j0
 // floats. Per row i it leaves the softmax of that key range unnormalised:
@@ -38,4 +43,4 @@ void run_attention(const AttnProblem& p);
 // The AVX2+FMA kernel (D a multiple of 8 up to 256, unit d strides), or nullptr when not compiled in.
 AttnKernel avx2_attend();
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -1,7 +1,7 @@
 // nn::quantized_matmul: an MLX primitive (LmlabQuantizedMatmul) whose CPU
 // evaluation splits the output columns over a small thread pool and runs the
 // AVX2 kernels of quantized_matmul_avx2.cpp (or the scalar ones below).
-#include "nn/quantized_matmul.h"
+#include "nn/cpu/quantized_matmul.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,15 +13,15 @@
 #include <mlx/ops.h>
 #include <mlx/primitives.h>
 
-#include "nn/compute_pool.h"
-#include "nn/cpu_arrays.h"
-#include "nn/quantized_matmul_kernels.h"
+#include "nn/cpu/compute_pool.h"
+#include "nn/cpu/cpu_arrays.h"
+#include "nn/cpu/quantized_matmul_kernels.h"
 
 namespace mx = mlx::core;
 
 namespace lmlab::nn {
 
-namespace detail {
+namespace cpu {
 namespace {
 
 // ---------------------------------------------------------------------------
@@ -141,22 +141,22 @@ float q8_block_sum_term(ActQuant act, float d_rounded, float d_exact, int sum) {
   return d_rounded * static_cast<float>(sum);
 }
 
-}  // namespace detail
+}  // namespace cpu
 
 namespace {
 
-using detail::QmmKernels;
-using detail::QmmProblem;
-using detail::ScaleType;
+using cpu::QmmKernels;
+using cpu::QmmProblem;
+using cpu::ScaleType;
 
 const QmmKernels& best_kernels() {
   static const QmmKernels* const kernels = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("f16c"))
-      if (const QmmKernels* k = detail::avx2_qmm_kernels()) return k;
+      if (const QmmKernels* k = cpu::avx2_qmm_kernels()) return k;
 #endif
-    return &detail::scalar_qmm_kernels();
+    return &cpu::scalar_qmm_kernels();
   }();
   return *kernels;
 }
@@ -188,7 +188,7 @@ struct PreparedQmm {
 
 void prepare(const QmmKernels& k, const QmmProblem& p, int threads, PreparedQmm& out) {
   out.p = &p;
-  out.int8 = p.act != detail::ActQuant::none;
+  out.int8 = p.act != cpu::ActQuant::none;
   out.use_gemm = !out.int8 && k.gemm && p.M > kGemvMaxRows;
   if (out.int8) {
     out.xq.resize(static_cast<size_t>(p.M) * p.K);
@@ -209,9 +209,9 @@ void prepare(const QmmKernels& k, const QmmProblem& p, int threads, PreparedQmm&
 
 }  // namespace
 
-void detail::run_qmm(const QmmProblem& p) { run_qmm_many(&p, 1); }
+void cpu::run_qmm(const QmmProblem& p) { run_qmm_many(&p, 1); }
 
-void detail::run_qmm_many(const QmmProblem* problems, int count) {
+void cpu::run_qmm_many(const QmmProblem* problems, int count) {
   const QmmKernels& k = best_kernels();
   long weights = 0;
   for (int i = 0; i < count; ++i)
@@ -244,7 +244,7 @@ void detail::run_qmm_many(const QmmProblem* problems, int count) {
   });
 }
 
-detail::ActQuant detail::parse_activations(const std::string& name) {
+cpu::ActQuant cpu::parse_activations(const std::string& name) {
   if (name.empty()) return ActQuant::none;
   if (name == "q8_0") return ActQuant::q8_0;
   if (name == "q8_1") return ActQuant::q8_1;
@@ -252,7 +252,7 @@ detail::ActQuant detail::parse_activations(const std::string& name) {
                               "' (expected \"\", q8_0 or q8_1)");
 }
 
-detail::ScaleType detail::scale_type(mx::Dtype t) {
+cpu::ScaleType cpu::scale_type(mx::Dtype t) {
   if (t == mx::float16) return ScaleType::f16;
   if (t == mx::bfloat16) return ScaleType::bf16;
   return ScaleType::f32;
@@ -260,7 +260,7 @@ detail::ScaleType detail::scale_type(mx::Dtype t) {
 
 namespace {
 
-using detail::ActQuant;
+using cpu::ActQuant;
 
 class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
  public:
@@ -279,14 +279,14 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
                       out = mx::array::unsafe_weak_copy(out), gs = group_size_, bits = bits_,
                       act = act_]() mutable {
       // Strided inputs (e.g. a transposed view) are gathered into row-major copies.
-      const detail::RowMajor xr(x), wr(w), sr(scales), br(biases);
+      const cpu::RowMajor xr(x), wr(w), sr(scales), br(biases);
       const int K = x.shape(-1), N = out.shape(-1);
       QmmProblem p{
           .x = xr.data<float>(),
           .w = wr.data<uint32_t>(),
           .scales = sr.data<void>(),
           .biases = br.data<void>(),
-          .scale_type = detail::scale_type(scales.dtype()),
+          .scale_type = cpu::scale_type(scales.dtype()),
           .out = out.data<float>(),
           .M = K == 0 ? 0 : static_cast<int>(x.size() / K),
           .N = N,
@@ -295,7 +295,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
           .bits = bits,
           .act = act,
       };
-      detail::run_qmm(p);
+      cpu::run_qmm(p);
     });
   }
 
@@ -351,7 +351,7 @@ bool is_float_type(mx::Dtype t) { return t == mx::float32 || t == mx::float16 ||
 
 }  // namespace
 
-bool detail::native_weights(const array& w, const array& scales, const std::optional<array>& biases,
+bool cpu::native_weights(const array& w, const array& scales, const std::optional<array>& biases,
                             int group_size, int bits, const std::string& mode, int K) {
   if (mode != "affine" || !biases || (bits != 4 && bits != 8)) return false;
   if (group_size != 32 && group_size != 64 && group_size != 128) return false;
@@ -366,14 +366,14 @@ bool detail::native_weights(const array& w, const array& scales, const std::opti
 bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
                                 const std::optional<array>& biases, int group_size, int bits,
                                 const std::string& mode, mx::StreamOrDevice s) {
-  if (!detail::on_cpu(s) || x.dtype() != mx::float32 || x.ndim() < 1) return false;
-  return detail::native_weights(w, scales, biases, group_size, bits, mode, x.shape(-1));
+  if (!cpu::on_cpu(s) || x.dtype() != mx::float32 || x.ndim() < 1) return false;
+  return cpu::native_weights(w, scales, biases, group_size, bits, mode, x.shape(-1));
 }
 
 array quantized_matmul(const array& x, const array& w, const array& scales,
                        const std::optional<array>& biases, int group_size, int bits,
                        const std::string& mode, const std::string& activations, mx::StreamOrDevice s) {
-  const ActQuant act = detail::parse_activations(activations);
+  const ActQuant act = cpu::parse_activations(activations);
   if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s))
     return mx::quantized_matmul(x, w, scales, biases, /*transpose=*/true, group_size, bits, mode, s);
   mx::Shape shape = x.shape();

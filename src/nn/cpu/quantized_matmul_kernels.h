@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 enum class ScaleType { f32, f16, bf16 };
 
@@ -64,4 +64,4 @@ const QmmKernels& scalar_qmm_kernels();
 // The AVX2+FMA+F16C set, or nullptr when not compiled in.
 const QmmKernels* avx2_qmm_kernels();
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -1,13 +1,13 @@
 // AVX2 + FMA elementwise kernels (see elementwise_kernels.h). Compiled with
 // -mavx2 -mfma and only called after a run-time CPU check.
-#include "nn/elementwise_kernels.h"
+#include "nn/cpu/elementwise_kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #define LMLAB_ELEMENTWISE_AVX2 1
-#include "nn/avx2_math.h"
+#include "nn/cpu/avx2_math.h"
 #endif
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 #ifdef LMLAB_ELEMENTWISE_AVX2
 namespace {
@@ -46,4 +46,4 @@ SwigluKernel avx2_swiglu() { return nullptr; }
 
 #endif
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -1,4 +1,4 @@
-#include "nn/cpu_arrays.h"
+#include "nn/cpu/cpu_arrays.h"
 
 #include <cstring>
 #include <stdexcept>
@@ -12,7 +12,7 @@
 
 namespace mx = mlx::core;
 
-namespace lmlab::nn::detail {
+namespace lmlab::nn::cpu {
 
 std::vector<char> gather(const mx::array& a) {
   const int64_t item = a.itemsize(), ndim = a.ndim();
@@ -84,4 +84,4 @@ bool on_cpu(const mx::StreamOrDevice& s) {
   return mx::default_device() == mx::Device::cpu;
 }
 
-}  // namespace lmlab::nn::detail
+}  // namespace lmlab::nn::cpu

@@ -1,7 +1,7 @@
 // nn::decoder_step: the fused decoder block (LmlabDecoderStep) and the rotary
 // tables it reads. Compiled with -ffp-contract=off: the norms and the rotation
 // round each product as MLX's op-by-op fallbacks do.
-#include "nn/decoder_step.h"
+#include "nn/cpu/decoder_step.h"
 
 #include <cmath>
 #include <cstring>
@@ -14,14 +14,14 @@
 #include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
-#include "nn/attention_kernels.h"
-#include "nn/cpu_arrays.h"
-#include "nn/elementwise_kernels.h"
-#include "nn/quantized_matmul.h"
+#include "nn/cpu/attention_kernels.h"
+#include "nn/cpu/cpu_arrays.h"
+#include "nn/cpu/elementwise_kernels.h"
+#include "nn/cpu/quantized_matmul.h"
 
 namespace mx = mlx::core;
 
-namespace lmlab::nn {
+namespace lmlab::nn::cpu {
 
 std::pair<array, array> rope_tables(const RoPE& rope, int offset, int L) {
   // fast::rope's definition: angle = (position · scale) · inv_freq, with
@@ -39,7 +39,7 @@ std::pair<array, array> rope_tables(const RoPE& rope, int offset, int L) {
 
 namespace {
 
-using detail::ActQuant;
+using cpu::ActQuant;
 
 // Input slots of the primitive. Each projection adds w, scales, biases and,
 // when it has one, its bias; then the optional q/k norms.
@@ -54,7 +54,7 @@ struct LinearSlots {
 
 struct Layout {
   LinearSlots proj[kProjections];
-  int q_norm = -1, k_norm = -1;
+  int q_norm = -1, k_norm = -1, attn_out_norm = -1, mlp_out_norm = -1;
 };
 
 // The primitive's inputs as row-major buffers, each gathered at most once.
@@ -70,7 +70,7 @@ class Inputs {
 
  private:
   const std::vector<mx::array>& in_;
-  std::vector<std::optional<detail::RowMajor>> rows_;
+  std::vector<std::optional<cpu::RowMajor>> rows_;
 };
 
 // y = x · w / sqrt(mean(x²) + eps) for each row of n, products rounded as MLX's
@@ -137,7 +137,7 @@ class LmlabDecoderStep : public mx::Primitive {
                       offset = offset_, copy_k = copy_cache[0], copy_v = copy_cache[1]]() mutable {
       for (int i = 0; i < 2; ++i)
         if (i == 0 ? copy_k : copy_v) {
-          const detail::RowMajor src(in[kKeys + i]);
+          const cpu::RowMajor src(in[kKeys + i]);
           std::memcpy(out[1 + i].data<char>(), src.data<char>(), out[1 + i].nbytes());
         }
       run(in, out, layout, shape, offset);
@@ -171,7 +171,7 @@ class LmlabDecoderStep : public mx::Primitive {
   // y_i = x W_iᵀ (+ b_i) for projections sharing one input, in one pass over the pool.
   static void linears(Inputs& in, std::initializer_list<std::pair<const LinearSlots*, float*>> outs, const float* x,
                       int M) {
-    std::vector<detail::QmmProblem> problems;
+    std::vector<cpu::QmmProblem> problems;
     for (auto [s, y] : outs) {
       const mx::array& w = in[s->w];
       problems.push_back({
@@ -179,7 +179,7 @@ class LmlabDecoderStep : public mx::Primitive {
           .w = in.data<uint32_t>(s->w),
           .scales = in.data<char>(s->w + 1),
           .biases = in.data<char>(s->w + 2),
-          .scale_type = detail::scale_type(in[s->w + 1].dtype()),
+          .scale_type = cpu::scale_type(in[s->w + 1].dtype()),
           .out = y,
           .M = M,
           .N = w.shape(0),
@@ -189,7 +189,7 @@ class LmlabDecoderStep : public mx::Primitive {
           .act = s->act,
       });
     }
-    detail::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
+    cpu::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
     for (auto [s, y] : outs)
       if (s->bias >= 0) {
         const float* b = in.data<float>(s->bias);
@@ -241,7 +241,7 @@ class LmlabDecoderStep : public mx::Primitive {
       }
 
     // Attention over the cache, then the output projection and residual.
-    detail::AttnProblem p{};
+    cpu::AttnProblem p{};
     p.q = q.data();
     p.k = keys;
     p.v = values;
@@ -251,7 +251,8 @@ class LmlabDecoderStep : public mx::Primitive {
     for (int i = 0; i < 4; ++i) p.qs[i] = qs[i], p.ks[i] = cs[i], p.vs[i] = cs[i];
     p.B = B, p.H = H, p.Hk = Hk, p.L = L, p.Lk = offset + L, p.D = Dh;
     p.scale = shape.attn_scale;
-    detail::run_attention(p);
+    p.window = shape.window;
+    cpu::run_attention(p);
     const float* att_in = att.data();
     if (L > 1) {  // (B, H, L, Dh) → (B, L, H·Dh)
       for (int b = 0; b < B; ++b)
@@ -262,13 +263,16 @@ class LmlabDecoderStep : public mx::Primitive {
       att_in = att_rows.data();
     }
     linears(in, {{&layout.proj[kO], x.data()}}, att_in, M);
+    if (layout.attn_out_norm >= 0) rms_norm_rows(x.data(), in.data<float>(layout.attn_out_norm), x.data(), M, D, eps);
     for (size_t i = 0; i < h1.size(); ++i) h1[i] = hp[i] + x[i];
 
     // MLP half.
     rms_norm_rows(h1.data(), in.data<float>(kPostNorm), x.data(), M, D, eps);
     linears(in, {{&layout.proj[kGate], gate.data()}, {&layout.proj[kUp], up.data()}}, x.data(), M);
-    detail::swiglu_kernel()(gate.data(), up.data(), gate.data(), static_cast<long>(gate.size()));
+    const cpu::SwigluKernel act = shape.gelu ? &cpu::geglu_scalar : cpu::swiglu_kernel();
+    act(gate.data(), up.data(), gate.data(), static_cast<long>(gate.size()));
     linears(in, {{&layout.proj[kDown], x.data()}}, gate.data(), M);
+    if (layout.mlp_out_norm >= 0) rms_norm_rows(x.data(), in.data<float>(layout.mlp_out_norm), x.data(), M, D, eps);
     float* ho = out[0].data<float>();
     for (size_t i = 0; i < h1.size(); ++i) ho[i] = h1[i] + x[i];
   }
@@ -291,7 +295,7 @@ bool float32_vector(const std::optional<array>& a, int n) {
 
 bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
                             const array& keys, const array& values, int offset, mx::StreamOrDevice s) {
-  if (!detail::on_cpu(s)) return false;
+  if (!cpu::on_cpu(s)) return false;
   if (h.ndim() != 3 || h.dtype() != mx::float32) return false;
   const int B = h.shape(0), L = h.shape(1), D = h.shape(2);
   const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;
@@ -302,6 +306,8 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
   if (offset < 0 || offset + L > keys.shape(2)) return false;
   if (!float32_vector(w.in_norm, D) || !float32_vector(w.post_norm, D)) return false;
   if (!float32_vector(w.q_norm, Dh) || !float32_vector(w.k_norm, Dh)) return false;
+  if (!float32_vector(w.attn_out_norm, D) || !float32_vector(w.mlp_out_norm, D)) return false;
+  if (shape.window < 0) return false;
   if (w.gate.w.ndim() != 2) return false;
   const int I = w.gate.w.shape(0);
   const int in_dims[kProjections] = {D, D, D, H * Dh, D, D, I};
@@ -310,7 +316,7 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
     const QuantizedLinear& p = projection(w, i);
     if (p.w.ndim() != 2 || p.w.shape(0) != out_dims[i]) return false;
     if (!p.activations.empty() && p.activations != "q8_0" && p.activations != "q8_1") return false;
-    if (!detail::native_weights(p.w, p.scales, p.biases, p.group_size, p.bits, "affine", in_dims[i]) ||
+    if (!cpu::native_weights(p.w, p.scales, p.biases, p.group_size, p.bits, "affine", in_dims[i]) ||
         !float32_vector(p.bias, out_dims[i]))
       return false;
   }
@@ -334,25 +340,26 @@ DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, cons
     slot.w = static_cast<int>(inputs.size());
     slot.group_size = p.group_size;
     slot.bits = p.bits;
-    slot.act = detail::parse_activations(p.activations);
+    slot.act = cpu::parse_activations(p.activations);
     inputs.insert(inputs.end(), {p.w, p.scales, p.biases});
     if (p.bias) {
       slot.bias = static_cast<int>(inputs.size());
       inputs.push_back(*p.bias);
     }
   }
-  if (w.q_norm) {
-    layout.q_norm = static_cast<int>(inputs.size());
-    inputs.push_back(*w.q_norm);
-  }
-  if (w.k_norm) {
-    layout.k_norm = static_cast<int>(inputs.size());
-    inputs.push_back(*w.k_norm);
-  }
+  auto optional_slot = [&](const std::optional<array>& a, int& slot) {
+    if (!a) return;
+    slot = static_cast<int>(inputs.size());
+    inputs.push_back(*a);
+  };
+  optional_slot(w.q_norm, layout.q_norm);
+  optional_slot(w.k_norm, layout.k_norm);
+  optional_slot(w.attn_out_norm, layout.attn_out_norm);
+  optional_slot(w.mlp_out_norm, layout.mlp_out_norm);
   auto outs = array::make_arrays({h.shape(), keys.shape(), values.shape()}, {mx::float32, mx::float32, mx::float32},
                                  std::make_shared<LmlabDecoderStep>(mx::to_stream(s), layout, shape, offset),
                                  std::move(inputs));
   return {outs[0], outs[1], outs[2]};
 }
 
-}  // namespace lmlab::nn
+}  // namespace lmlab::nn::cpu

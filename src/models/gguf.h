@@ -1,0 +1,24 @@
+// GGUF files as Hugging Face checkpoints: the hyper-parameters as a
+// config.json object and the tensors under HF names, through the FamilySpec of
+// the file's architecture (io/ reads GGUF without knowing any family).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "lmlab/io.h"
+#include "lmlab/weights.h"
+
+namespace lmlab::models {
+
+// The config.json equivalent of a GGUF header (model_type, hidden_size,
+// num_hidden_layers, rope_theta, ...). Throws lmlab::Unsupported for an
+// architecture no family answers to.
+nlohmann::json gguf_config(const io::GgufFile& file);
+
+// Renames GGUF tensors (`blk.0.attn_q.weight`) to HF names
+// (`model.layers.0.self_attn.q_proj.weight`) and undoes llama.cpp's q/k row
+// permutation where the family's converter applied it. Throws lmlab::Unsupported
+// naming a tensor the family does not know.
+Weights gguf_weights(Weights gguf, const nlohmann::json& config);
+
+}  // namespace lmlab::models

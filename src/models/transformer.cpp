@@ -1,0 +1,72 @@
+// models::Transformer, after mlx-lm's models/llama.py (LlamaModel, Model).
+#include "models/transformer.h"
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "nn/linear.h"
+
+namespace mx = mlx::core;
+using mx::array;
+
+namespace lmlab::models {
+
+nn::BlockSpec llama_block_spec(const ModelConfig& c) {
+  nn::BlockSpec s;
+  s.hidden = c.hidden_size;
+  s.heads = c.num_attention_heads;
+  s.kv_heads = c.num_key_value_heads;
+  s.head_dim = c.head_dim;
+  s.norm_eps = c.rms_norm_eps;
+  s.rope = std::make_shared<const nn::RoPE>(nn::make_rope(c.raw, c.head_dim));
+  return s;
+}
+
+std::unique_ptr<Model> make_llama_layout(const ModelConfig& c, const nn::BlockSpec& spec, Weights w,
+                                         mx::Dtype dtype) {
+  TransformerSpec t;
+  t.norm_eps = spec.norm_eps;
+  for (int l = 0; l < c.num_hidden_layers; ++l) t.blocks.emplace_back(l, spec, nn::BlockNames::llama(l));
+  return std::make_unique<Transformer>(c, std::move(t), std::move(w), dtype);
+}
+
+Transformer::Transformer(ModelConfig config, TransformerSpec spec, Weights weights, mx::Dtype dtype)
+    : Model(std::move(config), std::move(weights), dtype), spec_(std::move(spec)) {
+  const ModelConfig& c = config_;
+  if (static_cast<int>(spec_.blocks.size()) != c.num_hidden_layers)
+    throw std::invalid_argument(fmt::format("[model] {} blocks for num_hidden_layers {}", spec_.blocks.size(),
+                                            c.num_hidden_layers));
+  const array& table = weights_.at(spec_.embed + ".weight");
+  if (table.ndim() == 2 && table.shape(0) != c.vocab_size)
+    throw std::invalid_argument(fmt::format("[model] the config's vocab_size {} does not match '{}.weight' ({} rows)",
+                                            c.vocab_size, spec_.embed, table.shape(0)));
+  nn::check_linear(weights_, spec_.embed, c.vocab_size, c.hidden_size);
+  nn::check_vector(weights_, spec_.final_norm + ".weight", c.hidden_size);
+  if (head_module() != spec_.embed) nn::check_linear(weights_, spec_.head, c.vocab_size, c.hidden_size);
+  for (const auto& b : spec_.blocks) b.check(weights_);
+}
+
+const std::string& Transformer::head_module() const {
+  return weights_.contains(spec_.head + ".weight") ? spec_.head : spec_.embed;
+}
+
+array Transformer::forward(const array& tokens, nn::KVCache* cache, nn::Hooks* hooks) const {
+  if (tokens.ndim() != 2)
+    throw std::invalid_argument(fmt::format("[forward] tokens must be (B, L), got {} dims", tokens.ndim()));
+  array h = nn::embedding_rows(nn::Linear::view(weights_, spec_.embed), tokens, dtype_);
+  if (spec_.embed_scale > 0.0f) h = mx::multiply(h, array(spec_.embed_scale, h.dtype()));
+  if (hooks) {
+    h = hooks->apply("embed", h);
+    if (hooks->residual) hooks->capture("embed", h);
+  }
+  nn::ForwardState st{.cache = cache, .offset = cache ? cache->offset() : 0, .hooks = hooks, .training = training_};
+  for (const auto& block : spec_.blocks) h = block(weights_, h, st);
+  return head(h);
+}
+
+array Transformer::head(const array& hidden) const {
+  array h = nn::rms_norm(weights_, spec_.final_norm, hidden, spec_.norm_eps, spec_.norm_offset);
+  return nn::Linear::view(weights_, head_module())(h, training_);
+}
+
+}  // namespace lmlab::models

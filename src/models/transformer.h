@@ -1,0 +1,53 @@
+// models::Transformer: the decoder-only model every family builds (mlx-lm's
+// LlamaModel + Model): token embedding (optionally scaled), a stack of
+// nn::DecoderBlocks, the final norm and the output head (`lm_head`, or the
+// embedding when the head is tied). A family's file fills a TransformerSpec
+// from its config and names; nothing here knows a family.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lmlab/model.h"
+#include "nn/block.h"
+
+namespace lmlab::models {
+
+struct TransformerSpec {
+  std::string embed = "model.embed_tokens";
+  std::string final_norm = "model.norm";
+  std::string head = "lm_head";  // used when present in the weights, else the tied embedding
+  float embed_scale = 0.0f;      // > 0: embeddings multiplied by it (Gemma: √hidden)
+  float norm_eps = 1e-6f;        // of the final norm
+  float norm_offset = 0.0f;      // of the final norm: (offset + weight), 1 in Gemma
+  std::vector<nn::DecoderBlock> blocks;
+};
+
+class Transformer : public Model {
+ public:
+  // Checks every tensor the spec reads (shapes against the config) before it
+  // is built; throws std::invalid_argument naming the first wrong one.
+  Transformer(ModelConfig config, TransformerSpec spec, Weights weights, mlx::core::Dtype dtype);
+
+  mlx::core::array forward(const mlx::core::array& tokens, nn::KVCache* cache = nullptr,
+                           nn::Hooks* hooks = nullptr) const override;
+  mlx::core::array head(const mlx::core::array& hidden) const override;
+  // The module the output head reads: spec.head, or the embedding when tied.
+  const std::string& head_module() const;
+  const TransformerSpec& spec() const { return spec_; }
+
+ private:
+  TransformerSpec spec_;
+};
+
+// The Llama block of a config (RMSNorm with `rms_norm_eps`, RoPE from the
+// config, SwiGLU) that families start from and adjust.
+nn::BlockSpec llama_block_spec(const ModelConfig& c);
+
+// A Transformer with every layer `spec` under Llama's names (model.embed_tokens,
+// model.layers.N.*, model.norm, lm_head).
+std::unique_ptr<Model> make_llama_layout(const ModelConfig& c, const nn::BlockSpec& spec, Weights w,
+                                         mlx::core::Dtype dtype);
+
+}  // namespace lmlab::models

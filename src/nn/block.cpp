@@ -1,0 +1,222 @@
+// nn::DecoderBlock: the composed block (after mlx-lm's llama.py, qwen3.py and
+// gemma3_text.py) and the choice of the fused CPU step.
+#include "nn/block.h"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "nn/cpu/cpu_attention.h"
+#include "nn/cpu/decoder_step.h"
+#include "nn/cpu/swiglu.h"
+#include "nn/linear.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::nn {
+
+float BlockSpec::scale() const {
+  return attn_scale > 0.0f ? attn_scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+}
+
+BlockNames BlockNames::llama(int layer) {
+  const std::string p = fmt::format("model.layers.{}.", layer);
+  BlockNames n;
+  n.in_norm = p + "input_layernorm";
+  n.mlp_norm = p + "post_attention_layernorm";
+  n.q = p + "self_attn.q_proj";
+  n.k = p + "self_attn.k_proj";
+  n.v = p + "self_attn.v_proj";
+  n.o = p + "self_attn.o_proj";
+  n.q_norm = p + "self_attn.q_norm";
+  n.k_norm = p + "self_attn.k_norm";
+  n.gate = p + "mlp.gate_proj";
+  n.up = p + "mlp.up_proj";
+  n.down = p + "mlp.down_proj";
+  n.hook_attn = fmt::format("layers.{}.self_attn", layer);
+  n.hook_mlp = fmt::format("layers.{}.mlp.act", layer);
+  n.hook_residual = fmt::format("layers.{}.residual", layer);
+  return n;
+}
+
+std::vector<const std::string*> BlockNames::projections() const { return {&q, &k, &v, &o, &gate, &up, &down}; }
+
+array rms_norm(const Weights& w, const std::string& name, const array& x, float eps, float offset) {
+  const array& weight = w.at(name + ".weight");
+  return mx::fast::rms_norm(x, offset == 0.0f ? weight : mx::add(weight, array(offset, weight.dtype())), eps);
+}
+
+namespace {
+
+// Attention with the probabilities computed explicitly, for hooks that capture them.
+array explicit_attention(const array& q, const array& k, const array& v, float scale, int window, Hooks& hooks,
+                         const std::string& name) {
+  const int H = q.shape(1), Hk = k.shape(1), L = q.shape(2), Lk = k.shape(2);
+  array kk = H == Hk ? k : mx::repeat(k, H / Hk, 1);
+  array vv = H == Hk ? v : mx::repeat(v, H / Hk, 1);
+  array scores = mx::multiply(mx::matmul(q, mx::swapaxes(kk, -1, -2)), array(scale, q.dtype()));
+  if (auto allowed = attention_mask(L, Lk, window))
+    scores = mx::where(*allowed, scores, array(-std::numeric_limits<float>::infinity(), scores.dtype()));
+  array probs = mx::softmax(mx::astype(scores, mx::float32), {-1}, /*precise=*/true);
+  hooks.capture(name + ".probs", probs);
+  return mx::matmul(mx::astype(probs, v.dtype()), vv);
+}
+
+// softmax(scale q kᵀ + mask) v: lmlab's CPU kernel, MLX's fused attention, or
+// the explicit form when hooks capture the probabilities.
+array attend(const array& q, const array& k, const array& v, float scale, int window, Hooks* hooks, bool hooked,
+             const std::string& name) {
+  if (hooked && hooks->attention) return explicit_attention(q, k, v, scale, window, *hooks, name);
+  if (cpu_attention_is_native(q, k, v)) return cpu_attention(q, k, v, scale, window);
+  const int L = q.shape(2), Lk = k.shape(2);
+  if (window <= 0) return mx::fast::scaled_dot_product_attention(q, k, v, scale, L > 1 ? "causal" : "");
+  std::optional<array> mask = attention_mask(L, Lk, window);
+  return mx::fast::scaled_dot_product_attention(q, k, v, scale, mask ? "array" : "", mask);
+}
+
+std::optional<cpu::QuantizedLinear> fusable(const Linear& l) {
+  if (!l.quant || l.adapter || l.quant->mode != "affine" || !l.biases) return std::nullopt;
+  return cpu::QuantizedLinear{l.weight, *l.scales, *l.biases, l.bias, l.quant->group_size, l.quant->bits,
+                              l.quant->activations};
+}
+
+const std::pair<array, array>& rope_tables_for(ForwardState& st, const RoPE& rope, int L) {
+  for (auto& [r, t] : st.rope_tables)
+    if (r == &rope) return t;
+  st.rope_tables.emplace_back(&rope, cpu::rope_tables(rope, st.offset, L));
+  return st.rope_tables.back().second;
+}
+
+}  // namespace
+
+DecoderBlock::DecoderBlock(int layer, BlockSpec spec, BlockNames names)
+    : layer_(layer), spec_(std::move(spec)), names_(std::move(names)) {
+  if (!spec_.rope) throw std::invalid_argument(fmt::format("[block] layer {}: no RoPE given", layer));
+}
+
+array DecoderBlock::norm(const Weights& w, const std::string& name, const array& x) const {
+  return rms_norm(w, name, x, spec_.norm_eps, spec_.norm_offset);
+}
+
+array DecoderBlock::operator()(const Weights& w, const array& h, ForwardState& st) const {
+  if (auto out = fused(w, h, st)) return *out;
+  array a = attention(w, norm(w, names_.in_norm, h), st);
+  if (spec_.sandwich_norms) a = norm(w, names_.attn_out_norm, a);
+  array h1 = mx::add(h, a);
+  array m = mlp(w, norm(w, names_.mlp_norm, h1), st);
+  if (spec_.sandwich_norms) m = norm(w, names_.mlp_out_norm, m);
+  array out = mx::add(h1, m);
+  if (st.hooks && st.hooks->wants(layer_)) {
+    out = st.hooks->apply(names_.hook_residual, out);
+    if (st.hooks->residual) st.hooks->capture(names_.hook_residual, out);
+  }
+  return out;
+}
+
+array DecoderBlock::attention(const Weights& w, const array& x, ForwardState& st) const {
+  const int B = x.shape(0), L = x.shape(1), Dh = spec_.head_dim;
+  auto heads = [&](const std::string& proj, int n, const std::string* norm_name) {
+    array t = mx::reshape(Linear::view(w, proj)(x, st.training), {B, L, n, Dh});
+    if (norm_name) t = norm(w, *norm_name, t);
+    return mx::transpose(t, {0, 2, 1, 3});
+  };
+  const RoPE& rope = *spec_.rope;
+  array q = rope(heads(names_.q, spec_.heads, spec_.qk_norm ? &names_.q_norm : nullptr), st.offset);
+  array k = rope(heads(names_.k, spec_.kv_heads, spec_.qk_norm ? &names_.k_norm : nullptr), st.offset);
+  array v = heads(names_.v, spec_.kv_heads, nullptr);
+  const bool hooked = st.hooks && st.hooks->wants(layer_);
+  if (hooked) {
+    const std::string& p = names_.hook_attn;
+    q = st.hooks->apply(p + ".q", q);
+    k = st.hooks->apply(p + ".k", k);
+    v = st.hooks->apply(p + ".v", v);
+    if (st.hooks->qkv) {
+      st.hooks->capture(p + ".q", q);
+      st.hooks->capture(p + ".k", k);
+      st.hooks->capture(p + ".v", v);
+    }
+  }
+  if (st.cache) std::tie(k, v) = st.cache->update(layer_, k, v);
+  array o = attend(q, k, v, spec_.scale(), spec_.sliding_window, st.hooks, hooked, names_.hook_attn);
+  o = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, L, spec_.heads * Dh});
+  return Linear::view(w, names_.o)(o, st.training);
+}
+
+array DecoderBlock::mlp(const Weights& w, const array& x, ForwardState& st) const {
+  array gate = Linear::view(w, names_.gate)(x, st.training);
+  array up = Linear::view(w, names_.up)(x, st.training);
+  array act = spec_.activation == Activation::silu ? swiglu(gate, up) : geglu(gate, up);
+  if (st.hooks && st.hooks->wants(layer_)) {
+    act = st.hooks->apply(names_.hook_mlp, act);
+    if (st.hooks->mlp) st.hooks->capture(names_.hook_mlp, act);
+  }
+  return Linear::view(w, names_.down)(act, st.training);
+}
+
+std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, ForwardState& st) const {
+  const int B = h.shape(0), L = h.shape(1);
+  if (!st.cache || st.hooks || st.training || B * L > cpu::kDecoderStepMaxRows || h.dtype() != mx::float32 ||
+      mx::default_device() != mx::Device::cpu || spec_.mlp != MlpKind::dense)
+    return std::nullopt;
+  std::optional<cpu::QuantizedLinear> p[7];
+  const auto projections = names_.projections();
+  for (int i = 0; i < 7; ++i)
+    if (!(p[i] = fusable(Linear::view(w, *projections[i])))) return std::nullopt;
+  auto factor = [&](const std::string& name) {  // the factor the norm multiplies by
+    const array& weight = w.at(name + ".weight");
+    return spec_.norm_offset == 0.0f ? weight : mx::add(weight, array(spec_.norm_offset, weight.dtype()));
+  };
+  auto optional_factor = [&](bool used, const std::string& name) {
+    return used ? std::optional<array>(factor(name)) : std::nullopt;
+  };
+  cpu::DecoderLayerArrays arrays{factor(names_.in_norm), factor(names_.mlp_norm), *p[0], *p[1], *p[2], *p[3],
+                                 *p[4], *p[5], *p[6],
+                                 optional_factor(spec_.qk_norm, names_.q_norm),
+                                 optional_factor(spec_.qk_norm, names_.k_norm),
+                                 optional_factor(spec_.sandwich_norms, names_.attn_out_norm),
+                                 optional_factor(spec_.sandwich_norms, names_.mlp_out_norm)};
+  const RoPE& rope = *spec_.rope;
+  const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
+  cpu::DecoderStepShape shape{spec_.heads, Hk, Dh, rope.dims, rope.traditional, rope.mscale, spec_.norm_eps,
+                              spec_.scale(), spec_.sliding_window, spec_.activation == Activation::gelu_tanh};
+  const mx::Shape kv{B, Hk, L, Dh};
+  auto [keys, values] = st.cache->reserve(layer_, kv, kv, h.dtype(), L);
+  if (!cpu::decoder_step_is_native(h, arrays, shape, keys, values, st.offset)) return std::nullopt;
+  const auto& [cos, sin] = rope_tables_for(st, rope, L);
+  auto step = cpu::decoder_step(h, arrays, shape, cos, sin, keys, values, st.offset);
+  st.cache->commit(layer_, std::move(step.keys), std::move(step.values), L);
+  return std::move(step.h);
+}
+
+void DecoderBlock::check(const Weights& w) const {
+  const int D = spec_.hidden, Dh = spec_.head_dim;
+  const int q_out = spec_.heads * Dh, kv_out = spec_.kv_heads * Dh;
+  check_vector(w, names_.in_norm + ".weight", D);
+  check_vector(w, names_.mlp_norm + ".weight", D);
+  if (spec_.sandwich_norms) {
+    check_vector(w, names_.attn_out_norm + ".weight", D);
+    check_vector(w, names_.mlp_out_norm + ".weight", D);
+  }
+  if (spec_.qk_norm) {
+    check_vector(w, names_.q_norm + ".weight", Dh);
+    check_vector(w, names_.k_norm + ".weight", Dh);
+  }
+  const Linear gate = Linear::view(w, names_.gate);
+  const int I = gate.out_features();
+  const int outs[7] = {q_out, kv_out, kv_out, D, I, I, D};
+  const int ins[7] = {D, D, D, q_out, D, D, I};
+  const bool biased[7] = {spec_.qkv_bias, spec_.qkv_bias, spec_.qkv_bias, spec_.o_bias,
+                          spec_.mlp_bias, spec_.mlp_bias, spec_.mlp_bias};
+  const auto projections = names_.projections();
+  for (int i = 0; i < 7; ++i) {
+    const std::string& name = *projections[i];
+    check_linear(w, name, outs[i], ins[i]);
+    if (biased[i]) check_vector(w, name + ".bias", outs[i]);
+    else if (w.contains(name + ".bias"))
+      throw std::invalid_argument(fmt::format("[model] unexpected tensor '{}.bias': the config gives this layer no bias", name));
+  }
+}
+
+}  // namespace lmlab::nn

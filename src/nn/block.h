@@ -1,0 +1,107 @@
+// nn::DecoderBlock: the one transformer block every family is built from
+// (mlx-lm's TransformerBlock in llama.py, gemma3_text.py, qwen3.py ... as one
+// configurable class). A family describes its blocks with a BlockSpec (norm
+// placement, q/k norms, activation, MLP kind, attention window, RoPE) and
+// BlockNames (its checkpoint's module names); the block reads its weights from
+// the Weights tree by those names on every call.
+//
+// The block chooses how to run itself: one fused CPU node (nn::cpu::decoder_step)
+// when the spec, device and dtype allow and nothing needs the intermediate
+// steps (no hooks, no adapters, not training), else the composed MLX ops.
+//
+// Shapes: B batch, L new tokens, D hidden, H/Hk query/key-value heads, Dh head dim.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <mlx/array.h>
+
+#include "lmlab/nn.h"
+#include "lmlab/weights.h"
+
+namespace lmlab::nn {
+
+using mlx::core::array;
+
+enum class Activation { silu, gelu_tanh };  // SwiGLU or GeGLU (gelu, tanh approximation)
+enum class MlpKind { dense };               // gated MLP: down(act(gate x) · up x)
+
+struct BlockSpec {
+  int hidden = 0;
+  int heads = 0, kv_heads = 0, head_dim = 0;
+  float norm_eps = 1e-6f;
+  float norm_offset = 0.0f;     // RMSNorm scales by (offset + weight): 1 in Gemma
+  // Additive biases the checkpoint must have (and may not have otherwise):
+  // on q, k, v (Qwen2, Llama's attention_bias), on o (attention_bias), on the MLP (mlp_bias).
+  bool qkv_bias = false, o_bias = false, mlp_bias = false;
+  bool qk_norm = false;         // per-head RMSNorm on q and k (Qwen3, Gemma 3)
+  bool sandwich_norms = false;  // norms on the attention and MLP outputs too (Gemma 2/3)
+  Activation activation = Activation::silu;
+  MlpKind mlp = MlpKind::dense;
+  int sliding_window = 0;       // > 0: a query sees only the last `sliding_window` positions
+  float attn_scale = 0.0f;      // 0: 1/sqrt(head_dim)
+  // Shared by the blocks that use the same rotation, so a forward pass builds
+  // each rotary table once.
+  std::shared_ptr<const RoPE> rope;
+
+  float scale() const;
+};
+
+// Module names of one block in the checkpoint's (Hugging Face) naming.
+// attn_out_norm and mlp_out_norm are used with sandwich_norms, q_norm/k_norm with
+// qk_norm. Hook names follow the weights: "layers.N.self_attn", ...
+struct BlockNames {
+  std::string in_norm, attn_out_norm, mlp_norm, mlp_out_norm;
+  std::string q, k, v, o, q_norm, k_norm;
+  std::string gate, up, down;
+  std::string hook_attn, hook_mlp, hook_residual;
+
+  // Llama's names under model.layers.N: input_layernorm, self_attn.{q,k,v,o}_proj,
+  // self_attn.{q,k}_norm, post_attention_layernorm (the MLP's norm), mlp.*_proj.
+  static BlockNames llama(int layer);
+  // The seven projections, in the order q, k, v, o, gate, up, down.
+  std::vector<const std::string*> projections() const;
+};
+
+// What the blocks of one forward pass share.
+struct ForwardState {
+  KVCache* cache = nullptr;
+  int offset = 0;          // position of the first new token
+  Hooks* hooks = nullptr;  // capture/edit of activations (forces the composed path)
+  bool training = false;   // adapter dropout on (forces the composed path)
+  // Rotary cos/sin tables of the fused path, one per distinct RoPE, built on first use.
+  std::vector<std::pair<const RoPE*, std::pair<array, array>>> rope_tables;
+};
+
+class DecoderBlock {
+ public:
+  DecoderBlock(int layer, BlockSpec spec, BlockNames names);
+
+  // h: (B, L, D), the residual stream → the block's output (B, L, D).
+  array operator()(const Weights& w, const array& h, ForwardState& st) const;
+  // Checks that every tensor the block reads is present with the spec's shape
+  // (throws std::invalid_argument naming the tensor, its shape and the expected one).
+  void check(const Weights& w) const;
+
+  int layer() const { return layer_; }
+  const BlockSpec& spec() const { return spec_; }
+  const BlockNames& names() const { return names_; }
+
+ private:
+  array norm(const Weights& w, const std::string& name, const array& x) const;
+  array attention(const Weights& w, const array& x, ForwardState& st) const;
+  array mlp(const Weights& w, const array& x, ForwardState& st) const;
+  // The fused CPU step when it applies; nullopt leaves h to the composed block.
+  std::optional<array> fused(const Weights& w, const array& h, ForwardState& st) const;
+
+  int layer_;
+  BlockSpec spec_;
+  BlockNames names_;
+};
+
+// RMSNorm of x over its last axis with `name.weight` scaled by (offset + weight).
+array rms_norm(const Weights& w, const std::string& name, const array& x, float eps, float offset = 0.0f);
+
+}  // namespace lmlab::nn

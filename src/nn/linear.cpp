@@ -1,0 +1,115 @@
+// nn::Linear, after mlx-lm's QuantizedLinear and tuner/lora.py, tuner/dora.py.
+#include "nn/linear.h"
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "nn/cpu/quantized_matmul.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::nn {
+
+namespace {
+
+std::optional<array> find(const Weights& w, const std::string& name) {
+  const array* a = w.find(name);
+  return a ? std::optional<array>(*a) : std::nullopt;
+}
+
+std::string shape_str(const array& a) {
+  std::string s = "(";
+  for (int i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + ")";
+}
+
+array dropout(const array& x, float p) {
+  if (p <= 0.0f) return x;
+  array keep = mx::random::bernoulli(array(1.0f - p), x.shape());
+  return mx::multiply(mx::multiply(keep, x), array(1.0f / (1.0f - p), x.dtype()));
+}
+
+}  // namespace
+
+Linear Linear::view(const Weights& w, const std::string& name) {
+  Linear l{.name = &name, .weight = w.at(name + ".weight")};
+  l.bias = find(w, name + ".bias");
+  if (const QuantSpec* q = w.quant(name)) {
+    l.quant = *q;
+    l.scales = w.at(name + ".scales");
+    l.biases = find(w, name + ".biases");
+  }
+  if (const AdapterSpec* a = w.adapter(name))
+    l.adapter = Adapter{w.at(name + ".lora_a"), w.at(name + ".lora_b"), find(w, name + ".m"), *a};
+  return l;
+}
+
+int Linear::in_features() const {
+  return quant ? weight.shape(-1) * 32 / quant->bits : weight.shape(-1);
+}
+
+array Linear::base(const array& x) const {
+  array y = quant ? quantized_matmul(x, weight, *scales, biases, quant->group_size, quant->bits, quant->mode,
+                                     quant->activations)
+                  : mx::matmul(x, mx::transpose(weight));
+  return bias ? mx::add(y, *bias) : y;
+}
+
+array Linear::dense_weight(mx::Dtype dtype) const {
+  if (!quant) return mx::astype(weight, dtype);
+  return mx::dequantize(weight, *scales, biases, quant->group_size, quant->bits, quant->mode, std::nullopt, dtype);
+}
+
+array Linear::operator()(const array& x, bool training) const {
+  if (!adapter) return base(x);
+  const Adapter& ad = *adapter;
+  array xd = training ? dropout(x, ad.spec.dropout) : x;
+  array z = mx::matmul(mx::matmul(xd, ad.a), ad.b);
+  array lora = mx::astype(mx::multiply(z, array(ad.spec.scale, z.dtype())), x.dtype());
+  if (ad.spec.kind == "lora") return mx::add(base(x), lora);
+  if (ad.spec.kind != "dora")
+    throw std::invalid_argument(fmt::format("[linear] {}: unknown adapter kind '{}' (lora, dora)", *name, ad.spec.kind));
+  if (!ad.m) throw std::invalid_argument(fmt::format("[linear] {}: DoRA adapter without its magnitude '{}.m'", *name, *name));
+  // DoRA: the adapted weight's row norms (held constant for the gradient) are
+  // replaced by the learned magnitude m; the base bias is added afterwards.
+  array w = dense_weight(x.dtype());
+  array out = mx::add(mx::matmul(x, mx::transpose(w)), lora);
+  array delta = mx::matmul(mx::multiply(mx::transpose(ad.b), array(ad.spec.scale, ad.b.dtype())), mx::transpose(ad.a));
+  array denom = mx::stop_gradient(mx::sqrt(mx::sum(mx::square(mx::add(w, delta)), -1)));
+  out = mx::multiply(mx::astype(mx::divide(*ad.m, denom), x.dtype()), out);
+  return bias ? mx::add(out, *bias) : out;
+}
+
+void check_linear(const Weights& w, const std::string& name, int out, int in) {
+  const array* a = w.find(name + ".weight");
+  if (!a) throw std::invalid_argument(fmt::format("[model] missing tensor '{}.weight'", name));
+  int want_in = in;
+  if (const QuantSpec* q = w.quant(name)) {
+    want_in = in * q->bits / 32;
+    const array* s = w.find(name + ".scales");
+    if (!s || s->ndim() != 2 || s->shape(0) != out || in % q->group_size != 0 || s->shape(1) != in / q->group_size)
+      throw std::invalid_argument(fmt::format("[model] '{}.scales' has shape {}, expected ({}, {})", name,
+                                              s ? shape_str(*s) : "none", out, in / q->group_size));
+  }
+  if (a->ndim() != 2 || a->shape(0) != out || a->shape(1) != want_in)
+    throw std::invalid_argument(
+        fmt::format("[model] '{}.weight' has shape {}, expected ({}, {})", name, shape_str(*a), out, want_in));
+}
+
+void check_vector(const Weights& w, const std::string& name, int n) {
+  const array* a = w.find(name);
+  if (!a) throw std::invalid_argument(fmt::format("[model] missing tensor '{}'", name));
+  if (a->ndim() != 1 || a->shape(0) != n)
+    throw std::invalid_argument(fmt::format("[model] '{}' has shape {}, expected ({})", name, shape_str(*a), n));
+}
+
+array embedding_rows(const Linear& table, const array& ids, mx::Dtype dtype) {
+  if (!table.quant) return mx::astype(mx::take(table.weight, ids, 0), dtype);
+  auto rows = [&](const array& a) { return mx::take(a, ids, 0); };
+  std::optional<array> biases;
+  if (table.biases) biases = rows(*table.biases);
+  return mx::dequantize(rows(table.weight), rows(*table.scales), biases, table.quant->group_size, table.quant->bits,
+                        table.quant->mode, std::nullopt, dtype);
+}
+
+}  // namespace lmlab::nn
