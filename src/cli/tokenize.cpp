@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "lmlab/messages.h"
 
 namespace lmlab::cli {
 
@@ -26,6 +27,8 @@ struct TokenizeOptions {
   bool no_special = false;
   bool json = false;
   bool vocab = false;
+  std::string messages;  // a JSON conversation file ("-": stdin)
+  bool no_generation_prompt = false;
 };
 
 bool valid_utf8(const std::string& s) {
@@ -127,7 +130,51 @@ void print_one(const Tokenizer& tok, const json& d) {
   }
 }
 
+nlohmann::ordered_json read_conversation(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::runtime_error(fmt::format("[tokenize] cannot read {}", path));
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::ordered_json::parse_error& e) {
+    throw std::invalid_argument(fmt::format("[tokenize] {}: invalid JSON: {}", path, e.what()));
+  }
+  // A bare message list is taken as {"messages": [...]}.
+  if (j.is_array()) j = nlohmann::ordered_json{{"messages", std::move(j)}};
+  return j;
+}
+
+// --messages: a whole conversation through the chat template, as the server renders it.
+void run_messages(const TokenizeOptions& o) {
+  Tokenizer tok = load_tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer);
+  if (tok.chat_template().empty())
+    throw std::invalid_argument("[tokenize] this tokenizer has no chat template to render messages with");
+  Conversation c;
+  try {
+    c = parse_conversation(read_conversation(o.messages));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("[tokenize] {}: {}", o.messages, e.what()));
+  }
+  RenderedPrompt r = render_conversation(tok, ChatTemplate(tok.chat_template()), c, !o.no_generation_prompt);
+  if (o.json) {
+    std::cout << nlohmann::ordered_json{{"text", r.text}, {"ids", r.ids}}.dump(2) << "\n";
+    return;
+  }
+  fmt::print("{}\n", r.text);
+  print_one(tok, describe(tok, r.text, r.ids));
+}
+
 void run_tokenize(const TokenizeOptions& o) {
+  if (!o.messages.empty()) {
+    run_messages(o);
+    return;
+  }
   Tokenizer tok = load_tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer);
   const bool add_special = !o.no_special;
   json results = json::array();
@@ -196,6 +243,11 @@ void setup_tokenize(CLI::App& app) {
   app.add_option("--input", o->input, "JSON file with an array of strings");
   app.add_option("-s,--system", o->system, "system message for --chat");
   app.add_flag("--chat", o->chat, "render the texts as user messages through the chat template");
+  app.add_option("--messages", o->messages,
+                 "JSON file ('-': stdin) with an OpenAI-style conversation {\"messages\": [...], \"tools\": [...]}: "
+                 "its text through the chat template and its tokens (--json: {\"text\", \"ids\"})");
+  app.add_flag("--no-generation-prompt", o->no_generation_prompt,
+               "--messages: leave off the assistant turn's opening");
   app.add_flag("--no-special-tokens", o->no_special, "encode without BOS/EOS (add_special_tokens=False)");
   app.add_flag("--vocab", o->vocab, "also list special tokens, BOS and EOS");
   app.add_flag("--json", o->json, "machine-readable output (--input: an array of id arrays)");
