@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/loader.h"
+#include "lmlab/prompt_cache.h"
 
 namespace lmlab {
 
@@ -32,6 +33,10 @@ struct GenerateOptions {
   std::vector<std::string> stop;  // stop strings (not included in the text)
   bool stop_at_eos = true;
   int prefill_step = 512;         // prompt tokens per forward chunk
+  // Log-probabilities of the model's distribution at each step (before the
+  // sampling filters and temperature): -1 off, 0 the chosen token's, k > 0
+  // also the k most likely tokens'.
+  int logprobs = -1;
 };
 
 struct GenerationStats {
@@ -41,6 +46,7 @@ struct GenerationStats {
   double generation_tps = 0;
   double time_to_first_token = 0;  // seconds
   double peak_memory_gb = 0;
+  int cached_tokens = 0;           // prompt tokens whose keys/values came from a reused cache
   std::string finish_reason;       // "stop" (EOS or stop string) or "length"
 };
 
@@ -71,6 +77,10 @@ std::vector<int> build_chat_prompt(const LoadedModel& m, const nlohmann::json& m
 struct GenerationStep {
   int token = -1;
   std::string text;
+  // With GenerateOptions::logprobs >= 0: log p(token), and the top tokens
+  // (id, log p), most likely first.
+  float logprob = 0;
+  std::vector<std::pair<int, float>> top_logprobs;
 };
 
 // A token stream over one prompt. The constructor prefills the prompt (in
@@ -82,6 +92,11 @@ struct GenerationStep {
 class Generator {
  public:
   Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts);
+  // Starts from `reuse` (a cache and the ids it holds, e.g. from take_cache()
+  // or a PromptCache): it is trimmed to the prefix it shares with the prompt
+  // and only the prompt tokens after that are prefilled. The Generator owns it.
+  Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts,
+            CachedPrompt reuse);
   ~Generator();
   Generator(Generator&&) noexcept;
   Generator& operator=(Generator&&) noexcept;
@@ -93,6 +108,10 @@ class Generator {
   bool finished() const;
   // Text and tokens so far, and the statistics (final once finished()).
   const GenerationResult& result() const;
+  // Once finished: the KV cache and the ids it holds (the prompt and the tokens
+  // fed back, EOS included when it was), for the next turn or request. Waits
+  // for a step still running; the Generator keeps no cache afterwards.
+  CachedPrompt take_cache();
 
  private:
   struct State;

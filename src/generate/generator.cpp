@@ -1,6 +1,7 @@
 // The generation loop (Generator), after mlx-lm's generate_step: chunked
 // prefill, then each step builds the graph for token n+1 and schedules it
 // (async_eval) before reading token n, so graph construction overlaps with compute.
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 #include "generate/sampler.h"
 #include "generate/stop.h"
 #include "lmlab/generate.h"
+#include "lmlab/messages.h"
 #include "lmlab/model.h"
 
 namespace mx = mlx::core;
@@ -36,13 +38,9 @@ std::vector<int> build_chat_prompt(const LoadedModel& m, const json& messages, c
                                    bool add_generation_prompt) {
   if (!m.chat_template)
     throw std::invalid_argument("[chat] this model has no chat template; use --no-chat-template");
-  ChatOptions opts{.add_generation_prompt = add_generation_prompt,
-                   .tools = tools,
-                   .bos_token = m.tokenizer.bos_token(),
-                   .eos_token = m.tokenizer.eos_token()};
-  std::string text = m.chat_template->apply(messages, opts);
-  // The template already wrote BOS where the model wants it.
-  return m.tokenizer.encode(text, /*add_special_tokens=*/false);
+  auto ordered = [](const json& j) { return nlohmann::ordered_json::parse(j.dump()); };
+  Conversation c = make_conversation(ordered(messages), tools.is_null() ? nullptr : ordered(tools));
+  return render_conversation(m.tokenizer, *m.chat_template, c, add_generation_prompt).ids;
 }
 
 std::vector<int> build_prompt(const LoadedModel& m, const std::string& prompt,
@@ -57,18 +55,33 @@ std::vector<int> build_prompt(const LoadedModel& m, const std::string& prompt,
   return m.tokenizer.encode(text, /*add_special_tokens=*/true);
 }
 
+// One scheduled step: the sampled token and, when asked for, its
+// log-probability and the top tokens' (all lazy until read).
+struct Pending {
+  mx::array token;
+  std::optional<mx::array> logprob, top_ids, top_logprobs;
+
+  void schedule() const {
+    std::vector<mx::array> all{token};
+    for (const auto* a : {&logprob, &top_ids, &top_logprobs})
+      if (*a) all.push_back(**a);
+    mx::async_eval(all);
+  }
+};
+
 // Everything one generation carries between steps.
 struct Generator::State {
   const LoadedModel& m;
   GenerateOptions opts;
   int max_tokens = 0;
   generation::Sampler sampler;
-  std::unique_ptr<nn::KVCache> cache;
+  std::shared_ptr<nn::KVCache> cache;
+  std::vector<int> fed;     // ids in the order they enter the cache: prompt, then each token read
   std::vector<int> eos;
   std::vector<int> recent;  // the repetition penalty's window
   generation::StopMatcher stops;
   StreamingDetokenizer detok;
-  std::optional<mx::array> y;  // the token being computed
+  std::optional<Pending> y;  // the token being computed
   int produced = 0;
   bool finished = false;       // no more tokens; the held-back text may still be pending
   bool flushed = false;
@@ -78,13 +91,38 @@ struct Generator::State {
   State(const LoadedModel& model, const GenerateOptions& o)
       : m(model), opts(o), sampler(o.sampler), stops(o.stop), detok(model.tokenizer, /*skip_special_tokens=*/true) {}
 
-  mx::array step(const mx::array& input) {
+  Pending step(const mx::array& input) {
     mx::array logits = m.model->forward(mx::reshape(input, {1, -1}), cache.get());
     logits = mx::take(logits, logits.shape(1) - 1, 1);
     std::optional<mx::array> hist;
     if (opts.sampler.repetition_penalty != 1.0f && !recent.empty())
       hist = mx::array(recent.begin(), {static_cast<int>(recent.size())}, mx::int32);
-    return sampler.sample(logits, hist);
+    Pending p{.token = sampler.sample(logits, hist), .logprob = {}, .top_ids = {}, .top_logprobs = {}};
+    if (opts.logprobs >= 0) {
+      mx::array flat = mx::astype(mx::reshape(logits, {-1}), mx::float32);
+      mx::array lp = mx::subtract(flat, mx::logsumexp(flat, -1, /*keepdims=*/true));
+      p.logprob = mx::take(lp, p.token);
+      const int k = std::min(opts.logprobs, lp.shape(0));
+      if (k > 0) {
+        p.top_ids = mx::slice(mx::argpartition(mx::negative(lp), k - 1), {0}, {k});
+        p.top_logprobs = mx::take(lp, *p.top_ids);
+      }
+    }
+    return p;
+  }
+
+  // The step's log-probabilities, read on the host (the step is evaluated).
+  void read_logprobs(const Pending& p, GenerationStep& out) const {
+    if (!p.logprob) return;
+    out.logprob = p.logprob->item<float>();
+    if (!p.top_ids) return;
+    mx::array ids = mx::astype(*p.top_ids, mx::int32), lps = *p.top_logprobs;
+    mx::eval(ids, lps);
+    const int* id = ids.data<int>();
+    const float* lp = lps.data<float>();
+    for (size_t i = 0; i < ids.size(); ++i) out.top_logprobs.emplace_back(id[i], lp[i]);
+    std::sort(out.top_logprobs.begin(), out.top_logprobs.end(),
+              [](const auto& a, const auto& b) { return a.second > b.second; });
   }
 
   // A step scheduled ahead (async_eval) still runs on MLX's stream; its arrays
@@ -106,9 +144,31 @@ struct Generator::State {
     res.stats.peak_memory_gb = static_cast<double>(mx::get_peak_memory()) / 1e9;
     mx::synchronize();
   }
+
+  // Keeps the part of `reuse` the prompt shares (at most all but its last
+  // token, which must run to give the first logits); returns how many tokens.
+  int adopt(CachedPrompt reuse, std::span<const int> prompt) {
+    if (reuse.empty()) {
+      cache = m.model->make_cache();
+      return 0;
+    }
+    if (reuse.cache->num_layers() != m.model->config().num_hidden_layers ||
+        reuse.cache->offset() != static_cast<int>(reuse.ids.size()))
+      throw std::invalid_argument(fmt::format(
+          "[generate] the reused cache holds {} layers and {} positions for {} ids; it belongs to another model or "
+          "generation", reuse.cache->num_layers(), reuse.cache->offset(), reuse.ids.size()));
+    const size_t keep = std::min(common_prefix(reuse.ids, prompt), prompt.size() - 1);
+    reuse.cache->trim(reuse.cache->offset() - static_cast<int>(keep));
+    cache = std::move(reuse.cache);
+    return static_cast<int>(keep);
+  }
 };
 
-Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts) {
+Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts)
+    : Generator(m, prompt, opts, CachedPrompt{}) {}
+
+Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts,
+                     CachedPrompt reuse) {
   if (prompt.empty()) throw std::invalid_argument("[generate] the prompt has no tokens");
   const int ctx = context_length(m);
   if (ctx > 0 && static_cast<int>(prompt.size()) >= ctx)
@@ -118,29 +178,31 @@ Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const Ge
   s_ = std::make_unique<State>(m, opts);
   State& s = *s_;
   s.max_tokens = ctx > 0 ? std::min(opts.max_tokens, ctx - static_cast<int>(prompt.size())) : opts.max_tokens;
-  s.cache = m.model->make_cache();
+  const int cached = s.adopt(std::move(reuse), prompt);
   s.eos = eos_set(m);
   s.res.stats.prompt_tokens = static_cast<int>(prompt.size());
+  s.res.stats.cached_tokens = cached;
   s.res.stats.finish_reason = "length";
   mx::reset_peak_memory();
 
   s.t0 = Clock::now();
   std::vector<int> ids(prompt.begin(), prompt.end());
-  // Prefill all but the last prompt token in chunks; the last one starts decoding.
+  // Prefill the uncached prompt tokens but the last in chunks; the last one starts decoding.
   const int n = static_cast<int>(ids.size());
-  for (int i = 0; i < n - 1; i += opts.prefill_step) {
+  for (int i = cached; i < n - 1; i += opts.prefill_step) {
     int end = std::min(n - 1, i + opts.prefill_step);
     mx::array chunk(ids.begin() + i, {1, end - i}, mx::int32);
     m.model->forward(chunk, s.cache.get());
     mx::eval(s.cache->state());
   }
+  s.fed = ids;
   s.recent.assign(ids.end() - std::min<int>(n, opts.sampler.repetition_context), ids.end());
   if (s.max_tokens <= 0) {
     s.finish("length");
     return;
   }
   s.y = s.step(mx::array(ids.back(), mx::int32));
-  mx::async_eval(*s.y);
+  s.y->schedule();
 }
 
 Generator::~Generator() = default;
@@ -152,38 +214,42 @@ std::optional<GenerationStep> Generator::next() {
   while (!s.finished) {
     // Schedule the next step before reading this token (pipelining); its
     // penalty window lags one token, which only matters with a penalty set.
-    std::optional<mx::array> next;
+    std::optional<Pending> next;
     const bool more = s.produced + 1 < s.max_tokens;
     if (more && s.opts.sampler.repetition_penalty == 1.0f) {
-      next = s.step(*s.y);
-      mx::async_eval(*next);
+      next = s.step(s.y->token);
+      next->schedule();
     }
-    const int tok = s.y->item<int>();
+    const int tok = s.y->token.item<int>();
     if (s.produced == 0) {
       s.res.stats.time_to_first_token = seconds_since(s.t0);
-      s.res.stats.prompt_tps = s.res.stats.prompt_tokens / s.res.stats.time_to_first_token;
+      s.res.stats.prompt_tps = (s.res.stats.prompt_tokens - s.res.stats.cached_tokens) / s.res.stats.time_to_first_token;
       s.t_decode = Clock::now();
     }
     ++s.produced;
+    s.fed.push_back(tok);
     if (s.opts.stop_at_eos && std::find(s.eos.begin(), s.eos.end(), tok) != s.eos.end()) {
       s.finish("stop");
       break;
     }
+    GenerationStep out{.token = tok, .text = "", .logprob = 0, .top_logprobs = {}};
+    s.read_logprobs(*s.y, out);
     s.res.tokens.push_back(tok);
     s.recent.push_back(tok);
     if (static_cast<int>(s.recent.size()) > s.opts.sampler.repetition_context) s.recent.erase(s.recent.begin());
     auto [piece, stopped] = s.stops.feed(s.detok.add(tok));
     s.res.text += piece;
+    out.text = std::move(piece);
     if (stopped) s.finish("stop");
     else if (!more) s.finish("length");
     else {
       if (!next) {
-        next = s.step(*s.y);
-        mx::async_eval(*next);
+        next = s.step(s.y->token);
+        next->schedule();
       }
-      s.y = *next;
+      s.y = std::move(next);
     }
-    return GenerationStep{tok, std::move(piece)};
+    return out;
   }
   // Finished: release what the detokenizer or a partial stop string held back, once.
   if (s.flushed) return std::nullopt;
@@ -192,7 +258,7 @@ std::optional<GenerationStep> Generator::next() {
   std::string tail = s.stops.flush(s.detok.finish());
   if (tail.empty()) return std::nullopt;
   s.res.text += tail;
-  return GenerationStep{-1, std::move(tail)};
+  return GenerationStep{.token = -1, .text = std::move(tail), .logprob = 0, .top_logprobs = {}};
 }
 
 void Generator::stop() { s_->finish("stop"); }
@@ -200,6 +266,19 @@ void Generator::stop() { s_->finish("stop"); }
 bool Generator::finished() const { return s_->finished; }
 
 const GenerationResult& Generator::result() const { return s_->res; }
+
+CachedPrompt Generator::take_cache() {
+  State& s = *s_;
+  if (!s.finished) throw std::logic_error("[generate] take_cache() before the generation finished");
+  mx::synchronize();
+  CachedPrompt c;
+  if (!s.cache) return c;
+  const int n = std::min<int>(s.cache->offset(), static_cast<int>(s.fed.size()));
+  c.ids.assign(s.fed.begin(), s.fed.begin() + n);
+  s.cache->trim(s.cache->offset() - n);
+  c.cache = std::move(s.cache);
+  return c;
+}
 
 GenerationResult generate(const LoadedModel& m, std::span<const int> prompt,
                           const GenerateOptions& opts, const TextCallback& on_text) {
