@@ -24,8 +24,9 @@ apt_pkgs=(build-essential cmake pkg-config git xz-utils curl ca-certificates
   libyaml-cpp-dev libcpp-httplib-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libjs-chart.js libopenblas-dev)
 
-# Test-only: clang and its libFuzzer runtime for the fuzz targets.
-[ "$want_test" = 1 ] && apt_pkgs+=(clang-14 libclang-rt-14-dev)
+# Test-only: clang and its libFuzzer runtime for the fuzz targets; Chromium
+# and its WebDriver for the web lab's browser tests.
+[ "$want_test" = 1 ] && apt_pkgs+=(clang-14 libclang-rt-14-dev chromium chromium-driver)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do

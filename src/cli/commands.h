@@ -46,5 +46,7 @@ void setup_predict(CLI::App& app);
 void setup_surgery(CLI::App& app);
 void setup_attention(CLI::App& app);
 void setup_embed(CLI::App& app);
+void setup_chat(CLI::App& app);
+void setup_serve(CLI::App& app);
 
 }  // namespace lmlab::cli

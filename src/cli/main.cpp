@@ -18,6 +18,8 @@ const lmlab::cli::Command kCommands[] = {
     {"surgery", "edit weights (zero, scale, noise, shifts, bit flips), compare, restore, --save", lmlab::cli::setup_surgery},
     {"attention", "attention maps of layers and heads: heatmaps, entropy, SVG/PNG", lmlab::cli::setup_attention},
     {"embed", "embedding vectors, nearest tokens, context-free vs contextual vectors", lmlab::cli::setup_embed},
+    {"chat", "an interactive conversation that keeps its KV cache between turns", lmlab::cli::setup_chat},
+    {"serve", "an OpenAI-compatible HTTP API with a prompt cache, and the web lab", lmlab::cli::setup_serve},
 };
 
 }  // namespace
