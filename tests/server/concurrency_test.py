@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 
 from lmlab_server import Server
 
-PROMPTS = ["Name a colour.", "Name a fruit.", "Name a river.", "Name a tree."]
+PROMPTS = ["Write a poem about the colour blue.", "Write a poem about a fruit.", "Describe a long river.",
+           "Tell a story about an old tree."]
 MAX_TOKENS = 24
 
 
@@ -61,6 +62,11 @@ class Concurrency(unittest.TestCase):
     def setUpClass(cls):
         cls.server = Server("--parallel", "16").__enter__()
         cls.expected = {p: stream_chat(cls.server.url, p) for p in PROMPTS}
+        cls.full_tokens = {}
+        for p in PROMPTS:
+            status, r = cls.server.request("POST", "/v1/chat/completions", json.loads(body(p, stream=False)))
+            assert status == 200, r
+            cls.full_tokens[p] = r["usage"]["completion_tokens"]
 
     @classmethod
     def tearDownClass(cls):
@@ -108,9 +114,12 @@ class Concurrency(unittest.TestCase):
         self.assertEqual(after["active"], 0)
         self.assertEqual(after["cancelled"] - before["cancelled"], 12)
         self.assertEqual(after["completed"] - before["completed"], 36)
-        # The 12 hung-up generations stopped early: fewer tokens than 48 full answers would take.
-        full = sum(len(self.expected[p]) > 0 for p in PROMPTS)
-        self.assertGreater(full, 0)
+        # The 12 hung-up generations stopped early: the completed ones made
+        # their full answers, the others together well under theirs.
+        full = 3 * sum(self.full_tokens[PROMPTS[i % 4]] for i in range(16))
+        hung = 3 * sum(self.full_tokens[PROMPTS[i % 4]] for i in range(16) if i % 4 == 3)
+        made = after["generated_tokens"] - before["generated_tokens"]
+        self.assertLess(made, full - hung // 2, f"{made} tokens generated; full answers would be {full}")
         self.assertLess(rss3 - rss1, 40, f"RSS grew from {rss1:.0f} to {rss3:.0f} MiB")
 
 
