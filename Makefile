@@ -54,8 +54,8 @@ fixtures: setup-test model
 fuzz: setup-test
 	$(STAMP)
 	CXX=clang++-14 cmake -S . -B build-fuzz -DLMLAB_BUILD_FUZZERS=ON -DLMLAB_BUILD_TESTS=OFF > build-fuzz.configure.log 2>&1 || (cat build-fuzz.configure.log; exit 1)
-	cmake --build build-fuzz -j $(JOBS) --target tokenizer_fuzz chat_template_fuzz
-	@for t in tokenizer chat_template; do \
+	cmake --build build-fuzz -j $(JOBS) --target tokenizer_fuzz chat_template_fuzz http_body_fuzz
+	@for t in tokenizer chat_template http_body; do \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -rss_limit_mb=2048 -timeout=10 \

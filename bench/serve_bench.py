@@ -97,7 +97,9 @@ def lmlab_server(model, *extra):
 def llamacpp_server(model, threads):
     return Server("llama.cpp", [PY, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
                                 "--port", "{port}", "--n_ctx", "4096", "--n_threads", str(threads),
-                                "--n_threads_batch", str(threads), "--verbose", "False"],
+                                "--n_threads_batch", str(threads), "--verbose", "False",
+                                # queue concurrent requests instead of cutting the running one short
+                                "--interrupt_requests", "False"],
                   env={"PYTHONPATH": str(EXTRAS)})
 
 

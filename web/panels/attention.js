@@ -47,13 +47,13 @@ export default {
       select(0);
       if (chart) chart.destroy();
       chart = new Chart(ent, { type: "bar", data: { labels: data.maps.map((m) => `head ${m.head}`), datasets: [{ label: "mean entropy (bits)", data: data.maps.map((m) => m.mean_entropy_bits), backgroundColor: "#2f5fd0" }] },
-                              options: { animation: false } });
+                              options: { animation: false, maintainAspectRatio: false } });
     }
     go.addEventListener("click", run);
     layer.addEventListener("change", run);
     el.append(h("div", { class: "row" }, prompt, layer, go),
       h("p", { class: "muted" }, "Rows are query tokens, columns the tokens they attend to (darker = more). Click a head to enlarge it."),
-      grid, big, h("div", { class: "card" }, ent));
+      grid, big, h("div", { class: "card chart" }, ent));
     run();
   },
 };

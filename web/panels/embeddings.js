@@ -24,13 +24,13 @@ export default {
         h("div", { class: "row" }, h("b", {}, JSON.stringify(t.token)), `id ${t.id}`, `dimension ${t.dim}`,
           h("span", { id: "emb-norm", dataset: { norm: t.norm } }, `norm ${t.norm.toFixed(4)}`),
           r.tokens.length > 1 ? h("span", { class: "muted" }, `(the text has ${r.tokens.length} tokens; showing the first)`) : ""),
-        h("div", { class: "card" }, h("div", { class: "muted" }, `first ${t.values.length} of ${t.dim} values`), canvas),
+        h("div", { class: "card" }, h("div", { class: "muted" }, `first ${t.values.length} of ${t.dim} values`), h("div", { class: "chart" }, canvas)),
         h("div", { class: "card" }, h("b", {}, "nearest tokens by cosine"),
           h("table", { id: "emb-neighbours" }, t.neighbours.map((n) => h("tr", {}, h("td", { class: "mono" }, visible(n.token)), h("td", { class: "num" }, n.id),
             h("td", { class: "num" }, n.cosine.toFixed(4)), h("td", {}, h("span", { class: "bar", style: `width:${Math.max(0, n.cosine) * 200}px` })))))));
       if (chart) chart.destroy();
       chart = new Chart(canvas, { type: "bar", data: { labels: t.values.map((_, i) => i), datasets: [{ label: "value", data: t.values, backgroundColor: "#2f5fd0" }] },
-                                 options: { animation: false, plugins: { legend: { display: false } }, scales: { x: { ticks: { maxTicksLimit: 16 } } } } });
+                                 options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { x: { ticks: { maxTicksLimit: 16 } } } } });
       const c = r.context_check;
       check.replaceChildren(c ? h("div", {},
         h("div", {}, `${JSON.stringify(c.token)} in both texts`),

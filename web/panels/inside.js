@@ -21,22 +21,26 @@ export default {
         h("div", { class: "muted" }, `${t.bits}-bit fields (as the kernel reads them)`), h("div", { class: "mono" }, g.fields.join(" ")),
         h("div", { class: "muted" }, "values = scale × field + bias"), h("div", { class: "mono" }, g.values.map((v) => v.toFixed(4)).join(" "))));
       view.replaceChildren(h("h3", {}, t.name),
-        h("div", { class: "row" }, `shape [${t.shape}]`, `stored [${t.stored_shape}] ${t.dtype}`, t.bits ? `${t.bits}-bit, groups of ${t.group_size}` : "not quantized",
+        h("div", { class: "row" }, h("span", {}, `shape [${t.shape}]`), h("span", {}, `stored [${t.stored_shape}] ${t.dtype}`),
+          h("span", {}, t.bits ? `${t.bits}-bit, groups of ${t.group_size}` : "not quantized"),
           h("label", {}, "row ", h("input", { type: "number", min: 0, max: t.shape[0] - 1, value: row, style: "width:6em", onchange: (e) => open(name, Number(e.target.value)) }))),
-        h("div", { class: "row stats" }, `min ${t.stats.min.toFixed(4)}`, `max ${t.stats.max.toFixed(4)}`, `mean ${t.stats.mean.toExponential(3)}`,
-          `std ${t.stats.std.toFixed(4)}`, `zeros ${t.stats.zeros}`, `count ${t.stats.count}`),
+        h("div", { class: "row stats" }, [`min ${t.stats.min.toFixed(4)}`, `max ${t.stats.max.toFixed(4)}`, `mean ${t.stats.mean.toExponential(3)}`,
+          `std ${t.stats.std.toFixed(4)}`, `zeros ${t.stats.zeros}`, `count ${t.stats.count}`].map((x) => h("span", {}, x))),
         h("div", { class: "card" }, h("div", { class: "muted" }, `values from row ${t.row}, column ${t.col}`), h("div", { class: "mono", id: "inside-values" }, t.values.map((v) => v.toFixed(4)).join(" "))),
-        ...groups, h("div", { class: "card" }, h("div", { class: "muted" }, "histogram of every value"), canvas));
+        ...groups, h("div", { class: "card" }, h("div", { class: "muted" }, "histogram of every value"), h("div", { class: "chart" }, canvas)));
       const hist = t.histogram, n = hist.counts.length, w = (hist.hi - hist.lo) / n;
       if (chart) chart.destroy();
       chart = new Chart(canvas, { type: "bar", data: { labels: hist.counts.map((_, i) => (hist.lo + (i + 0.5) * w).toFixed(3)), datasets: [{ data: hist.counts, backgroundColor: "#2f5fd0" }] },
-                                 options: { animation: false, plugins: { legend: { display: false } } } });
+                                 options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } } } });
     }
 
     const tensor = (p) => h("tr", {}, h("td", { class: "mono clickable", onclick: () => open(p.name), dataset: { name: p.name } }, p.name),
       h("td", {}, `[${p.shape}]`), h("td", {}, p.bits ? `${p.bits}-bit/${p.group_size}` : p.dtype), h("td", { class: "num" }, countLabel(p.params)), h("td", { class: "num" }, bytesLabel(p.bytes)));
     const byLayer = new Map();
-    for (const p of s.params) {
+    // Embedding first, then the layers in number order, then the rest.
+    const rank = (p) => (p.group === "embedding" ? -1 : p.group === "layer" ? p.layer : 1e9);
+    const ordered = [...s.params].sort((a, b) => rank(a) - rank(b));
+    for (const p of ordered) {
       const key = p.group === "layer" ? `layer ${p.layer}` : p.group;
       if (!byLayer.has(key)) byLayer.set(key, []);
       byLayer.get(key).push(p);
