@@ -140,6 +140,7 @@ class WebLab(unittest.TestCase):
         unedited_top = self.browser.find_elements(By.CSS_SELECTOR, "#surg-out .cols .card:nth-child(1) tr")[0]
         self.assertEqual(unedited_top.get_attribute("data-token"), " Paris")
         self.assertNotEqual(edited_top.get_attribute("data-token"), " Paris")
+        self.wait.until(lambda b: b.find_element(By.ID, "surg-state").get_attribute("data-hash") != original)
         self.shot("surgery")
         self.el("#surg-restore").click()
         restored = self.el("#surg-restored")
