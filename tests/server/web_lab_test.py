@@ -11,6 +11,7 @@ import unittest
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -36,7 +37,8 @@ class WebLab(unittest.TestCase):
     def setUpClass(cls):
         cls.server = Server().__enter__()
         cls.browser = chromium()
-        cls.wait = WebDriverWait(cls.browser, 60)
+        # Panels redraw on input: an element read a moment ago may be replaced.
+        cls.wait = WebDriverWait(cls.browser, 60, ignored_exceptions=(StaleElementReferenceException,))
 
     @classmethod
     def tearDownClass(cls):
