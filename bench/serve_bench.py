@@ -180,6 +180,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
+    ap.add_argument("--cache-only", action="store_true", help="only the prompt-cache conversation, lmlab with and without")
     args = ap.parse_args()
     ensure_extras()
     gguf = subprocess.run([str(ROOT / "scripts/fetch-model.sh")], capture_output=True, text=True,
@@ -191,6 +192,9 @@ def main():
     pairs = [("Q4_1 GGUF", [lmlab_server(gguf), llamacpp_server(gguf, args.threads)]),
              ("MLX 4-bit", [lmlab_server(str(MLX_DIR)), mlxlm_server(MLX_DIR)])]
     rows, convo = [], []
+    if args.cache_only:
+        pairs = [("Q4_1 GGUF", [lmlab_server(gguf)])]
+        args.streams = []
     for label, servers in pairs:
         for server in servers:
             with server:
