@@ -9,6 +9,7 @@
 
 #include "server/errors.h"
 #include "server/params.h"
+#include "server/tool_calls.h"
 
 namespace lmlab::server {
 
@@ -225,14 +226,23 @@ json ResponseBuilder::step_chunk(const GenerationStep& step) {
   if (step.text.empty() && !has_lp) return nullptr;
   json c = chunk_base();
   json choice = {{"index", 0}, {"finish_reason", nullptr}};
+  std::string text = step.text;
+  if (kind_ == Endpoint::Chat && tools_) {
+    held_ += text;
+    const bool calling = held_.find(kToolCallOpen) != std::string::npos;
+    const size_t safe = calling ? 0 : tool_call_safe_prefix(held_);
+    text = held_.substr(0, safe);
+    held_.erase(0, safe);
+    if (text.empty() && !has_lp) return nullptr;
+  }
   if (kind_ == Endpoint::Chat) {
-    choice["delta"] = {{"content", step.text}};
+    choice["delta"] = {{"content", text}};
     choice["logprobs"] = has_lp ? json{{"content", json::array({logprob_entry(step)})}} : json(nullptr);
   } else {
-    choice["text"] = step.text;
+    choice["text"] = text;
     choice["logprobs"] = has_lp ? legacy_logprobs(tok_, {step}, text_.size()) : json(nullptr);
   }
-  text_ += step.text;
+  text_ += text;
   c["choices"] = json::array({choice});
   return c;
 }
@@ -257,13 +267,30 @@ static json stats_json(const GenerationStats& s) {
 }
 
 std::vector<json> ResponseBuilder::closing_chunks(const GenerationResult& r, bool include_usage) const {
+  std::vector<json> out;
+  std::string reason = finish_reason(r);
+  if (!held_.empty()) {  // what a possible tool call held back: calls, or text after all
+    ParsedAnswer a = parse_tool_calls(held_);
+    json delta = json::object();
+    if (a.tool_calls.empty()) {
+      delta["content"] = held_;
+    } else {
+      if (!a.content.empty()) delta["content"] = a.content;
+      for (size_t i = 0; i < a.tool_calls.size(); ++i) a.tool_calls[i]["index"] = i;
+      delta["tool_calls"] = a.tool_calls;
+      reason = "tool_calls";
+    }
+    json c = chunk_base();
+    c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+    out.push_back(c);
+  }
   json c = chunk_base();
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason(r)}};
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", reason}};
   if (kind_ == Endpoint::Chat) choice["delta"] = json::object();
   else choice["text"] = "";
   c["choices"] = json::array({choice});
   c["stats"] = stats_json(r.stats);
-  std::vector<json> out{c};
+  out.push_back(c);
   if (include_usage) {
     json u = chunk_base();
     u["choices"] = json::array();
@@ -283,6 +310,14 @@ json ResponseBuilder::response(const GenerationResult& r, const std::string& pre
   json choice = {{"index", 0}, {"finish_reason", finish_reason(r)}};
   if (kind_ == Endpoint::Chat) {
     choice["message"] = {{"role", "assistant"}, {"content", r.text}};
+    if (tools_) {
+      ParsedAnswer a = parse_tool_calls(r.text);
+      if (!a.tool_calls.empty()) {
+        choice["message"]["content"] = a.content.empty() ? json(nullptr) : json(a.content);
+        choice["message"]["tool_calls"] = a.tool_calls;
+        choice["finish_reason"] = "tool_calls";
+      }
+    }
     json content = json::array();
     for (const auto& s : steps_) content.push_back(logprob_entry(s));
     choice["logprobs"] = logprobs_ >= 0 ? json{{"content", content}} : json(nullptr);

@@ -66,6 +66,9 @@ class ResponseBuilder {
   nlohmann::json response(const GenerationResult& r, const std::string& prefix = "") const;
 
   const std::string& id() const { return id_; }
+  // The request offered tools: <tool_call> blocks in the answer become
+  // message.tool_calls (streamed text is held back from the first tag on).
+  void expect_tool_calls() { tools_ = true; }
 
  private:
   nlohmann::json logprob_entry(const GenerationStep& step) const;
@@ -81,6 +84,8 @@ class ResponseBuilder {
   bool legacy_;   // completions' {tokens, token_logprobs, top_logprobs, text_offset}
   std::string text_;
   std::vector<GenerationStep> steps_;  // steps with logprobs (whole responses)
+  bool tools_ = false;
+  std::string held_;                   // streamed text held back while a tool call may be starting
 };
 
 // "lmlab-<version>": the system_fingerprint field.

@@ -48,6 +48,7 @@ void chat_completions(ServerContext& c, const httplib::Request& req, httplib::Re
   RenderedPrompt p = render_conversation(c.model.tokenizer, *c.model.chat_template, r.conversation);
   check_prompt(c, p.ids);
   auto rb = std::make_shared<ResponseBuilder>(Endpoint::Chat, c.model_id, c.model.tokenizer, r.gen.logprobs, false);
+  if (!r.conversation.tools.is_null()) rb->expect_tool_calls();
   auto job = c.scheduler.submit({std::move(p.ids), r.gen});
   if (r.stream) stream_answer(res, c.open_answers, job, rb, r.include_usage);
   else whole_answer(res, c.open_answers, job, rb);
