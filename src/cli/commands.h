@@ -48,5 +48,6 @@ void setup_attention(CLI::App& app);
 void setup_embed(CLI::App& app);
 void setup_chat(CLI::App& app);
 void setup_serve(CLI::App& app);
+void setup_data(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -20,6 +20,7 @@ const lmlab::cli::Command kCommands[] = {
     {"embed", "embedding vectors, nearest tokens, context-free vs contextual vectors", lmlab::cli::setup_embed},
     {"chat", "an interactive conversation that keeps its KV cache between turns", lmlab::cli::setup_chat},
     {"serve", "an OpenAI-compatible HTTP API with a prompt cache, and the web lab", lmlab::cli::setup_serve},
+    {"data", "check a fine-tuning data set: formats, token lengths, truncation, masking, duplicates", lmlab::cli::setup_data},
 };
 
 }  // namespace

@@ -1,0 +1,95 @@
+// Fine-tuning: LoRA, DoRA and full fine-tuning of the last layers, at parity
+// with mlx_lm.lora (same config keys, adapter files, initialisation, batch
+// order, optimizers and schedules), on float and quantized bases. MLX-free, so
+// frontends may include it; the trainer reports through a callback and never
+// prints.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lmlab/data.h"
+
+namespace lmlab::train {
+
+// ---------------------------------------------------------------- config
+
+struct LoraParameters {
+  int rank = 8;
+  float scale = 20.0f;  // a plain multiplier of the low-rank update (mlx-lm's, not alpha / rank)
+  float dropout = 0.0f;
+  // Modules to adapt: names inside a block ("self_attn.q_proj") or full names
+  // ("lm_head"); empty: every projection of the adapted blocks.
+  std::vector<std::string> keys{};
+};
+
+// mlx-lm's lr_schedule: `name` (cosine_decay, linear_schedule, exponential_decay,
+// step_decay) called with `arguments`, after `warmup` steps rising linearly from
+// warmup_init to arguments[0]. Empty arguments (lmlab): decay from learning_rate
+// to 0 over the updates after the warm-up (cosine_decay, linear_schedule only).
+struct ScheduleConfig {
+  std::string name{};
+  std::vector<double> arguments{};
+  int warmup = 0;
+  double warmup_init = 0.0;
+};
+
+// One run's settings under mlx_lm.lora's names and defaults (CONFIG_DEFAULTS),
+// then lmlab's own. Precedence: defaults < YAML config < command-line flags.
+struct TrainConfig {
+  std::string model{};  // "" = the default model
+  std::string data{};
+  bool train = true;
+  std::string fine_tune_type = "lora";  // lora, dora or full (the last num_layers blocks)
+  std::string optimizer = "adam";       // adam, adamw or sgd
+  // Per-optimizer settings as mlx.optimizers takes them: adam/adamw {betas, eps,
+  // bias_correction, weight_decay (adamw)}, sgd {momentum, weight_decay, dampening, nesterov}.
+  nlohmann::json optimizer_config = nlohmann::json::object();
+  uint64_t seed = 0;
+  int num_layers = 16;  // -1: all
+  int batch_size = 4;
+  int iters = 1000;
+  int val_batches = 25;  // -1: the whole validation set
+  double learning_rate = 1e-5;
+  int steps_per_report = 10;
+  int steps_per_eval = 200;
+  std::string resume_adapter_file{};  // start from these adapter weights (mlx-lm's resume)
+  std::string adapter_path = "adapters";
+  int save_every = 100;
+  bool test = false;
+  int test_batches = 500;  // -1: the whole test set
+  int max_seq_length = 2048;
+  bool grad_checkpoint = false;
+  int grad_accumulation_steps = 1;
+  std::optional<ScheduleConfig> lr_schedule{};
+  LoraParameters lora_parameters{};
+  bool mask_prompt = false;
+  std::string prompt_feature = "prompt", completion_feature = "completion";
+  std::string chat_feature = "messages", text_feature = "text";
+
+  // lmlab's own.
+  double epochs = 0;        // > 0: iterations for this many passes over the training batches
+  bool resume = false;      // continue the run saved in adapter_path exactly (schedule, optimizer, data order)
+  bool mlx_lm_compat = false;  // mlx-lm's batches (file order) and loss mask (one pad target); see docs/finetuning.md
+  double valid_split = 0.1, test_split = 0.0;  // one-file data: held-out shares
+  double memory_limit_gb = 0;  // > 0: refuse a plan that will not fit, saying what to change
+  std::string dtype{};           // compute dtype ("" = the model's default)
+
+  // Throws std::invalid_argument "[config] key: what is wrong" for unknown keys,
+  // wrong types and out-of-range values. Unset keys keep their defaults.
+  static TrainConfig from_json(const nlohmann::json& j);
+  // Every key, as adapter_config.json records the run (sorted, mlx-lm-loadable).
+  nlohmann::json to_json() const;
+  DataOptions data_options() const;
+};
+
+// A YAML file (mlx-lm's lora_config.yaml) as JSON: scalars typed as YAML 1.1
+// plus mlx-lm's float forms (1e-5). Throws std::invalid_argument naming the
+// file and line of a syntax error.
+nlohmann::json read_config_file(const std::string& path);
+
+}  // namespace lmlab::train
