@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "lmlab/data.h"
+#include "lmlab/messages.h"
 #include "train/numpy_random.h"
 
 namespace fs = std::filesystem;
@@ -64,28 +65,11 @@ ojson tools_of(const ojson& r) {
 
 std::vector<int> render(const ojson& messages, const ojson& tools, bool add_generation_prompt,
                         const Tokenizer& tok, const ChatTemplate& tmpl) {
-  ChatOptions opts{.add_generation_prompt = add_generation_prompt,
-                   .bos_token = tok.bos_token(),
-                   .eos_token = tok.eos_token()};
-  std::string text;
+  Conversation c = make_conversation(messages, tools);
   try {
-    text = tmpl.apply_ordered(messages, opts, tools);
+    return render_conversation(tok, tmpl, c, add_generation_prompt).ids;
   } catch (const std::exception& e) {
     throw std::invalid_argument(fmt::format("the chat template rejects this record: {}", e.what()));
-  }
-  // As transformers' apply_chat_template(tokenize=True): the template wrote the special tokens.
-  return tok.encode(text, /*add_special_tokens=*/false);
-}
-
-void check_messages(const ojson& messages, const std::string& key) {
-  if (!messages.is_array()) throw std::invalid_argument(fmt::format("field '{}' is not a list", key));
-  if (messages.empty()) throw std::invalid_argument(fmt::format("field '{}' is empty", key));
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const ojson& m = messages[i];
-    if (!m.is_object()) throw std::invalid_argument(fmt::format("{}[{}] is not an object", key, i));
-    auto role = m.find("role");
-    if (role == m.end() || !role->is_string())
-      throw std::invalid_argument(fmt::format("{}[{}] has no string 'role'", key, i));
   }
 }
 
@@ -228,7 +212,8 @@ Example encode_record(const ojson& r, DataFormat format, const DataOptions& o, c
     auto it = r.find(o.chat_feature);
     if (it == r.end()) throw std::invalid_argument(fmt::format("missing field '{}'", o.chat_feature));
     messages = *it;
-    check_messages(messages, o.chat_feature);
+    if (!messages.is_array() || messages.empty())
+      throw std::invalid_argument(fmt::format("field '{}' is not a non-empty list", o.chat_feature));
   }
   e.tokens = render(messages, tools, /*add_generation_prompt=*/false, tok, t);
   // The prompt is every message but the last, ending with the generation prompt
