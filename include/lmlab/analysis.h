@@ -92,15 +92,29 @@ struct GroupView {
   int field_min = 0, field_max = 0;
 };
 
+// One GGML block of the viewed row, for modules kept as raw ggml blocks
+// (QuantSpec modes q2_k, q3_k, q6_k, iq4_nl, iq4_xs; lmlab/ggml.h has the formulas).
+struct BlockView {
+  int block = 0;                  // index along the row
+  std::vector<uint8_t> bytes{};   // the block as stored
+  float d = 0, dmin = 0;          // float16 super-block scales (dmin: q2_k)
+  int sub_block = 0;              // elements per sub-block scale
+  std::vector<int> scales{}, mins{};  // sub-block scales (and q2_k mins) as stored
+  std::vector<int> fields{};      // each element's stored field (iq4: codebook index)
+  std::vector<float> values{};    // dequantized
+};
+
 struct TensorView {
   std::string name{};
   std::vector<int> shape{};         // logical
   std::vector<int> stored_shape{};
   std::string dtype{};              // stored dtype
   int bits = 0, group_size = 0;   // quantized when bits > 0
+  std::string mode{};             // quantization mode: "affine", or a ggml block mode ("q6_k")
   int row = 0, col = 0;           // where the shown values start
   std::vector<float> values{};    // logical values from (row, col)
-  std::vector<GroupView> groups{};  // quantized: the groups covering the shown values
+  std::vector<GroupView> groups{};  // affine: the groups covering the shown values
+  std::vector<BlockView> blocks{};  // ggml block modes: the blocks covering the shown values
   Stats stats{};                    // of the whole (dequantized) tensor
   Histogram histogram{};
   std::optional<Stats> scale_stats{}, bias_stats{};  // quantized: over every group

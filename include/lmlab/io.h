@@ -12,17 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/core.h"
+#include "lmlab/ggml.h"
 #include "lmlab/weights.h"
 
 namespace lmlab::io {
-
-// GGML tensor type ids as written in GGUF files.
-enum class GgmlType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
-  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
-  I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
-};
-std::string ggml_type_name(uint32_t type);
 
 struct GgufTensorInfo {
   std::string name;
@@ -51,6 +44,12 @@ GgufFile read_gguf(const std::filesystem::path& path);
 // group size 32, exactly (no rounding). Names are GGUF names (`blk.0.attn_q.weight`).
 // Other types throw lmlab::Unsupported naming the tensor and type.
 Weights read_gguf_tensors(const GgufFile& file);
+
+// Raw GGML blocks (uint8 (..., n · block bytes), a raw-block mode's `P.weight`)
+// dequantized with MLX ops on the default device: (..., n · block elements) in
+// `dtype`, equal to ggml_dequantize_row bit for bit (computed in float32).
+mlx::core::array ggml_dequantize(const mlx::core::array& blocks, GgmlType type,
+                                 mlx::core::Dtype dtype = mlx::core::float32);
 
 // An MLX / HF model directory.
 struct ModelDir {

@@ -15,8 +15,9 @@
 
 namespace lmlab {
 
-// Affine (or fp) quantization of one module: `P.weight` packed uint32,
-// `P.scales`, `P.biases` (affine only).
+// Quantization of one module: affine (or fp) as MLX packs it, `P.weight` packed
+// uint32 with `P.scales` and `P.biases` (affine only); or a GGUF type kept as its
+// raw blocks, `P.weight` uint8 and mode "q6_k", "q3_k"... (lmlab/ggml.h).
 struct QuantSpec {
   int bits = 4;
   int group_size = 64;
@@ -29,6 +30,9 @@ struct QuantSpec {
   bool same_format(const QuantSpec& o) const {
     return bits == o.bits && group_size == o.group_size && mode == o.mode;
   }
+  // Values per row stored in `stored` columns of `P.weight`: uint32 words
+  // (affine), or bytes of whole blocks (ggml block modes, lmlab/ggml.h).
+  int64_t unpacked_columns(int64_t stored) const;
 };
 
 // A low-rank adapter on module `P` (mlx-lm's LoRALinear / DoRALinear): the

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "analysis/internal.h"
+#include "lmlab/io.h"
 
 namespace mx = mlx::core;
 
@@ -39,6 +40,7 @@ mx::array logical_tensor(const Weights& w, const std::string& name) {
   std::string p = quant_prefix(w, name);
   if (p.empty()) return mx::astype(a, mx::float32);
   const QuantSpec* q = w.quant(p);
+  if (io::is_ggml_mode(q->mode)) return io::ggml_dequantize(a, io::ggml_mode_type(q->mode));
   std::optional<mx::array> biases;
   if (auto* b = w.find(p + ".biases")) biases = *b;
   return mx::dequantize(a, w.at(p + ".scales"), biases, q->group_size, q->bits, q->mode,

@@ -66,7 +66,7 @@ ParamInfo param_info(const Weights& w, const std::string& name) {
     if (const QuantSpec* q = w.quant(prefix)) {
       p.bits = q->bits;
       p.group_size = q->group_size;
-      p.shape.back() = static_cast<int>(static_cast<int64_t>(p.shape.back()) * 32 / q->bits);
+      p.shape.back() = static_cast<int>(q->unpacked_columns(p.shape.back()));
       for (const char* c : {".scales", ".biases"})
         if (auto* b = w.find(prefix + c)) p.bytes += static_cast<int64_t>(b->nbytes());
     }

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "analysis/internal.h"
+#include "lmlab/ggml.h"
 #include "lmlab/io.h"
 #include "lmlab/model.h"
 
@@ -151,8 +152,82 @@ void edit_dense(const std::string& name, const array& a, const EditSpec& s, Chan
   }
 }
 
+// A ggml block-mode weight with each block's fields edited by fn(fields, index of
+// the block's first value in the flattened tensor); a fresh buffer.
+template <typename Fn>
+array edit_blocks(const array& weight, io::GgmlType type, Fn fn) {
+  const io::GgmlBlock blk = *io::ggml_block(static_cast<uint32_t>(type));
+  array c = mx::contiguous(weight);
+  mx::eval(c);
+  std::vector<uint8_t> bytes(c.data<uint8_t>(), c.data<uint8_t>() + c.size());
+  for (size_t b = 0; b * blk.bytes < bytes.size(); ++b) {
+    io::GgmlBlockFields f = io::ggml_unpack_block(type, bytes.data() + b * blk.bytes);
+    fn(f, static_cast<int64_t>(b) * blk.elements);
+    io::ggml_pack_block(type, f, bytes.data() + b * blk.bytes);
+  }
+  return array(bytes.begin(), c.shape(), mx::uint8);
+}
+
+// Element i's field after adding `n` in value units: the nearest point of the
+// block's grid (linear in the field, or IQ4's codebook).
+int nearest_field(io::GgmlType t, const io::GgmlBlockFields& f, int i, float n, int top) {
+  const float sc = f.scales.empty() ? 1.0f : static_cast<float>(f.scales[i / f.sub_block]);
+  const float unit = t == io::GgmlType::Q2_K || t == io::GgmlType::Q6_K ? f.d * sc
+                     : t == io::GgmlType::IQ4_NL                       ? f.d
+                                                                       : f.d * (sc - 32.0f);
+  if (unit == 0.0f) return f.q[i];
+  if (t != io::GgmlType::IQ4_NL && t != io::GgmlType::IQ4_XS)
+    return std::clamp(static_cast<int>(std::lround(static_cast<float>(f.q[i]) + n / unit)), 0, top);
+  const float target = static_cast<float>(io::kIq4Values[f.q[i]]) + n / unit;
+  int best = 0;
+  for (int k = 1; k < 16; ++k)
+    if (std::fabs(io::kIq4Values[k] - target) < std::fabs(io::kIq4Values[best] - target)) best = k;
+  return best;
+}
+
+// Value edits of a module kept as raw ggml blocks: the super-block scales or
+// the element fields, clamped to their range; the blocks stay valid ggml blocks.
+void edit_ggml_blocks(const Weights& w, const std::string& prefix, const EditSpec& s, Changes& out) {
+  const QuantSpec& q = *w.quant(prefix);
+  const io::GgmlType type = io::ggml_mode_type(q.mode);
+  const std::string wn = prefix + ".weight";
+  const array& weight = w.at(wn);
+  const int top = (1 << io::ggml_field_bits(type)) - 1;
+  auto clamp = [&](float f) { return std::clamp(static_cast<int>(std::lround(f)), 0, top); };
+  switch (s.op) {
+    case EditOp::Zero: out.emplace(wn, mx::zeros_like(weight)); return;
+    case EditOp::Scale:
+      out.emplace(wn, edit_blocks(weight, type, [&](io::GgmlBlockFields& f, int64_t) {
+                    f.d *= static_cast<float>(s.value);  // rounded to float16 when packed
+                    f.dmin *= static_cast<float>(s.value);
+                  }));
+      return;
+    case EditOp::ShiftFields:
+      out.emplace(wn, edit_blocks(weight, type, [&](io::GgmlBlockFields& f, int64_t) {
+                    for (int& x : f.q) x = clamp(static_cast<float>(x) + static_cast<float>(s.value));
+                  }));
+      return;
+    case EditOp::Noise: {
+      const int64_t values = q.unpacked_columns(weight.shape(-1)) * (weight.size() / weight.shape(-1));
+      std::vector<float> n = to_floats(noise({static_cast<int>(values)}, s.value, s.seed));
+      out.emplace(wn, edit_blocks(weight, type, [&](io::GgmlBlockFields& f, int64_t first) {
+                    for (size_t i = 0; i < f.q.size(); ++i)
+                      f.q[i] = s.relative ? clamp(static_cast<float>(f.q[i]) + n[first + i])
+                                          : nearest_field(type, f, static_cast<int>(i), n[first + i], top);
+                  }));
+      return;
+    }
+    case EditOp::Set:
+      throw std::invalid_argument(fmt::format(
+          "[surgery] {}: set needs affine biases; {} blocks have none (try zero, scale or noise)", wn, q.mode));
+    case EditOp::ShiftWords:
+    case EditOp::FlipBits: edit_dense(wn, weight, s, out); return;
+  }
+}
+
 void edit_quantized(const Weights& w, const std::string& prefix, const EditSpec& s, Changes& out) {
   const QuantSpec& q = *w.quant(prefix);
+  if (io::is_ggml_mode(q.mode)) return edit_ggml_blocks(w, prefix, s, out);
   const std::string wn = prefix + ".weight", sn = prefix + ".scales", bn = prefix + ".biases";
   const array& weight = w.at(wn);
   const array& scales = w.at(sn);

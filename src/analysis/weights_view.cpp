@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "analysis/internal.h"
+#include "lmlab/ggml.h"
 #include "lmlab/model.h"
 
 namespace mx = mlx::core;
@@ -102,6 +103,26 @@ void view_groups(const Weights& w, const std::string& prefix, const QuantSpec& q
   if (auto* b = w.find(prefix + ".biases")) v.bias_stats = stats_of(*b);
 }
 
+// The raw ggml blocks of the viewed row that cover the shown values.
+void view_blocks(const Weights& w, const std::string& prefix, const QuantSpec& q, TensorView& v) {
+  const io::GgmlType type = io::ggml_mode_type(q.mode);
+  const io::GgmlBlock blk = *io::ggml_block(static_cast<uint32_t>(type));
+  mx::array row = mx::contiguous(mx::take(w.at(prefix + ".weight"), v.row, 0));
+  mx::eval(row);
+  const uint8_t* bytes = row.data<uint8_t>();
+  const int first = v.col / blk.elements;
+  const int last = (v.col + static_cast<int>(v.values.size()) - 1) / blk.elements;
+  for (int b = first; b <= last; ++b) {
+    const uint8_t* p = bytes + static_cast<size_t>(b) * blk.bytes;
+    io::GgmlBlockFields f = io::ggml_unpack_block(type, p);
+    BlockView bv{.block = b, .bytes = std::vector<uint8_t>(p, p + blk.bytes), .d = f.d, .dmin = f.dmin,
+                 .sub_block = f.sub_block, .scales = f.scales, .mins = f.mins, .fields = f.q,
+                 .values = std::vector<float>(blk.elements)};
+    io::ggml_dequantize_row(type, p, bv.values.data(), blk.elements);
+    v.blocks.push_back(std::move(bv));
+  }
+}
+
 }  // namespace
 
 TensorView view_tensor(const Model& m, const std::string& name, const ViewOptions& o) {
@@ -123,7 +144,11 @@ TensorView view_tensor(const Model& m, const std::string& name, const ViewOption
   const int n = std::clamp(o.count, 0, cols - o.col);
   v.values = to_floats(mx::slice(row, {o.col}, {o.col + n}));
   if (std::string prefix = quant_prefix(w, name); !prefix.empty()) {
-    if (n > 0) view_groups(w, prefix, *w.quant(prefix), v);
+    const QuantSpec& q = *w.quant(prefix);
+    v.mode = q.mode;
+    if (io::is_ggml_mode(q.mode)) {
+      if (n > 0) view_blocks(w, prefix, q, v);
+    } else if (n > 0) view_groups(w, prefix, q, v);
     else {
       v.scale_stats = stats_of(w.at(prefix + ".scales"));
       if (auto* b = w.find(prefix + ".biases")) v.bias_stats = stats_of(*b);

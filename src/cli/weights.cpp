@@ -50,7 +50,14 @@ json view_json(const an::TensorView& v) {
     groups.push_back({{"group", g.group}, {"scale", g.scale}, {"bias", g.bias}, {"words", g.words},
                       {"fields", g.fields}, {"values", g.values}, {"field_min", g.field_min},
                       {"field_max", g.field_max}});
-  if (v.bits) j["groups"] = groups;
+  if (v.bits && v.blocks.empty()) j["groups"] = groups;
+  if (!v.mode.empty()) j["mode"] = v.mode;
+  json blocks = json::array();
+  for (const auto& b : v.blocks)
+    blocks.push_back({{"block", b.block}, {"bytes", b.bytes}, {"d", b.d}, {"dmin", b.dmin},
+                      {"sub_block", b.sub_block}, {"scales", b.scales}, {"mins", b.mins},
+                      {"fields", b.fields}, {"values", b.values}});
+  if (!v.blocks.empty()) j["blocks"] = blocks;
   return j;
 }
 
@@ -90,6 +97,40 @@ void print_groups(const an::TensorView& v) {
   fmt::print("  value = scale × field + bias (MLX affine dequantization)\n");
 }
 
+// How a ggml block mode turns stored fields into values (the formulas of lmlab/ggml.h).
+const char* block_formula(const std::string& mode) {
+  if (mode == "q2_k") return "value = d × scale × field − dmin × min";
+  if (mode == "q3_k") return "value = d × (scale − 32) × (field − 4)";
+  if (mode == "q6_k") return "value = d × scale × (field − 32)";
+  if (mode == "iq4_nl") return "value = d × codebook[field]  (codebook −127 … 113)";
+  return "value = d × (scale − 32) × codebook[field]  (codebook −127 … 113)";
+}
+
+void print_blocks(const an::TensorView& v) {
+  fmt::print("\nGGML blocks of row {} ({} mode: {} elements in {} bytes, {}-bit fields)\n", v.row, v.mode,
+             v.group_size, v.blocks.empty() ? 0 : v.blocks[0].bytes.size(), v.bits);
+  for (const auto& b : v.blocks) {
+    fmt::print("  block {:<4} columns {}..{}  d {:+.6g}", b.block, b.block * v.group_size,
+               (b.block + 1) * v.group_size - 1, b.d);
+    if (!b.mins.empty()) fmt::print("  dmin {:+.6g}", b.dmin);
+    fmt::print("\n");
+    const int subs = static_cast<int>(b.fields.size()) / b.sub_block;
+    for (int s = 0; s < subs; ++s) {
+      const int c0 = b.block * v.group_size + s * b.sub_block;
+      if (c0 + b.sub_block <= v.col || c0 >= v.col + static_cast<int>(v.values.size())) continue;
+      fmt::print("    sub-block {:<2}", s);
+      if (!b.scales.empty()) fmt::print(" scale {:>4}", b.scales[s]);
+      if (!b.mins.empty()) fmt::print(" min {:>3}", b.mins[s]);
+      fmt::print("  fields");
+      for (int i = 0; i < b.sub_block; ++i) fmt::print(" {}", b.fields[s * b.sub_block + i]);
+      fmt::print("\n      values");
+      for (int i = 0; i < b.sub_block; ++i) fmt::print(" {:+.4f}", b.values[s * b.sub_block + i]);
+      fmt::print("\n");
+    }
+  }
+  fmt::print("  {} (ggml's dequantization)\n", block_formula(v.mode));
+}
+
 void print_histogram(const an::Histogram& h) {
   if (h.counts.empty()) return;
   int64_t top = *std::max_element(h.counts.begin(), h.counts.end());
@@ -102,12 +143,15 @@ void print_histogram(const an::Histogram& h) {
 
 void print_view(const an::TensorView& v) {
   fmt::print("{}\n  shape {}  stored {} {}", v.name, shape_str(v.shape), v.dtype, shape_str(v.stored_shape));
-  if (v.bits) fmt::print("  ({}-bit affine, group {})", v.bits, v.group_size);
+  if (!v.blocks.empty() || (v.bits && v.mode != "affine"))
+    fmt::print("  (ggml {} blocks of {})", v.mode, v.group_size);
+  else if (v.bits) fmt::print("  ({}-bit affine, group {})", v.bits, v.group_size);
   fmt::print("\n\nValues at row {}, columns {}..{}\n ", v.row, v.col, v.col + (int)v.values.size() - 1);
   for (size_t i = 0; i < v.values.size(); ++i)
     fmt::print("{}{:+.5f}", i && i % 8 == 0 ? "\n  " : " ", v.values[i]);
   fmt::print("\n");
-  if (v.bits) print_groups(v);
+  if (!v.blocks.empty()) print_blocks(v);
+  else if (v.bits && !v.groups.empty()) print_groups(v);
   fmt::print("\nStatistics (whole tensor{})\n  values  {}\n", v.bits ? ", dequantized" : "", stats_line(v.stats));
   if (v.scale_stats) fmt::print("  scales  {}\n", stats_line(*v.scale_stats));
   if (v.bias_stats) fmt::print("  biases  {}\n", stats_line(*v.bias_stats));
@@ -135,7 +179,9 @@ void run_weights(const WeightsOptions& o) {
       all.push_back(view_json(v));
       continue;
     }
-    std::string storage = v.bits ? fmt::format("{}-bit g{}", v.bits, v.group_size) : v.dtype;
+    std::string storage = !v.bits ? v.dtype
+                          : v.mode == "affine" ? fmt::format("{}-bit g{}", v.bits, v.group_size)
+                                               : v.mode;
     fmt::print("  {:<48} {:<13} {:<9} {:>+11.4g} {:>+11.4g} {:>+10.3g} {:>10.3g}\n", n, shape_str(v.shape), storage,
                v.stats.min, v.stats.max, v.stats.mean, v.stats.std);
   }

@@ -27,37 +27,6 @@ enum MetaType : uint32_t {
   kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
 };
 
-struct BlockInfo {
-  int64_t block;  // elements per block
-  int64_t bytes;  // bytes per block
-};
-
-std::optional<BlockInfo> block_info(uint32_t type) {
-  switch (static_cast<GgmlType>(type)) {
-    case GgmlType::F32: return BlockInfo{1, 4};
-    case GgmlType::F16: return BlockInfo{1, 2};
-    case GgmlType::BF16: return BlockInfo{1, 2};
-    case GgmlType::Q4_0: return BlockInfo{32, 18};
-    case GgmlType::Q4_1: return BlockInfo{32, 20};
-    case GgmlType::Q5_0: return BlockInfo{32, 22};
-    case GgmlType::Q5_1: return BlockInfo{32, 24};
-    case GgmlType::Q8_0: return BlockInfo{32, 34};
-    case GgmlType::Q8_1: return BlockInfo{32, 36};
-    case GgmlType::Q2_K: return BlockInfo{256, 84};
-    case GgmlType::Q3_K: return BlockInfo{256, 110};
-    case GgmlType::Q4_K: return BlockInfo{256, 144};
-    case GgmlType::Q5_K: return BlockInfo{256, 176};
-    case GgmlType::Q6_K: return BlockInfo{256, 210};
-    case GgmlType::Q8_K: return BlockInfo{256, 292};
-    case GgmlType::I8: return BlockInfo{1, 1};
-    case GgmlType::I16: return BlockInfo{1, 2};
-    case GgmlType::I32: return BlockInfo{1, 4};
-    case GgmlType::I64: return BlockInfo{1, 8};
-    case GgmlType::F64: return BlockInfo{1, 8};
-  }
-  return std::nullopt;
-}
-
 // A cursor over the mapped header that throws on any read past the end.
 class Reader {
  public:
@@ -149,18 +118,6 @@ MetaValue read_value(Reader& r, uint32_t t, const std::string& key) {
 
 }  // namespace
 
-std::string ggml_type_name(uint32_t type) {
-  static const std::map<uint32_t, std::string> names = {
-      {0, "F32"},   {1, "F16"},   {2, "Q4_0"},  {3, "Q4_1"},  {6, "Q5_0"},  {7, "Q5_1"},
-      {8, "Q8_0"},  {9, "Q8_1"},  {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"},
-      {14, "Q6_K"}, {15, "Q8_K"}, {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"},
-      {19, "IQ1_S"}, {20, "IQ4_NL"}, {21, "IQ3_S"}, {22, "IQ2_S"}, {23, "IQ4_XS"},
-      {24, "I8"},   {25, "I16"},  {26, "I32"},  {27, "I64"},  {28, "F64"},  {29, "IQ1_M"},
-      {30, "BF16"}, {34, "TQ1_0"}, {35, "TQ2_0"}, {39, "MXFP4"}};
-  auto it = names.find(type);
-  return it == names.end() ? fmt::format("type{}", type) : it->second;
-}
-
 GgufFile read_gguf(const fs::path& path) {
   auto mapped = std::make_shared<MappedFile>(path);
   Reader r(*mapped);
@@ -195,11 +152,11 @@ GgufFile read_gguf(const fs::path& path) {
     }
     t.type = r.get<uint32_t>();
     t.offset = r.get<uint64_t>();
-    if (auto bi = block_info(t.type)) {
-      if (t.dims[0] % bi->block != 0)
+    if (auto bi = ggml_block(t.type)) {
+      if (t.dims[0] % bi->elements != 0)
         r.fail(fmt::format("tensor '{}' row length {} is not a multiple of the {} block {}",
-                           t.name, t.dims[0], ggml_type_name(t.type), bi->block));
-      t.nbytes = static_cast<uint64_t>(count / bi->block * bi->bytes);
+                           t.name, t.dims[0], ggml_type_name(t.type), bi->elements));
+      t.nbytes = static_cast<uint64_t>(count / bi->elements * bi->bytes);
     }
     g.tensors.push_back(std::move(t));
   }

@@ -1,14 +1,20 @@
-// GGUF tensor data → MLX arrays. Q4_0, Q4_1 and Q8_0 blocks map exactly onto
-// MLX affine quantization with group size 32 (value = q·scale + bias), so the
-// model runs on MLX's quantized kernels without any requantization error:
-//   Q4_0: scale d, bias -8d      Q4_1: scale d, bias m      Q8_0: q+128, scale d, bias -128d
-// GGML packs a 4-bit block as byte j = (element j | element j+16 << 4); MLX
-// packs element e at bits 4·(e%8) of uint32 word e/8 — hence the repacking.
+// GGUF tensor data → MLX arrays. Types whose values are q·scale + bias per run
+// of 32 elements map exactly onto MLX affine quantization with group size 32,
+// so the model runs on affine kernels without any requantization error:
+//   Q4_0: scale d, bias −8d     Q4_1: d, m       Q5_0: d, −16d    Q5_1: d, m
+//   Q8_0: q+128, d, −128d       Q4_K/Q5_K: d·sc, −dmin·m per 32-element sub-block
+// Scales and biases are float16 when every one of a tensor's is exact in float16
+// (the legacy types), else float32 (K-quant products d·sc carry up to 17 bits).
+// GGML packs a block's first 16 elements in the low nibbles and the next 16 in
+// the high ones; MLX packs element e at bit e·bits of the group's words — hence
+// the repacking. Types that are not affine per 32 elements keep their blocks
+// (lmlab/ggml.h).
 #include <cstring>
 
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
+#include "io/ggml_blocks.h"
 #include "io/mapped_file.h"
 #include "lmlab/io.h"
 
@@ -37,71 +43,158 @@ Filled new_array(mx::Shape shape, mx::Dtype dt) {
   return {mx::array(std::move(data), std::move(shape), dt), p};
 }
 
-struct Quantized {
+// One 32-element group of a repacked tensor: MLX field values and their affine map.
+struct Group {
+  uint8_t q[32];
+  float scale, bias;
+};
+
+// Decodes the groups of one GGML block (1 for 32-element types, 8 for K-quants).
+using GroupDecoder = void (*)(const uint8_t* block, Group* groups);
+
+void nibbles(const uint8_t* qs, uint8_t* q) {
+  for (int j = 0; j < 16; ++j) {
+    q[j] = qs[j] & 0x0F;
+    q[j + 16] = qs[j] >> 4;
+  }
+}
+
+void fifth_bits(const uint8_t* qh4, uint8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  for (int j = 0; j < 32; ++j) q[j] |= static_cast<uint8_t>(((qh >> j) & 1) << 4);
+}
+
+void group_q4_0(const uint8_t* b, Group* g) {
+  nibbles(b + 2, g->q);
+  g->scale = detail::fp16(b);
+  g->bias = -8.0f * g->scale;
+}
+
+void group_q4_1(const uint8_t* b, Group* g) {
+  nibbles(b + 4, g->q);
+  g->scale = detail::fp16(b);
+  g->bias = detail::fp16(b + 2);
+}
+
+void group_q5_0(const uint8_t* b, Group* g) {
+  nibbles(b + 6, g->q);
+  fifth_bits(b + 2, g->q);
+  g->scale = detail::fp16(b);
+  g->bias = -16.0f * g->scale;
+}
+
+void group_q5_1(const uint8_t* b, Group* g) {
+  nibbles(b + 8, g->q);
+  fifth_bits(b + 4, g->q);
+  g->scale = detail::fp16(b);
+  g->bias = detail::fp16(b + 2);
+}
+
+void group_q8_0(const uint8_t* b, Group* g) {
+  for (int j = 0; j < 32; ++j) g->q[j] = b[2 + j] ^ 0x80;  // int8 q → q + 128
+  g->scale = detail::fp16(b);
+  g->bias = -128.0f * g->scale;
+}
+
+// Q4_K / Q5_K: sub-block j has scale d·sc_j and bias −dmin·m_j (both exact in float32).
+template <bool kFive>
+void groups_k(const uint8_t* b, Group* g) {
+  const float d = detail::fp16(b), dmin = detail::fp16(b + 2);
+  const uint8_t* qh = b + 16;
+  const uint8_t* ql = b + (kFive ? 48 : 16);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    detail::k4_scale_min(j, b + 4, sc, m);
+    g[j].scale = d * static_cast<float>(sc);
+    g[j].bias = -(dmin * static_cast<float>(m));
+    const uint8_t* qs = ql + 32 * (j / 2);
+    const int shift = 4 * (j % 2);
+    for (int l = 0; l < 32; ++l) {
+      g[j].q[l] = (qs[l] >> shift) & 0x0F;
+      if (kFive) g[j].q[l] |= static_cast<uint8_t>(((qh[l] >> j) & 1) << 4);
+    }
+  }
+}
+
+struct AffineType {
+  int bits;
+  GroupDecoder decode;
+  const char* activations;  // llama.cpp's activation rounding for the type (QuantSpec)
+};
+
+std::optional<AffineType> affine_type(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return AffineType{4, group_q4_0, "q8_0"};
+    case GgmlType::Q4_1: return AffineType{4, group_q4_1, "q8_1"};
+    case GgmlType::Q5_0: return AffineType{5, group_q5_0, "q8_0"};
+    case GgmlType::Q5_1: return AffineType{5, group_q5_1, "q8_1"};
+    case GgmlType::Q8_0: return AffineType{8, group_q8_0, "q8_0"};
+    case GgmlType::Q4_K: return AffineType{4, groups_k<false>, ""};
+    case GgmlType::Q5_K: return AffineType{5, groups_k<true>, ""};
+    default: return std::nullopt;
+  }
+}
+
+bool exact_in_f16(float f) { return static_cast<float>(mx::float16_t(f)) == f || f != f; }
+
+struct Repacked {
   mx::array w, scales, biases;
 };
 
-// Output buffers of one repacked tensor: rows × cols at `bits`, group 32.
-struct QuantBuffers {
-  Filled w, s, b;
-  uint32_t* words() const { return static_cast<uint32_t*>(w.ptr); }
-  mx::float16_t* scales() const { return static_cast<mx::float16_t*>(s.ptr); }
-  mx::float16_t* biases() const { return static_cast<mx::float16_t*>(b.ptr); }
-};
-QuantBuffers new_quantized(int64_t rows, int64_t cols, int bits) {
-  const int r = static_cast<int>(rows);
-  return {new_array({r, static_cast<int>(cols * bits / 32)}, mx::uint32),
-          new_array({r, static_cast<int>(cols / 32)}, mx::float16),
-          new_array({r, static_cast<int>(cols / 32)}, mx::float16)};
-}
-
-Quantized repack_q4(const uint8_t* src, int64_t rows, int64_t cols, bool has_min) {
-  const int64_t blocks = cols / 32;
-  const int64_t block_bytes = has_min ? 20 : 18;
-  QuantBuffers out = new_quantized(rows, cols, 4);
-  uint32_t* wp = out.words();
-  mx::float16_t *sp = out.scales(), *bp = out.biases();
-  for (int64_t blk = 0; blk < rows * blocks; ++blk) {
-    const uint8_t* p = src + blk * block_bytes;
-    mx::float16_t d, m;
-    std::memcpy(&d, p, 2);
-    if (has_min) std::memcpy(&m, p + 2, 2);
-    const uint8_t* qs = p + (has_min ? 4 : 2);
-    sp[blk] = d;
-    bp[blk] = has_min ? m : mx::float16_t(-8.0f * static_cast<float>(d));
-    uint8_t q[32];
-    for (int j = 0; j < 16; ++j) {
-      q[j] = qs[j] & 0x0F;
-      q[j + 16] = qs[j] >> 4;
-    }
-    for (int word = 0; word < 4; ++word) {
-      uint32_t v = 0;
-      for (int e = 0; e < 8; ++e) v |= static_cast<uint32_t>(q[word * 8 + e]) << (4 * e);
-      wp[blk * 4 + word] = v;
+// rows × cols GGML blocks → MLX affine (bits, group 32): each group's 32 fields
+// fill exactly `bits` uint32 words, element e at bit e·bits.
+Repacked repack_affine(const uint8_t* src, mx::Shape shape, GgmlType type, const AffineType& a) {
+  const GgmlBlock blk = *ggml_block(static_cast<uint32_t>(type));
+  const int64_t cols = shape.back();
+  int64_t groups = cols / 32;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) groups *= shape[i];
+  const int64_t per_block = blk.elements / 32;
+  mx::Shape params = shape;
+  params.back() = static_cast<int>(cols / 32);
+  shape.back() = static_cast<int>(cols * a.bits / 32);
+  Filled w = new_array(shape, mx::uint32);
+  std::vector<float> scales(groups), biases(groups);
+  uint32_t* wp = static_cast<uint32_t*>(w.ptr);
+  bool f16 = true;
+  Group g[8];
+  for (int64_t b = 0; b < groups / per_block; ++b) {
+    a.decode(src + b * blk.bytes, g);
+    for (int j = 0; j < per_block; ++j) {
+      const int64_t gi = b * per_block + j;
+      scales[gi] = g[j].scale;
+      biases[gi] = g[j].bias;
+      f16 = f16 && exact_in_f16(g[j].scale) && exact_in_f16(g[j].bias);
+      uint32_t* out = wp + gi * a.bits;
+      uint64_t acc = 0;
+      int filled = 0;
+      for (int e = 0; e < 32; ++e) {
+        acc |= static_cast<uint64_t>(g[j].q[e]) << filled;
+        filled += a.bits;
+        if (filled >= 32) {
+          *out++ = static_cast<uint32_t>(acc);
+          acc >>= 32;
+          filled -= 32;
+        }
+      }
     }
   }
-  return {out.w.array, out.s.array, out.b.array};
+  mx::array s(scales.begin(), params, mx::float32), bi(biases.begin(), params, mx::float32);
+  if (f16) s = mx::astype(s, mx::float16), bi = mx::astype(bi, mx::float16);
+  mx::eval(s, bi);
+  return {w.array, s, bi};
 }
 
-Quantized repack_q8(const uint8_t* src, int64_t rows, int64_t cols) {
-  const int64_t blocks = cols / 32;
-  QuantBuffers out = new_quantized(rows, cols, 8);
-  uint32_t* wp = out.words();
-  mx::float16_t *sp = out.scales(), *bp = out.biases();
-  for (int64_t blk = 0; blk < rows * blocks; ++blk) {
-    const uint8_t* p = src + blk * 34;
-    mx::float16_t d;
-    std::memcpy(&d, p, 2);
-    sp[blk] = d;
-    bp[blk] = mx::float16_t(-128.0f * static_cast<float>(d));
-    for (int word = 0; word < 8; ++word) {
-      uint32_t v = 0;
-      for (int e = 0; e < 4; ++e)
-        v |= static_cast<uint32_t>(static_cast<uint8_t>(p[2 + word * 4 + e] ^ 0x80)) << (8 * e);
-      wp[blk * 8 + word] = v;
-    }
+// Modes kept as raw blocks, with the nominal bits of their fields.
+std::optional<int> block_mode_bits(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q2_K: return 2;
+    case GgmlType::Q3_K: return 3;
+    case GgmlType::Q6_K: return 6;
+    case GgmlType::IQ4_NL:
+    case GgmlType::IQ4_XS: return 4;
+    default: return std::nullopt;
   }
-  return {out.w.array, out.s.array, out.b.array};
 }
 
 std::string module_prefix(const std::string& name) {
@@ -121,40 +214,39 @@ Weights read_gguf_tensors(const GgufFile& g) {
   for (const auto& t : g.tensors) {
     const uint8_t* src = f.data() + g.data_offset + t.offset;
     mx::Shape shape(t.dims.rbegin(), t.dims.rend());
-    const int64_t cols = t.dims[0];
-    const int64_t rows = t.nbytes ? static_cast<int64_t>(
-        [&] { int64_t n = 1; for (size_t i = 1; i < t.dims.size(); ++i) n *= t.dims[i]; return n; }())
-        : 0;
     auto type = static_cast<GgmlType>(t.type);
     switch (type) {
       case GgmlType::F32: out.set(t.name, array_from_bytes(src, t.nbytes, shape, mx::float32)); break;
       case GgmlType::F16: out.set(t.name, array_from_bytes(src, t.nbytes, shape, mx::float16)); break;
       case GgmlType::BF16: out.set(t.name, array_from_bytes(src, t.nbytes, shape, mx::bfloat16)); break;
       case GgmlType::I32: out.set(t.name, array_from_bytes(src, t.nbytes, shape, mx::int32)); break;
-      case GgmlType::Q4_0:
-      case GgmlType::Q4_1:
-      case GgmlType::Q8_0: {
-        if (t.dims.size() > 2)
-          throw Unsupported(fmt::format("[gguf] {}: quantized tensor '{}' has {} dims; only 2-D is supported",
-                                        g.path.string(), t.name, t.dims.size()));
-        Quantized q = type == GgmlType::Q8_0 ? repack_q8(src, rows, cols)
-                                             : repack_q4(src, rows, cols, type == GgmlType::Q4_1);
-        auto prefix = module_prefix(t.name);
-        out.set(prefix + ".weight", q.w);
-        out.set(prefix + ".scales", q.scales);
-        out.set(prefix + ".biases", q.biases);
-        // The activation rounding llama.cpp uses with these types (see
-        // QuantSpec::activations); load_model keeps it only for --activations q8.
-        out.set_quant(prefix, QuantSpec{.bits = type == GgmlType::Q8_0 ? 8 : 4,
-                                        .group_size = 32,
-                                        .activations = type == GgmlType::Q4_1 ? "q8_1" : "q8_0"});
-        break;
+      default: {
+        std::string prefix = module_prefix(t.name);
+        if (auto a = affine_type(type)) {
+          Repacked q = repack_affine(src, shape, type, *a);
+          out.set(prefix + ".weight", q.w);
+          out.set(prefix + ".scales", q.scales);
+          out.set(prefix + ".biases", q.biases);
+          // The activation rounding llama.cpp uses with this type (see
+          // QuantSpec::activations); load_model keeps it only for --activations q8.
+          out.set_quant(prefix, QuantSpec{.bits = a->bits, .group_size = 32, .activations = a->activations});
+        } else if (auto bits = block_mode_bits(type)) {
+          // (..., rows, K) values as (..., rows, K / block · block bytes) bytes.
+          mx::Shape bytes = shape;
+          bytes.back() = static_cast<int>(shape.back() / ggml_block(t.type)->elements *
+                                          ggml_block(t.type)->bytes);
+          out.set(prefix + ".weight", array_from_bytes(src, t.nbytes, bytes, mx::uint8));
+          out.set_quant(prefix, QuantSpec{.bits = *bits,
+                                          .group_size = ggml_block(t.type)->elements,
+                                          .mode = ggml_mode_name(type),
+                                          .activations = ""});
+        } else {
+          throw Unsupported(fmt::format(
+              "[gguf] {}: tensor '{}' has type {}, which lmlab cannot load yet (supported: F32, F16, "
+              "BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)",
+              g.path.string(), t.name, ggml_type_name(t.type)));
+        }
       }
-      default:
-        throw Unsupported(fmt::format(
-            "[gguf] {}: tensor '{}' has type {}, which lmlab cannot load yet (supported: F32, F16, "
-            "BF16, Q4_0, Q4_1, Q8_0)",
-            g.path.string(), t.name, ggml_type_name(t.type)));
     }
   }
   return out;

@@ -2,9 +2,18 @@
 
 #include <fmt/format.h>
 
+#include "lmlab/ggml.h"
 #include "lmlab/weights.h"
 
 namespace lmlab {
+
+int64_t QuantSpec::unpacked_columns(int64_t stored) const {
+  if (io::is_ggml_mode(mode)) {
+    const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(io::ggml_mode_type(mode)));
+    return stored / b.bytes * b.elements;
+  }
+  return stored * 32 / bits;
+}
 
 void Weights::set(const std::string& name, const mlx::core::array& a) {
   if (auto it = index_.find(name); it != index_.end()) {

@@ -203,7 +203,7 @@ TEST(Gguf, CorruptHeaderIsAClearError) {
 
 TEST(Gguf, UnsupportedTensorTypeNamesTheTensor) {
   GgufWriter w;
-  w.add_tensor("blk.0.ffn_up.weight", {256, 1}, 12, std::vector<uint8_t>(144, 0));  // Q4_K
+  w.add_tensor("blk.0.ffn_up.weight", {256, 1}, 16, std::vector<uint8_t>(66, 0));  // IQ2_XXS
   auto path = temp_dir("gguf-unsup") / "u.gguf";
   w.write(path);
   try {
@@ -211,7 +211,7 @@ TEST(Gguf, UnsupportedTensorTypeNamesTheTensor) {
     FAIL();
   } catch (const Unsupported& e) {
     EXPECT_NE(std::string(e.what()).find("blk.0.ffn_up.weight"), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("Q4_K"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("IQ2_XXS"), std::string::npos);
   }
 }
 
