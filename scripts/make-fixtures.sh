@@ -9,6 +9,7 @@ mkdir -p "$out"
 py=.deps/py/bin/python
 export LMLAB_FIXTURES="$out" LMLAB_SOURCE_DIR="$PWD" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 export LMLAB_MODEL=$(scripts/fetch-model.sh)
+export LMLAB_GEMMA=$(scripts/fetch-model.sh gemma3-270m)
 common=$(cat tests/golden/_common.py 2>/dev/null | sha256sum | cut -c1-16)
 for script in tests/golden/*.py; do
   name=$(basename "$script" .py)

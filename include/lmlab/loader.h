@@ -18,7 +18,8 @@ class Model;
 
 struct LoadOptions {
   // GGUF file, model directory, Hugging Face model id ("org/name", or
-  // "org/name/file.gguf"; see hub.h), or "" for the default model. A local path wins.
+  // "org/name/file.gguf"; see hub.h), a known model's short name ("gemma3-270m",
+  // core.h), or "" for the default model. A local path wins.
   std::string model;
   std::string revision;  // Hub branch, tag or commit ("" = main)
   std::string dtype;  // compute dtype: "" (float32 on CPU, float16 on GPU), float32, float16, bfloat16

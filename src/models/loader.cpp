@@ -81,6 +81,7 @@ fs::path resolve_model(const std::string& model, const std::string& revision) {
   if (model.empty()) return default_model_path();
   fs::path path(model);
   if (fs::exists(path)) return path;
+  if (find_known_model(model)) return known_model_path(model);
   if (hub::is_model_id(model)) {
     hub::Options o;
     if (!revision.empty()) o.revision = revision;

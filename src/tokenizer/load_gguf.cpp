@@ -76,6 +76,18 @@ std::vector<std::string> pre_regexes(const std::string& pre) {
 
 enum TokenType { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 
+// Tokens llama.cpp ends generation at by their text, whatever the metadata says
+// (llama-vocab.cpp), and treats as control tokens: Gemma's GGUF names only <eos>,
+// yet its chat turns end with <end_of_turn>.
+bool ends_generation(const std::string& text) {
+  static const char* const kTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
+                                       "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+                                       "<|end_of_text|>", "<end_of_utterance>", "</s>"};
+  for (const char* t : kTexts)
+    if (text == t) return true;
+  return false;
+}
+
 }  // namespace
 
 Tokenizer Tokenizer::from_gguf(const Metadata& meta) {
@@ -142,7 +154,7 @@ Tokenizer Tokenizer::from_gguf(const Metadata& meta) {
       detail::AddedToken a;
       a.content = (*tokens)[i];
       a.id = static_cast<int>(i);
-      a.special = t != kUserDefined;
+      a.special = t != kUserDefined || ends_generation(a.content);
       impl->added.push_back(std::move(a));
     }
   }
@@ -157,10 +169,14 @@ Tokenizer Tokenizer::from_gguf(const Metadata& meta) {
   impl->bos_id = bos;
   if (bos) impl->bos_token = (*tokens)[*bos];
   if (eos) impl->eos_token = (*tokens)[*eos], impl->eos_ids.push_back(*eos);
+  auto push_eos = [&](int id) {
+    if (std::find(impl->eos_ids.begin(), impl->eos_ids.end(), id) == impl->eos_ids.end())
+      impl->eos_ids.push_back(id);
+  };
   for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-    if (auto id = token_at(get_int(meta, key)))
-      if (std::find(impl->eos_ids.begin(), impl->eos_ids.end(), *id) == impl->eos_ids.end())
-        impl->eos_ids.push_back(*id);
+    if (auto id = token_at(get_int(meta, key))) push_eos(*id);
+  for (size_t i = 0; i < tokens->size(); ++i)
+    if (ends_generation((*tokens)[i])) push_eos(static_cast<int>(i));
   bool add_bos = get_bool(meta, "tokenizer.ggml.add_bos_token", is_spm);
   bool add_eos = get_bool(meta, "tokenizer.ggml.add_eos_token", false);
   impl->post_processor = detail::make_bos_eos(add_bos ? bos : std::nullopt, add_eos ? eos : std::nullopt);
