@@ -49,5 +49,6 @@ void setup_embed(CLI::App& app);
 void setup_chat(CLI::App& app);
 void setup_serve(CLI::App& app);
 void setup_data(CLI::App& app);
+void setup_models(CLI::App& app);
 
 }  // namespace lmlab::cli

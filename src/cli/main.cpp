@@ -21,6 +21,7 @@ const lmlab::cli::Command kCommands[] = {
     {"chat", "an interactive conversation that keeps its KV cache between turns", lmlab::cli::setup_chat},
     {"serve", "an OpenAI-compatible HTTP API with a prompt cache, and the web lab", lmlab::cli::setup_serve},
     {"data", "check a fine-tuning data set: formats, token lengths, truncation, masking, duplicates", lmlab::cli::setup_data},
+    {"models", "models in the lmlab and Hugging Face caches (size, format, quantization); rm", lmlab::cli::setup_models},
 };
 
 }  // namespace
