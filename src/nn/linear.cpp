@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
+#include "lmlab/io.h"
+#include "nn/cpu/ggml_matmul.h"
 #include "nn/cpu/quantized_matmul.h"
 
 namespace mx = mlx::core;
@@ -36,8 +38,10 @@ Linear Linear::view(const Weights& w, const std::string& name) {
   l.bias = find(w, name + ".bias");
   if (const QuantSpec* q = w.quant(name)) {
     l.quant = *q;
-    l.scales = w.at(name + ".scales");
-    l.biases = find(w, name + ".biases");
+    if (!l.ggml_blocks()) {
+      l.scales = w.at(name + ".scales");
+      l.biases = find(w, name + ".biases");
+    }
   }
   if (const AdapterSpec* a = w.adapter(name))
     l.adapter = Adapter{w.at(name + ".lora_a"), w.at(name + ".lora_b"), find(w, name + ".m"), *a};
@@ -45,18 +49,22 @@ Linear Linear::view(const Weights& w, const std::string& name) {
 }
 
 int Linear::in_features() const {
-  return quant ? weight.shape(-1) * 32 / quant->bits : weight.shape(-1);
+  return quant ? static_cast<int>(quant->unpacked_columns(weight.shape(-1))) : weight.shape(-1);
 }
 
+bool Linear::ggml_blocks() const { return quant && io::is_ggml_mode(quant->mode); }
+
 array Linear::base(const array& x) const {
-  array y = quant ? quantized_matmul(x, weight, *scales, biases, quant->group_size, quant->bits, quant->mode,
-                                     quant->activations)
-                  : mx::matmul(x, mx::transpose(weight));
+  array y = ggml_blocks() ? ggml_matmul(x, weight, io::ggml_mode_type(quant->mode))
+            : quant       ? quantized_matmul(x, weight, *scales, biases, quant->group_size, quant->bits, quant->mode,
+                                             quant->activations)
+                          : mx::matmul(x, mx::transpose(weight));
   return bias ? mx::add(y, *bias) : y;
 }
 
 array Linear::dense_weight(mx::Dtype dtype) const {
   if (!quant) return mx::astype(weight, dtype);
+  if (ggml_blocks()) return io::ggml_dequantize(weight, io::ggml_mode_type(quant->mode), dtype);
   return mx::dequantize(weight, *scales, biases, quant->group_size, quant->bits, quant->mode, std::nullopt, dtype);
 }
 
@@ -84,7 +92,14 @@ void check_linear(const Weights& w, const std::string& name, int out, int in) {
   const array* a = w.find(name + ".weight");
   if (!a) throw std::invalid_argument(fmt::format("[model] missing tensor '{}.weight'", name));
   int want_in = in;
-  if (const QuantSpec* q = w.quant(name)) {
+  const QuantSpec* q = w.quant(name);
+  if (q && io::is_ggml_mode(q->mode)) {
+    const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(io::ggml_mode_type(q->mode)));
+    if (in % b.elements != 0)
+      throw std::invalid_argument(fmt::format("[model] '{}': {} inputs are not whole {} blocks of {}", name, in,
+                                              q->mode, b.elements));
+    want_in = in / b.elements * b.bytes;
+  } else if (q) {
     want_in = in * q->bits / 32;
     const array* s = w.find(name + ".scales");
     if (!s || s->ndim() != 2 || s->shape(0) != out || in % q->group_size != 0 || s->shape(1) != in / q->group_size)
@@ -105,6 +120,8 @@ void check_vector(const Weights& w, const std::string& name, int n) {
 
 array embedding_rows(const Linear& table, const array& ids, mx::Dtype dtype) {
   if (!table.quant) return mx::astype(mx::take(table.weight, ids, 0), dtype);
+  if (table.ggml_blocks())
+    return io::ggml_dequantize(mx::take(table.weight, ids, 0), io::ggml_mode_type(table.quant->mode), dtype);
   auto rows = [&](const array& a) { return mx::take(a, ids, 0); };
   std::optional<array> biases;
   if (table.biases) biases = rows(*table.biases);

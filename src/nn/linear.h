@@ -5,7 +5,8 @@
 // (the fused CPU step, a GPU kernel) runs only when no adapter is attached.
 //
 // Shapes: x (..., in) → (..., out). Packed weights are (out, in·bits/32) uint32
-// with scales/biases (out, in/group_size), MLX's affine layout.
+// with scales/biases (out, in/group_size), MLX's affine layout, or raw GGML
+// blocks (out, in/block·block bytes) uint8 (lmlab/ggml.h).
 #pragma once
 
 #include <optional>
@@ -46,6 +47,8 @@ struct Linear {
   // W as a dense matrix (out, in) in `dtype` (dequantized when packed).
   array dense_weight(mlx::core::Dtype dtype) const;
 
+  // Kept as raw GGML blocks (QuantSpec mode q6_k...; no scales or biases arrays).
+  bool ggml_blocks() const;
   int out_features() const { return weight.shape(0); }
   int in_features() const;
 };
