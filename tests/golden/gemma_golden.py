@@ -10,6 +10,11 @@ Writes under $LMLAB_FIXTURES/gemma/:
   llamacpp.json     12 prompts: ids (with BOS), 32-token greedy continuations
                     and llama.cpp's top-2 margin at each step
   logits.safetensors  llama.cpp's last-position logits of each prompt (12 × 262144)
+  gemma-f32.gguf    the same file with every tensor dequantized to F32 (gguf
+                    package), and llamacpp_f32.safetensors: llama.cpp's
+                    last-position logits on it for the first F32_PROMPTS prompts.
+                    Both engines then multiply in float32 (no 8-bit activation
+                    rounding), so the architecture is checked to summation order.
 """
 import json
 import os
@@ -36,6 +41,7 @@ PROMPTS = [
     "<start_of_turn>user\nName three colors.<end_of_turn>\n<start_of_turn>model\n",
 ]
 GREEDY_TOKENS = 32
+F32_PROMPTS = 4
 
 
 def corpus():
@@ -101,12 +107,50 @@ def model_golden(dest):
     print(f"gemma_golden: llama.cpp logits and greedy text for {len(PROMPTS)} prompts", file=sys.stderr)
 
 
+def write_gguf_f32(dest):
+    import gguf
+
+    r = gguf.GGUFReader(str(GEMMA))
+    w = gguf.GGUFWriter(str(dest), "gemma3")
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vtype = gguf.GGUFValueType(f.types[0])
+        sub = gguf.GGUFValueType(f.types[1]) if vtype == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, 0 if name == "general.file_type" else f.contents(), vtype, sub)
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, a.reshape([int(d) for d in reversed(t.shape)]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def f32_golden(dest):
+    from llama_cpp import Llama
+    from safetensors.numpy import save_file
+
+    f32 = dest / "gemma-f32.gguf"
+    write_gguf_f32(f32)
+    llm = Llama(model_path=str(f32), n_ctx=128, logits_all=True, verbose=False, n_threads=2, seed=0,
+                type_k=0, type_v=0, flash_attn=False)
+    logits = {}
+    for i, text in enumerate(PROMPTS[:F32_PROMPTS]):
+        llm.reset()
+        llm.eval(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        logits[f"case{i}"] = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+    save_file(logits, str(dest / "llamacpp_f32.safetensors"))
+    print(f"gemma_golden: llama.cpp logits on the F32 copy for {F32_PROMPTS} prompts", file=sys.stderr)
+
+
 def main():
     if GEMMA is None or not GEMMA.exists():
         raise SystemExit("gemma_golden: LMLAB_GEMMA (scripts/fetch-model.sh gemma3-270m) is required")
     dest = out_dir("gemma")
     tokenizer_golden(dest)
     model_golden(dest)
+    f32_golden(dest)
 
 
 if __name__ == "__main__":

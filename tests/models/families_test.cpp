@@ -1,5 +1,6 @@
 // Every family on a tiny random-weight checkpoint built with mlx-lm's own model
-// code (tests/golden/model_golden.py): float32 logits agree within 1e-4, float
+// code (tests/golden/model_golden.py, and families_golden.py for the families
+// added later): float32 logits agree within 1e-4, float
 // and quantized (4-bit group 32 with an 8-bit per-layer override), and decoding
 // token by token through the KV cache equals the full forward pass.
 #include <fmt/format.h>
@@ -14,6 +15,12 @@ namespace mx = mlx::core;
 
 class Family : public ::testing::TestWithParam<std::string> {};
 
+// model_golden.py's checkpoints, or families_golden.py's.
+std::filesystem::path tiny_dir(const std::string& name) {
+  const auto first = fixtures_dir() / "model" / "tiny" / name;
+  return std::filesystem::exists(first) ? first : fixtures_dir() / "families" / name;
+}
+
 std::unique_ptr<Model> load_tiny(const std::filesystem::path& dir, mx::Dtype dtype = mx::float32) {
   io::ModelDir d = io::read_model_dir(dir);
   return make_model(d.config, std::move(d.weights), dtype);
@@ -21,7 +28,7 @@ std::unique_ptr<Model> load_tiny(const std::filesystem::path& dir, mx::Dtype dty
 
 TEST_P(Family, LogitsMatchMlxLm) {
   (void)cpu_context();
-  auto dir = fixtures_dir() / "model" / "tiny" / GetParam();
+  auto dir = tiny_dir(GetParam());
   LMLAB_REQUIRE_FILE(dir / "golden.safetensors");
   auto model = load_tiny(dir);
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
@@ -33,7 +40,7 @@ TEST_P(Family, LogitsMatchMlxLm) {
 
 TEST_P(Family, CachedDecodeEqualsFullForward) {
   (void)cpu_context();
-  auto dir = fixtures_dir() / "model" / "tiny" / GetParam();
+  auto dir = tiny_dir(GetParam());
   LMLAB_REQUIRE_FILE(dir / "golden.safetensors");
   auto model = load_tiny(dir);
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
@@ -53,23 +60,27 @@ TEST_P(Family, CachedDecodeEqualsFullForward) {
 
 TEST_P(Family, HalfPrecisionRunsWithRightShapes) {
   (void)cpu_context();
-  auto dir = fixtures_dir() / "model" / "tiny" / GetParam();
+  auto dir = tiny_dir(GetParam());
   LMLAB_REQUIRE_FILE(dir / "golden.safetensors");
   auto model = load_tiny(dir, mx::float16);
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
   mx::array out = model->forward(g.at("ids"));
   EXPECT_EQ(out.dtype(), mx::float16);
   EXPECT_EQ(out.shape(), (mx::Shape{2, 11, model->config().vocab_size}));
-  // Half precision stays close to float32 on these small logits.
-  float diff = mx::max(mx::abs(mx::subtract(mx::astype(out, mx::float32), g.at("logits")))).item<float>();
-  EXPECT_LT(diff, 0.1f);
+  // Half precision stays within a few percent of the largest float32 logit
+  // (0.1 on the Llama-style checkpoints' ~2.5; Gemma's √hidden-scaled
+  // embeddings and tied head make its logits ~8).
+  const mx::array& want = g.at("logits");
+  float diff = mx::max(mx::abs(mx::subtract(mx::astype(out, mx::float32), want))).item<float>();
+  EXPECT_LT(diff, 0.04f * mx::max(mx::abs(want)).item<float>());
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, Family,
                          ::testing::Values("llama", "llama_q4", "llama3_scaled", "llama3_scaled_q4",
                                            "llama_linear_rope", "llama_linear_rope_q4", "llama_yarn",
                                            "llama_yarn_q4", "mistral",
-                                           "mistral_q4", "qwen2", "qwen2_q4", "qwen3", "qwen3_q4"));
+                                           "mistral_q4", "qwen2", "qwen2_q4", "qwen3", "qwen3_q4",
+                                           "gemma3_text", "gemma3_text_q4"));
 
 }  // namespace
 }  // namespace lmlab::test
