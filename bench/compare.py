@@ -11,7 +11,12 @@ docs/benchmarks.md between the `bench:generate` markers.
 - mlx-lm: the 4-bit group-32 MLX copy made by tests/golden/model_golden.py
   (same engine and kernels as lmlab; its embedding is 4-bit where the GGUF's is 8-bit).
 
-Usage: .deps/py/bin/python bench/compare.py [--runs 3] [--threads 2]
+With --model gemma3-270m: Gemma 3 270M Q4_K_M (scripts/fetch-model.sh
+gemma3-270m), lmlab and llama.cpp on the same file, runs interleaved (lmlab,
+llama.cpp, lmlab, ...) so that a shared machine's load falls on both alike;
+written between the `bench:gemma` markers.
+
+Usage: .deps/py/bin/python bench/compare.py [--runs 3] [--threads 2] [--model gemma3-270m]
 """
 import argparse
 import json
@@ -27,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPT_TOKENS, GEN_TOKENS = 512, 128
 
 
-def default_model():
-    return subprocess.run([str(ROOT / "scripts/fetch-model.sh")], capture_output=True, text=True,
-                          check=True).stdout.strip()
+def default_model(name=None):
+    return subprocess.run([str(ROOT / "scripts/fetch-model.sh")] + ([name] if name else []), capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def prompt_ids(model):
@@ -118,24 +123,34 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--model", choices=["gemma3-270m"], help="the second known model instead of the default")
     a = ap.parse_args()
-    model = default_model()
+    model = default_model(a.model)
     ids, text = prompt_ids(model)
-    results = {"lmlab": run_lmlab(model, text, a.runs),
-               "lmlab q8": run_lmlab(model, text, a.runs, "q8"),
-               "llama.cpp": run_llamacpp(model, ids, a.runs, a.threads)}
-    mlx_dir = ROOT / ".deps/fixtures/model/smollm2-mlx-q4"
-    if mlx_dir.exists():
-        results["mlx-lm"] = run_mlxlm(mlx_dir, ids, a.runs)
+    if a.model:
+        results = {"lmlab": [], "llama.cpp": []}
+        for _ in range(a.runs):  # interleaved
+            results["lmlab"] += run_lmlab(model, text, 1)
+            results["llama.cpp"] += run_llamacpp(model, ids, 1, a.threads)
+    else:
+        results = {"lmlab": run_lmlab(model, text, a.runs),
+                   "lmlab q8": run_lmlab(model, text, a.runs, "q8"),
+                   "llama.cpp": run_llamacpp(model, ids, a.runs, a.threads)}
+        mlx_dir = ROOT / ".deps/fixtures/model/smollm2-mlx-q4"
+        if mlx_dir.exists():
+            results["mlx-lm"] = run_mlxlm(mlx_dir, ids, a.runs)
     keys = [("prompt_tps", "prompt tok/s"), ("generation_tps", "gen tok/s"), ("peak_gb", "peak GB"),
             ("load_s", "load s")]
-    lines = [f"Machine: {machine()}. Versions: {versions()}. Median of {a.runs} runs; "
+    load = os.getloadavg()[0]
+    lines = [f"Model: {Path(model).name}. Machine: {machine()}, load average {load:.1f} at the end. "
+             f"Versions: {versions()}. Median of {a.runs} runs; "
              f"prompt {results['lmlab'][0]['prompt_tokens']} tokens, {GEN_TOKENS} generated (greedy, EOS ignored). "
-             f"Command: `.deps/py/bin/python bench/compare.py --runs {a.runs} --threads {a.threads}`.", "",
+             f"Command: `.deps/py/bin/python bench/compare.py --runs {a.runs} --threads {a.threads}"
+             + (f" --model {a.model}" if a.model else "") + "`.", "",
              "| engine | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, rows in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{median(rows, k):.3f}" for k, _ in keys) + " |")
-    for ours in ("lmlab", "lmlab q8"):
+    for ours in [k for k in ("lmlab", "lmlab q8") if k in results]:
         lab = results[ours]
         for name, rows in results.items():
             if name.startswith("lmlab"):
@@ -148,11 +163,13 @@ def main():
     if not a.no_write:
         doc = ROOT / "docs/benchmarks.md"
         body = doc.read_text() if doc.exists() else "# Benchmarks\n"
-        block = f"<!-- bench:generate -->\n{table}\n<!-- /bench:generate -->"
-        if "<!-- bench:generate -->" in body:
-            body = re.sub(r"<!-- bench:generate -->.*<!-- /bench:generate -->", lambda _: block, body, flags=re.S)
+        tag = "bench:gemma" if a.model else "bench:generate"
+        block = f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->"
+        if f"<!-- {tag} -->" in body:
+            body = re.sub(f"<!-- {tag} -->.*<!-- /{tag} -->", lambda _: block, body, flags=re.S)
         else:
-            body += "\n## Generation, side by side (CPU)\n\n" + block + "\n"
+            title = "Gemma 3 270M Q4_K_M, side by side (CPU)" if a.model else "Generation, side by side (CPU)"
+            body += f"\n## {title}\n\n" + block + "\n"
         doc.write_text(body)
 
 

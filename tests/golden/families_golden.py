@@ -3,8 +3,9 @@
 their float32 logits on random ids, for tests/models/families_test.cpp.
 
 Writes $LMLAB_FIXTURES/families/NAME/{config.json, model.safetensors,
-golden.safetensors} for NAME in TINY, float and `_q4` (4-bit group 32 with
-8-bit down projections). Seconds on 2 cores.
+golden.safetensors} for NAME in TINY, float, `_q4` (4-bit group 32 with
+8-bit down projections) and `_q5` (5-bit group 32, as most of a Q4_K_M Gemma's
+tensors load, with 8-bit down projections). Seconds on 2 cores.
 """
 import importlib
 import json
@@ -29,7 +30,7 @@ TINY = {
 }
 
 
-def build(name, module, args, tied, quant, seed, dest):
+def build(name, module, args, tied, bits, seed, dest):
     import mlx.core as mx
     from mlx.utils import tree_flatten, tree_map
     from mlx_lm.utils import quantize_model
@@ -43,12 +44,12 @@ def build(name, module, args, tied, quant, seed, dest):
     model.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.5 + 1.0 if p.ndim == 1 else p,
                           model.parameters()))
     config = dict(args)
-    if quant:
+    if bits:
         def pred(path, m):
             if "down_proj" in path:
                 return {"group_size": 32, "bits": 8}
             return hasattr(m, "to_quantized") and m.weight.shape[-1] % 32 == 0
-        model, config = quantize_model(model, config, group_size=32, bits=4, quant_predicate=pred)
+        model, config = quantize_model(model, config, group_size=32, bits=bits, quant_predicate=pred)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     mx.save_safetensors(str(dest / "model.safetensors"), dict(tree_flatten(model.parameters())),
@@ -63,8 +64,8 @@ def build(name, module, args, tied, quant, seed, dest):
 def main():
     root = out_dir("families")
     for i, (name, (module, args, tied)) in enumerate(sorted(TINY.items())):
-        for quant in (False, True):
-            build(name, module, args, tied, quant, i, root / (name + ("_q4" if quant else "")))
+        for bits in (0, 4, 5):
+            build(name, module, args, tied, bits, i, root / (name + (f"_q{bits}" if bits else "")))
 
 
 if __name__ == "__main__":

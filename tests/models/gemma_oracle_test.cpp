@@ -11,6 +11,7 @@
 // the Q4_K_M file and its F32 copy (0.85 on the first prompt). On the F32 copy
 // both engines compute in float32 and agree to summation order.
 #include <fmt/format.h>
+#include <mlx/primitives.h>
 
 #include "models/model_test_util.h"
 
@@ -96,6 +97,38 @@ TEST(GemmaOracle, MatchesLlamaCppOnTheSameFile) {
   std::printf("[ oracle   ] gemma3-270m Q4_K_M: %d prompts, max |logit diff| %.4f, min top-5 overlap %d, "
               "teacher-forced steps checked %d, near-ties skipped %d\n",
               i, worst, top5_min, checked, near_ties);
+}
+
+TEST(GemmaOracle, FusedDecodeEqualsTheComposedBlocks) {
+  // Layers whose seven projections the fused CPU step takes (5-bit q/k/v/gate/up,
+  // Q4_K o and down, Q8_0 v) run fused; the Q6_K-down layers compose. An empty
+  // Hooks composes every layer.
+  LMLAB_REQUIRE_FILE(gemma_path());
+  const Model& m = *gemma().model;
+  const auto golden = read_json(gemma_fixtures() / "llamacpp.json");
+  const auto ids = golden["cases"][1]["ids"].get<std::vector<int>>();
+  auto fused_cache = m.make_cache(), composed_cache = m.make_cache();
+  nn::Hooks composed;
+  mx::array tokens(ids.begin(), {1, static_cast<int>(ids.size())}, mx::int32);
+  mx::array a = m.forward(tokens, fused_cache.get()), b = m.forward(tokens, composed_cache.get(), &composed);
+  float worst = 0;
+  for (int step = 0; step < 8; ++step) {
+    auto last = [](const mx::array& l) { return mx::reshape(mx::take(l, l.shape(1) - 1, 1), {-1}); };
+    worst = std::max(worst, mx::max(mx::abs(mx::subtract(last(a), last(b)))).item<float>());
+    const int ta = mx::argmax(last(a)).item<int>(), tb = mx::argmax(last(b)).item<int>();
+    EXPECT_EQ(ta, tb) << "step " << step;
+    a = m.forward(mx::array({ta}, {1, 1}, mx::int32), fused_cache.get());
+    b = m.forward(mx::array({tb}, {1, 1}, mx::int32), composed_cache.get(), &composed);
+  }
+  int fused_layers = 0;  // keys written by the fused step's primitive (state(): k, v per layer)
+  for (const auto& k : fused_cache->state())
+    fused_layers += k.has_primitive() && std::string(k.primitive().name()) == "LmlabDecoderStep";
+  EXPECT_GT(fused_layers, 0);
+  // The fused step rounds as MLX's CPU ops do; the bound leaves room for
+  // another summation order on logits of magnitude ~30.
+  EXPECT_LT(worst, 1e-3f);
+  std::printf("[ fused    ] gemma3-270m: max |logit diff| fused vs composed over 8 steps %.3g (%d of %zu cache arrays from the fused step)\n", worst,
+              fused_layers, fused_cache->state().size());
 }
 
 TEST(GemmaOracle, F32CopyMatchesLlamaCppToSummationOrder) {

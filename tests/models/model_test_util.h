@@ -24,6 +24,12 @@ inline const Context& cpu_context() {
   return ctx;
 }
 
+// A tiny random checkpoint: tests/golden/model_golden.py's, or families_golden.py's.
+inline std::filesystem::path tiny_checkpoint_dir(const std::string& name) {
+  const auto first = fixtures_dir() / "model" / "tiny" / name;
+  return std::filesystem::exists(first) ? first : fixtures_dir() / "families" / name;
+}
+
 inline nlohmann::json read_json(const std::filesystem::path& p) {
   std::ifstream f(p);
   return nlohmann::json::parse(f);

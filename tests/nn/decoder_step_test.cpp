@@ -18,7 +18,7 @@ namespace {
 namespace mx = mlx::core;
 
 std::unique_ptr<Model> load_tiny(const std::string& name) {
-  io::ModelDir d = io::read_model_dir(fixtures_dir() / "model" / "tiny" / name);
+  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
   return make_model(d.config, std::move(d.weights), mx::float32);
 }
 
@@ -79,7 +79,7 @@ class DecoderStepFamily : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DecoderStepFamily, MatchesTheComposedBlock) {
   SKIP_OFF_CPU();
-  LMLAB_REQUIRE_FILE(fixtures_dir() / "model" / "tiny" / GetParam() / "config.json");
+  LMLAB_REQUIRE_FILE(tiny_checkpoint_dir(GetParam()) / "config.json");
   auto m = load_tiny(GetParam());
   // A 12-token prefill (composed), single tokens, a chunk of 3, a chunk of 8,
   // then more single tokens; and a first chunk short enough to be fused.
@@ -95,7 +95,8 @@ TEST_P(DecoderStepFamily, MatchesTheComposedBlock) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, DecoderStepFamily,
                          ::testing::Values("llama_q4", "llama3_scaled_q4", "llama_linear_rope_q4",
-                                           "llama_yarn_q4", "mistral_q4", "qwen2_q4", "qwen3_q4"));
+                                           "llama_yarn_q4", "mistral_q4", "qwen2_q4", "qwen3_q4", "gemma3_text_q4",
+                                           "gemma3_text_q5"));
 
 TEST(DecoderStep, DefaultModelDecodesAsTheComposedBlock) {
   SKIP_OFF_CPU();

@@ -57,7 +57,7 @@ TEST_P(QuantizedMatmulCase, MatchesMlx) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, QuantizedMatmulCase,
-                         ::testing::Combine(::testing::Values(4, 8), ::testing::Values(32, 64, 128),
+                         ::testing::Combine(::testing::Values(4, 5, 8), ::testing::Values(32, 64, 128),
                                             ::testing::Values(1, 3, 17, 64)),
                          [](const auto& info) {
                            return "b" + std::to_string(std::get<0>(info.param)) + "_g" +
@@ -152,6 +152,13 @@ TEST(QuantizedMatmul, FallsBackToMlx) {
   EXPECT_FALSE(nn::quantized_matmul_is_native(x, q3[0], q3[1], q3[2], 32, 3));
   EXPECT_TRUE(mx::array_equal(nn::quantized_matmul(x, q3[0], q3[1], q3[2], 32, 3),
                               mx::quantized_matmul(x, q3[0], q3[1], q3[2], true, 32, 3))
+                  .item<bool>());
+  // 5-bit weights with int8 activations: MLX's float arithmetic.
+  auto q5 = mx::quantize(dense, 32, 5);
+  EXPECT_TRUE(nn::quantized_matmul_is_native(x, q5[0], q5[1], q5[2], 32, 5));
+  EXPECT_FALSE(nn::cpu::native_activations(5, "q8_0"));
+  EXPECT_TRUE(mx::array_equal(nn::quantized_matmul(x, q5[0], q5[1], q5[2], 32, 5, "affine", "q8_0"),
+                              mx::quantized_matmul(x, q5[0], q5[1], q5[2], true, 32, 5))
                   .item<bool>());
   auto q4 = mx::quantize(dense, 32, 4);
   q4[1] = mx::astype(q4[1], mx::float16);

@@ -315,7 +315,7 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
   for (int i = 0; i < kProjections; ++i) {
     const QuantizedLinear& p = projection(w, i);
     if (p.w.ndim() != 2 || p.w.shape(0) != out_dims[i]) return false;
-    if (!p.activations.empty() && p.activations != "q8_0" && p.activations != "q8_1") return false;
+    if (!cpu::native_activations(p.bits, p.activations)) return false;
     if (!cpu::native_weights(p.w, p.scales, p.biases, p.group_size, p.bits, "affine", in_dims[i]) ||
         !float32_vector(p.bias, out_dims[i]))
       return false;

@@ -49,19 +49,31 @@ float param(ScaleType t, const void* base, long i) {
   return 0.0f;
 }
 
+// Field k of a row: MLX packs the fields little-end first as one bit stream
+// (4 and 8 bits: whole fields per byte; 5 bits: eight fields in five bytes).
+uint32_t field(const uint8_t* row, long k, int bits) {
+  const long bit = k * bits;
+  const int shift = static_cast<int>(bit & 7);
+  uint32_t v = row[bit >> 3];
+  if (shift + bits > 8) v |= static_cast<uint32_t>(row[(bit >> 3) + 1]) << 8;
+  return (v >> shift) & ((1u << bits) - 1);
+}
+
+const uint8_t* weight_row(const QmmProblem& p, int n) {
+  return reinterpret_cast<const uint8_t*>(p.w) + static_cast<long>(n) * p.K * p.bits / 8;
+}
+
 void scalar_gemv(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1) {
-  const int G = p.K / p.group_size, per_word = 32 / p.bits, words = p.K / per_word;
-  const uint32_t mask = (1u << p.bits) - 1;
+  const int G = p.K / p.group_size;
   for (int m = 0; m < p.M; ++m) {
     const float* x = xp + static_cast<long>(m) * p.K;
     for (int n = n0; n < n1; ++n) {
-      const uint32_t* w = p.w + static_cast<long>(n) * words;
+      const uint8_t* w = weight_row(p, n);
       float acc = 0.0f;
       for (int g = 0; g < G; ++g) {
         float dot = 0.0f;
         for (int k = g * p.group_size; k < (g + 1) * p.group_size; ++k) {
-          const uint32_t q = (w[k / per_word] >> ((k % per_word) * p.bits)) & mask;
-          dot += x[k] * static_cast<float>(q);
+          dot += x[k] * static_cast<float>(field(w, k, p.bits));
         }
         const long gi = static_cast<long>(n) * G + g;
         acc += param(p.scale_type, p.scales, gi) * dot +
@@ -103,14 +115,13 @@ void scalar_prepare_q8(const QmmProblem& p, int8_t* xq, float* xd, float* xs) {
 
 void scalar_gemv_q8(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0,
                     int n1) {
-  const int G = p.K / p.group_size, B = p.K / 32, per_word = 32 / p.bits, words = p.K / per_word;
-  const uint32_t mask = (1u << p.bits) - 1;
+  const int G = p.K / p.group_size, B = p.K / 32;
   // 8-bit fields are used as signed q - 128 (their bias term gains 128·scale).
   const int offset = p.bits == 8 ? 128 : 0;
   for (int m = 0; m < p.M; ++m) {
     const int8_t* x = xq + static_cast<long>(m) * p.K;
     for (int n = n0; n < n1; ++n) {
-      const uint32_t* w = p.w + static_cast<long>(n) * words;
+      const uint8_t* w = weight_row(p, n);
       float acc = 0.0f;
       for (int g = 0; g < G; ++g) {
         const long gi = static_cast<long>(n) * G + g;
@@ -118,7 +129,7 @@ void scalar_gemv_q8(const QmmProblem& p, const int8_t* xq, const float* xd, cons
         for (int b = g * p.group_size / 32; b < (g + 1) * p.group_size / 32; ++b) {
           int isum = 0;
           for (int k = 32 * b; k < 32 * (b + 1); ++k) {
-            const int q = static_cast<int>((w[k / per_word] >> ((k % per_word) * p.bits)) & mask);
+            const int q = static_cast<int>(field(w, k, p.bits));
             isum += (q - offset) * x[k];
           }
           acc += scale * xd[m * B + b] * static_cast<float>(isum);
@@ -353,7 +364,7 @@ bool is_float_type(mx::Dtype t) { return t == mx::float32 || t == mx::float16 ||
 
 bool cpu::native_weights(const array& w, const array& scales, const std::optional<array>& biases,
                             int group_size, int bits, const std::string& mode, int K) {
-  if (mode != "affine" || !biases || (bits != 4 && bits != 8)) return false;
+  if (mode != "affine" || !biases || (bits != 4 && bits != 5 && bits != 8)) return false;
   if (group_size != 32 && group_size != 64 && group_size != 128) return false;
   if (w.dtype() != mx::uint32 || w.ndim() != 2) return false;
   if (!is_float_type(scales.dtype()) || biases->dtype() != scales.dtype()) return false;
@@ -361,6 +372,10 @@ bool cpu::native_weights(const array& w, const array& scales, const std::optiona
   if (K == 0 || K % group_size != 0 || static_cast<long>(w.shape(1)) * 32 / bits != K) return false;
   const mx::Shape params{N, K / group_size};
   return scales.shape() == params && biases->shape() == params;
+}
+
+bool cpu::native_activations(int bits, const std::string& activations) {
+  return activations.empty() || ((activations == "q8_0" || activations == "q8_1") && bits != 5);
 }
 
 bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,
@@ -374,7 +389,8 @@ array quantized_matmul(const array& x, const array& w, const array& scales,
                        const std::optional<array>& biases, int group_size, int bits,
                        const std::string& mode, const std::string& activations, mx::StreamOrDevice s) {
   const ActQuant act = cpu::parse_activations(activations);
-  if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s))
+  if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s) ||
+      !cpu::native_activations(bits, activations))
     return mx::quantized_matmul(x, w, scales, biases, /*transpose=*/true, group_size, bits, mode, s);
   mx::Shape shape = x.shape();
   shape.back() = w.shape(0);

@@ -6,7 +6,8 @@
 //
 // Affine layout (MLX): w[n, k] = scale[n, g] · q[n, k] + bias[n, g], g = k / group_size,
 // q packed little-end first into uint32 words (4-bit: element 2i is the low
-// nibble of byte i, 2i+1 the high one; 8-bit: element i is byte i).
+// nibble of byte i, 2i+1 the high one; 8-bit: element i is byte i; 5-bit: one
+// little-endian bit stream, eight elements in five bytes).
 //
 // gemv (few rows): per group, y += scale · Σ x·q + bias · Σ x. x is stored in
 // the order the nibbles come out of the bytes, so no shuffles are needed.
@@ -116,12 +117,33 @@ inline void bias_terms(const void* biases, const long* row_off, const float* xs,
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + tail[r];
 }
 
+// Sixteen 5-bit fields from the 10 bytes at src[0..9] (a 16-byte register),
+// in natural order: each 32-bit lane takes the two bytes holding its field
+// (byte 5j/8 on) and shifts it down by 5j mod 8.
+inline void unpack16_5bit(__m128i src, __m256* q) {
+  const __m256i bytes = _mm256_broadcastsi128_si256(src);
+  const __m256i lo = _mm256_setr_epi8(0, 1, -1, -1, 0, 1, -1, -1, 1, 2, -1, -1, 1, 2, -1, -1,  //
+                                      2, 3, -1, -1, 3, 4, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1);
+  const __m256i hi = _mm256_setr_epi8(5, 6, -1, -1, 5, 6, -1, -1, 6, 7, -1, -1, 6, 7, -1, -1,  //
+                                      7, 8, -1, -1, 8, 9, -1, -1, 8, 9, -1, -1, 9, 10, -1, -1);
+  const __m256i shifts = _mm256_setr_epi32(0, 5, 2, 7, 4, 1, 6, 3);
+  const __m256i mask = _mm256_set1_epi32(0x1F);
+  q[0] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(bytes, lo), shifts), mask));
+  q[1] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(bytes, hi), shifts), mask));
+}
+
 // 32 quantized values starting at byte p, as four float vectors.
 // 4-bit: {q0,q2,..,q14}, {q1,q3,..,q15}, {q16,q18,..,q30}, {q17,..,q31} (nibble order);
-// 8-bit: q0..7, q8..15, q16..23, q24..31.
+// 8-bit and 5-bit: q0..7, q8..15, q16..23, q24..31.
 template <int Bits>
 inline void unpack32(const uint8_t* p, __m256* q) {
-  if constexpr (Bits == 4) {
+  if constexpr (Bits == 5) {
+    // 20 bytes; copied so that the 16-byte loads never read past the weights.
+    alignas(16) uint8_t b[32] = {};
+    __builtin_memcpy(b, p, 20);
+    unpack16_5bit(_mm_load_si128(reinterpret_cast<const __m128i*>(b)), q);
+    unpack16_5bit(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 10)), q + 2);
+  } else if constexpr (Bits == 4) {
     // Widen each byte to 32 bits first (the load folds into vpmovzxbd), then
     // split it: low nibble by a mask, high nibble by a shift alone.
     const __m256i mask = _mm256_set1_epi32(0x0F);
@@ -153,7 +175,7 @@ inline void unpack32_natural(const uint8_t* p, __m256* q) {
     q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
     q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
   } else {
-    unpack32<8>(p, q);
+    unpack32<Bits>(p, q);
   }
 }
 
@@ -507,6 +529,7 @@ void gemv_q8_dispatch(const QmmProblem& p, const int8_t* xq, const float* xd, co
 
 void prepare_dispatch(const QmmProblem& p, float* xp, float* xs) {
   if (p.bits == 4) prepare_gemv<4>(p, xp, xs);
+  else if (p.bits == 5) prepare_gemv<5>(p, xp, xs);
   else prepare_gemv<8>(p, xp, xs);
 }
 
@@ -530,11 +553,13 @@ void gemv_bits(const QmmProblem& p, const float* xp, const float* xs, int n0, in
 
 void gemv_dispatch(const QmmProblem& p, const float* xp, const float* xs, int n0, int n1) {
   if (p.bits == 4) gemv_bits<4>(p, xp, xs, n0, n1);
+  else if (p.bits == 5) gemv_bits<5>(p, xp, xs, n0, n1);
   else gemv_bits<8>(p, xp, xs, n0, n1);
 }
 
 void gemm_dispatch(const QmmProblem& p, int n0, int n1) {
   if (p.bits == 4) gemm<4>(p, n0, n1);
+  else if (p.bits == 5) gemm<5>(p, n0, n1);
   else gemm<8>(p, n0, n1);
 }
 

@@ -1,0 +1,116 @@
+// nn::ggml_matmul (lmlab's CPU kernel on raw GGML blocks) against the float32
+// matmul of the same weights dequantized by io::ggml_dequantize (bit-exact to
+// ggml, tests/io/ggml_quants_test.cpp): every raw-block type, 1 to 19 rows,
+// batch shapes, gradients, and the composed fallback.
+#include <random>
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "lmlab/io.h"
+#include "nn/cpu/ggml_matmul.h"
+#include "test_util.h"
+
+namespace lmlab::test {
+namespace {
+
+namespace mx = mlx::core;
+using io::GgmlType;
+
+// Range of a type's stored sub-block scales (ggml_unpack_block's `scales`).
+std::pair<int, int> scale_range(GgmlType t) {
+  if (t == GgmlType::Q6_K) return {-128, 127};
+  if (t == GgmlType::Q2_K) return {0, 15};
+  return {0, 63};
+}
+
+// N rows of K values as valid blocks with random fields (d in [1e-3, 1e-2]).
+mx::array random_blocks(GgmlType type, int N, int K, uint32_t seed) {
+  const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(type));
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> bytes(static_cast<size_t>(N) * K / b.elements * b.bytes);
+  const std::vector<uint8_t> zero(b.bytes, 0);
+  const int qmax = (1 << io::ggml_field_bits(type)) - 1;
+  const auto [smin, smax] = scale_range(type);
+  for (size_t off = 0; off < bytes.size(); off += b.bytes) {
+    io::GgmlBlockFields f = io::ggml_unpack_block(type, zero.data());
+    f.d = std::uniform_real_distribution<float>(1e-3f, 1e-2f)(rng);
+    f.dmin = std::uniform_real_distribution<float>(0.0f, 1e-2f)(rng);
+    for (int& s : f.scales) s = std::uniform_int_distribution<int>(smin, smax)(rng);
+    for (int& m : f.mins) m = std::uniform_int_distribution<int>(0, 15)(rng);
+    for (int& q : f.q) q = std::uniform_int_distribution<int>(0, qmax)(rng);
+    io::ggml_pack_block(type, f, bytes.data() + off);
+  }
+  return mx::array(bytes.data(), {N, static_cast<int>(bytes.size() / N)}, mx::uint8);
+}
+
+// |got - want| ≤ 1e-5 · (|x| @ |W|ᵀ): float32 rounding of the sums, measured
+// against the magnitude of what is summed.
+void expect_close(const mx::array& got, const mx::array& x, const mx::array& dense) {
+  auto want = mx::matmul(x, mx::transpose(dense));
+  ASSERT_EQ(got.shape(), want.shape());
+  ASSERT_EQ(got.dtype(), mx::float32);
+  auto bound = mx::matmul(mx::abs(x), mx::transpose(mx::abs(dense)));
+  auto excess = mx::max(mx::subtract(mx::abs(mx::subtract(got, want)), mx::multiply(bound, mx::array(1e-5f))));
+  EXPECT_LE(excess.item<float>(), 1e-30f);
+}
+
+class GgmlMatmulType : public ::testing::TestWithParam<GgmlType> {};
+
+TEST_P(GgmlMatmulType, MatchesTheDequantizedMatmul) {
+  const GgmlType type = GetParam();
+  const int N = 37, K = 512;  // N not a multiple of the thread chunks
+  auto blocks = random_blocks(type, N, K, 11 + static_cast<uint32_t>(type));
+  auto dense = io::ggml_dequantize(blocks, type, mx::float32);
+  for (int rows : {1, 3, 19}) {
+    auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(rows));
+    ASSERT_TRUE(nn::ggml_matmul_is_native(x, blocks, type));
+    expect_close(nn::ggml_matmul(x, blocks, type), x, dense);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, GgmlMatmulType,
+                         ::testing::Values(GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
+                                           GgmlType::IQ4_XS),
+                         [](const auto& info) { return io::ggml_mode_name(info.param); });
+
+TEST(GgmlMatmul, ManyRowsAndBatchShapes) {
+  // 2 048 × 768 weights: split over the compute pool; x (2, 5, K) flattens to rows.
+  const int N = 2048, K = 768;
+  auto blocks = random_blocks(GgmlType::Q6_K, N, K, 5);
+  auto dense = io::ggml_dequantize(blocks, GgmlType::Q6_K, mx::float32);
+  auto x = mx::random::normal({2, 5, K}, mx::float32, mx::random::key(2));
+  auto got = nn::ggml_matmul(x, blocks, GgmlType::Q6_K);
+  EXPECT_EQ(got.shape(), (mx::Shape{2, 5, N}));
+  expect_close(mx::reshape(got, {10, N}), mx::reshape(x, {10, K}), dense);
+}
+
+TEST(GgmlMatmul, GradientWithRespectToX) {
+  const int N = 24, K = 256;
+  auto blocks = random_blocks(GgmlType::Q6_K, N, K, 9);
+  auto dense = io::ggml_dequantize(blocks, GgmlType::Q6_K, mx::float32);
+  auto x = mx::random::normal({3, K}, mx::float32, mx::random::key(4));
+  auto f = [&](const mx::array& a) { return mx::sum(mx::square(nn::ggml_matmul(a, blocks, GgmlType::Q6_K))); };
+  auto g = [&](const mx::array& a) { return mx::sum(mx::square(mx::matmul(a, mx::transpose(dense)))); };
+  auto got = mx::grad(f)(x), want = mx::grad(g)(x);
+  EXPECT_LT(mx::max(mx::abs(mx::subtract(got, want))).item<float>(),
+            1e-4f * mx::max(mx::abs(want)).item<float>());
+}
+
+TEST(GgmlMatmul, ComposesWhereTheKernelDoesNotApply) {
+  const int N = 8, K = 256;
+  auto blocks = random_blocks(GgmlType::Q3_K, N, K, 3);
+  auto dense = io::ggml_dequantize(blocks, GgmlType::Q3_K, mx::float32);
+  auto xh = mx::astype(mx::random::normal({2, K}, mx::float32, mx::random::key(1)), mx::float16);
+  EXPECT_FALSE(nn::ggml_matmul_is_native(xh, blocks, GgmlType::Q3_K));
+  auto y = nn::ggml_matmul(xh, blocks, GgmlType::Q3_K);
+  EXPECT_EQ(y.dtype(), mx::float16);
+  auto x = mx::astype(xh, mx::float32);
+  EXPECT_FALSE(nn::ggml_matmul_is_native(x, blocks, GgmlType::Q3_K, mx::Device::gpu));
+  // K not matching the blocks' width is not the kernel's either.
+  EXPECT_FALSE(nn::ggml_matmul_is_native(mx::zeros({1, 512}), blocks, GgmlType::Q3_K));
+  EXPECT_FALSE(nn::ggml_matmul_is_native(x, blocks, GgmlType::Q4_K));
+}
+
+}  // namespace
+}  // namespace lmlab::test
