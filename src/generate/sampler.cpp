@@ -57,9 +57,12 @@ array apply_min_p(const array& logprobs, float min_p) {
 array apply_top_k(const array& logprobs, int k) {
   const int V = logprobs.shape(-1);
   if (k <= 0 || k >= V) return logprobs;
-  // The k-th largest value along the last axis, kept as a size-1 axis.
-  array kth = mx::expand_dims(mx::take(mx::sort(logprobs, -1), V - k, -1), -1);
-  return mx::where(mx::less(logprobs, kth), neg_inf(logprobs.dtype()), logprobs);
+  // Exactly k tokens stay, as in mlx-lm: ties at the k-th value are broken by
+  // position instead of all being kept.
+  array order = mx::argsort(mx::negative(logprobs), -1);
+  mx::Shape from(order.ndim(), 0);
+  from.back() = k;
+  return mx::put_along_axis(logprobs, mx::slice(order, from, order.shape()), neg_inf(logprobs.dtype()), -1);
 }
 
 array Sampler::filtered_logprobs(const array& logprobs) const {

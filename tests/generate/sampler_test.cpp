@@ -1,5 +1,6 @@
 // Sampling: seeded draws follow the softmax distribution, filters keep what
 // they should, the repetition penalty follows mlx-lm's rule, seeds repeat.
+#include <algorithm>
 #include <cmath>
 
 #include <mlx/mlx.h>
@@ -60,6 +61,17 @@ TEST(Sampler, TopKKeepsExactlyK) {
   EXPECT_FLOAT_EQ(v[3], -0.1f);
 }
 
+TEST(Sampler, TopKKeepsExactlyKWhenTheKthValueIsTied) {
+  // mlx-lm masks all but k tokens (argpartition), whichever of the tied ones
+  // it keeps; keeping every token tied with the k-th would sample from more.
+  mx::array lp = mx::array({-1.0f, -2.0f, -2.0f, -0.5f, -2.0f, -3.0f});
+  for (int k : {2, 3, 4, 5}) {
+    auto v = values(generation::apply_top_k(lp, k));
+    EXPECT_EQ(std::count_if(v.begin(), v.end(), [](float x) { return !std::isinf(x); }), k) << k;
+    EXPECT_FALSE(std::isinf(v[0]) || std::isinf(v[3])) << k;
+  }
+}
+
 TEST(Sampler, TopPKeepsSmallestSetReachingMass) {
   std::vector<float> p = {0.5f, 0.3f, 0.15f, 0.05f};
   std::vector<float> lp;
@@ -69,6 +81,37 @@ TEST(Sampler, TopPKeepsSmallestSetReachingMass) {
   EXPECT_FALSE(std::isinf(v[1]));
   EXPECT_TRUE(std::isinf(v[2]));
   EXPECT_TRUE(std::isinf(v[3]));
+}
+
+TEST(Sampler, TopPDropsTheTokenAtAnExactCumulativeBoundary) {
+  // mlx-lm keeps a token where the ascending cumulative mass is > 1 - top_p:
+  // the smallest set whose mass reaches top_p, so a token that only adds mass
+  // past an exact hit is dropped. top_p is chosen so that 1 - top_p equals the
+  // cumulative mass below the most likely token exactly (exact in float32 for
+  // sums in [0.5, 1]), computed with the same MLX ops as the filter.
+  mx::array lp = mx::log(mx::array({0.1f, 0.2f, 0.3f, 0.4f}));
+  mx::array cum = mx::cumsum(mx::take_along_axis(mx::exp(lp), mx::argsort(lp, -1), -1), -1);
+  const float below = values(cum)[2];
+  const float top_p = 1.0f - below;
+  ASSERT_EQ(1.0f - top_p, below);
+  auto v = values(generation::apply_top_p(lp, top_p));
+  EXPECT_TRUE(std::isinf(v[0]) && std::isinf(v[1]) && std::isinf(v[2]));
+  EXPECT_FALSE(std::isinf(v[3]));
+  // A hair more mass needs the next token too.
+  const float wider = 1.0f - std::nextafter(below, 0.0f);
+  ASSERT_LT(1.0f - wider, below);
+  v = values(generation::apply_top_p(lp, wider));
+  EXPECT_TRUE(std::isinf(v[1]));
+  EXPECT_FALSE(std::isinf(v[2]) || std::isinf(v[3]));
+}
+
+TEST(Sampler, MinPKeepsATokenExactlyAtTheThreshold) {
+  // mlx-lm drops tokens below max + log(min_p), not those equal to it.
+  const float at = 0.0f + std::log(0.25f);
+  auto v = values(generation::apply_min_p(mx::array({0.0f, at, std::nextafter(at, -10.0f), -0.5f}), 0.25f));
+  EXPECT_FALSE(std::isinf(v[1]));
+  EXPECT_TRUE(std::isinf(v[2]));
+  EXPECT_FALSE(std::isinf(v[3]));
 }
 
 TEST(Sampler, MinPDropsUnlikelyTokens) {
