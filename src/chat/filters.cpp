@@ -167,16 +167,18 @@ Value apply_filter(Interp& in, const std::string& f, const Value& v, CallArgs& a
   if (f == "lower") return Value(py_lower(v.str()));
   if (f == "capitalize") return Value(py_capitalize(v.str()));
   if (f == "title") {
-    // jinja2 capitalizes after runs of -, whitespace and opening brackets.
-    std::u32string cps = utf8_decode(v.str());
-    bool start = true;
+    // jinja2 splits at runs of -, whitespace and opening brackets and writes
+    // each word as word[0].upper() + word[1:].lower() (the rest lowered as one
+    // string: Python's final-sigma rule looks at its neighbours there).
+    const std::u32string cps = utf8_decode(v.str());
+    auto is_sep = [](char32_t c) { return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_isspace(c); };
     std::string out;
-    for (char32_t c : cps) {
-      bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_isspace(c);
-      std::string one;
-      utf8_append(one, c);
-      out += sep ? one : (start ? py_upper(one) : py_lower(one));
-      start = sep;
+    for (size_t i = 0; i < cps.size();) {
+      size_t j = i + 1;
+      while (j < cps.size() && is_sep(cps[j]) == is_sep(cps[i])) ++j;
+      const std::string first = utf8_encode(cps.substr(i, 1)), rest = utf8_encode(cps.substr(i + 1, j - i - 1));
+      out += is_sep(cps[i]) ? first + rest : py_upper(first) + py_lower(rest);
+      i = j;
     }
     return Value(out);
   }

@@ -233,11 +233,36 @@ std::string py_strip(const std::string& s, const Value& chars, bool left, bool r
   return utf8_encode(cps.substr(b, e - b));
 }
 
+static bool is_cased(char32_t c) {
+  auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
+}
+
+static bool is_case_ignorable(char32_t c) {
+  auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME || cat == UTF8PROC_CATEGORY_CF ||
+         cat == UTF8PROC_CATEGORY_LM || cat == UTF8PROC_CATEGORY_SK || c == '\'' || c == '.' || c == ':' ||
+         c == 0xB7 || c == 0x2018 || c == 0x2019;
+}
+
+// Python lower-cases Σ to final ς after a cased letter that no cased letter
+// follows (case-ignorable characters skipped both ways), as in "ΣΊΣΥΦΟΣ".lower().
+static bool final_sigma(const std::u32string& cps, size_t i) {
+  size_t j = i;
+  while (j > 0 && is_case_ignorable(cps[j - 1])) --j;
+  if (j == 0 || !is_cased(cps[j - 1])) return false;
+  for (j = i + 1; j < cps.size() && is_case_ignorable(cps[j]); ++j) {
+  }
+  return j == cps.size() || !is_cased(cps[j]);
+}
+
 // Simple case mapping per code point, plus the common one-to-many mappings
-// of Python's full (SpecialCasing) mapping: ß -> SS, ligatures, İ -> i̇.
+// of Python's full (SpecialCasing) mapping: ß -> SS, ligatures, İ -> i̇, final ς.
 static std::string map_case(const std::string& s, bool upper) {
   std::u32string out;
-  for (char32_t c : utf8_decode(s)) {
+  const std::u32string cps = utf8_decode(s);
+  for (size_t i = 0; i < cps.size(); ++i) {
+    const char32_t c = cps[i];
     if (c >= 0xDC80 && c <= 0xDCFF) {
       out.push_back(c);
       continue;
@@ -256,6 +281,8 @@ static std::string map_case(const std::string& s, bool upper) {
       }
     } else if (c == 0x130) {
       special = U"i\u0307";
+    } else if (c == 0x3A3 && final_sigma(cps, i)) {
+      special = U"\u03C2";
     }
     if (special) out += special;
     else out.push_back(static_cast<char32_t>(upper ? utf8proc_toupper(static_cast<utf8proc_int32_t>(c))
@@ -274,12 +301,14 @@ std::string py_capitalize(const std::string& s) {
 }
 
 std::string py_title(const std::string& s) {
-  std::u32string cps = utf8_decode(s);
+  const std::u32string in = utf8_decode(s);
+  std::u32string cps = in;
   bool prev_cased = false;
-  for (char32_t& c : cps) {
-    auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
-    bool cased = cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
-    if (cased)
+  for (size_t i = 0; i < cps.size(); ++i) {
+    char32_t& c = cps[i];
+    const bool cased = is_cased(c);
+    if (cased && prev_cased && c == 0x3A3 && final_sigma(in, i)) c = 0x3C2;
+    else if (cased)
       c = static_cast<char32_t>(prev_cased ? utf8proc_tolower(static_cast<utf8proc_int32_t>(c))
                                            : utf8proc_totitle(static_cast<utf8proc_int32_t>(c)));
     prev_cased = cased;

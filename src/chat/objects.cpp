@@ -14,7 +14,11 @@ void undefined_error(const Value& v, const Loc& loc) {
   fail(loc, hint.empty() ? "value is undefined" : hint);
 }
 
-static std::string obj_desc(const Value& v) { return "'" + v.type_name() + " object'"; }
+// jinja2's object_type_repr: "None" for None, "<type> object" otherwise.
+static std::string obj_desc(const Value& v) {
+  std::string desc = v.is_none() ? "None" : v.type_name() + " object";
+  return "'" + desc + "'";
+}
 
 Value get_attr(Interp& in, const Value& obj, const std::string& name, const Loc& loc) {
   if (obj.is_undefined()) undefined_error(obj, loc);

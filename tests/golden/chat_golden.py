@@ -315,7 +315,18 @@ SNIPPETS = [
     "{{ messages|selectattr('role', 'in', ['user', 'system'])|map(attribute='role')|list }} {{ messages|rejectattr('none')|list|length }}",
     "{{ [0, 1, 2, none, '', 'a']|select|list }} {{ [1, 2, 3, 4]|reject('odd')|list }} {{ [1, 2]|sum(start=10) }}",
     "{{ messages[0].keys()|list|length }} {{ messages[0].get('role') }} {{ messages[0].get('zz', 'dflt') }} {{ messages[0].values()|list|length }}",
+    # Case filters and methods on mixed-case text: title lower-cases the rest of each word.
+    "{{ 'hELLO wORLD'|title }}|{{ 'mIxEd-CASE wOrDs (aND) [bRaCkEtS] {cUrLy} <aNgLe> tab\tSEP'|title }}|{{ \"o'NEIL DON'T x2Y 3rd\"|title }}",
+    "{{ 'ÉCOLE ÜBER straSSE ǅUNGLA ΣΊΣΥΦΟΣ'|title }}|{{ 'éCOLE-über'|title }}|{{ messages[0].content|title }}",
+    "{{ 'hELLO wORLD'.title() }}|{{ 'x2Y o\\'NEIL ÉCOLE ΟΔΥΣΣΕΥΣ ΑΣ.'.title() }}|{{ 'hELLO wORLD'.capitalize() }}|{{ 'hELLO'|capitalize }}",
+    "{{ 'MiXeD ÀÉÎõü'|lower }}|{{ 'MiXeD ÀÉÎõü straße'|upper }}|{{ 'MiXeD'.lower() }}|{{ 'ΟΔΥΣΣΕΥΣ ΑΣ Σ'|lower }}|{{ 'ΑΣ-ΟΣ'|title }}|{{ 'ΑΣ'|capitalize }}",
 ]
+
+
+def error_of(e):
+    """What jinja2 raised: the exception's class and its message (raise_exception's
+    text for TemplateError), which lmlab's error must repeat after its location."""
+    return {"type": type(e).__name__, "message": str(e)}
 
 
 def render(tpl, bos, eos, messages, tools, add_generation_prompt, extra):
@@ -337,8 +348,8 @@ def main():
                                     "tools": tools, "extra": extra}}
                 try:
                     case["expected"] = render(tpl, bos, eos, json.loads(json.dumps(messages)), tools, agp, extra)
-                except Exception as e:  # jinja2 raised: the C++ engine must throw too
-                    case["error"] = f"{type(e).__name__}: {e}"
+                except Exception as e:  # jinja2 raised: the C++ engine must throw the same error
+                    case["error"] = error_of(e)
                 cases.append(case)
                 ok, err = counts.get(tname, (0, 0))
                 counts[tname] = (ok + ("expected" in case), err + ("error" in case))
@@ -348,7 +359,7 @@ def main():
         try:
             case["expected"] = render(tpl, "", "", json.loads(json.dumps(DATA)), None, False, {})
         except Exception as e:
-            case["error"] = f"{type(e).__name__}: {e}"
+            case["error"] = error_of(e)
         snippets.append(case)
     (out_dir("chat") / "snippets.json").write_text(json.dumps(snippets, ensure_ascii=False, indent=1))
     print(f"chat_golden: {len(snippets)} engine snippets", file=sys.stderr)
