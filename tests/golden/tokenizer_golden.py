@@ -9,8 +9,12 @@ Writes under $LMLAB_FIXTURES/tokenizer/:
   smollm2/gguf_meta.json       tokenizer.* keys of the default model's GGUF
   smollm2/golden.jsonl         same as above, from an HF tokenizer rebuilt from the
                                GGUF vocab + merges, plus llama.cpp's own ids
+  gguf_spm/NAME.gguf           SentencePiece ("llama") GGUF vocabularies written with
+  gguf_spm/NAME.golden.jsonl   the gguf package, and llama.cpp's ids for the corpus
 """
+import contextlib
 import json
+import os
 import random
 import shutil
 import sys
@@ -262,6 +266,105 @@ def smollm2(corpus: list) -> None:
     print(f"tokenizer fixtures: smollm2: {n} strings, HF oracle == llama.cpp on {agree}", file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------
+# GGUF SentencePiece vocabularies (tokenizer.ggml.model "llama")
+
+# Written here with the gguf package from shared tokenizer.json files: llama.cpp's
+# SentencePiece tokenizer merges the adjacent pair whose merged piece has the
+# highest score, so each piece scores minus the rank of the first merge that
+# makes it (the order HF's BPE applies); pieces no merge makes score below all.
+SPM_FROM_JSON = {"llama2": True, "gemma3": False}  # name -> add_space_prefix
+# Real GGUF files with a "llama" vocabulary: name -> path of the model file.
+# Gemma 3's GGUF goes here once the project fetches it (its vocabulary, as
+# converted by llama.cpp, is then tokenized by llama.cpp and checked by
+# TokenizerGgufSpm.MatchesLlamaCpp like the ones written above).
+SPM_REAL_GGUF = {}
+
+
+def write_spm_gguf(name: str, add_space_prefix: bool, path) -> None:
+    import gguf
+
+    t = json.loads(shared_tokenizer_json(name))
+    m = t["model"]
+    first_merge = {}
+    for rank, merge in enumerate(m["merges"]):
+        a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+        first_merge.setdefault(a + b, rank)
+    added = {a["id"]: a for a in t["added_tokens"]}
+    by_id = sorted(m["vocab"].items(), key=lambda kv: kv[1])
+    assert [i for _, i in by_id] == list(range(len(by_id))), name
+    tokens, scores, types = [], [], []
+    for piece, i in by_id:
+        tokens.append(piece)
+        if i in added:
+            kind = (gguf.TokenType.UNKNOWN if piece == m.get("unk_token") else
+                    gguf.TokenType.CONTROL if added[i]["special"] else gguf.TokenType.USER_DEFINED)
+            score = 0.0
+        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            kind, score = gguf.TokenType.BYTE, 0.0
+        else:
+            kind = gguf.TokenType.NORMAL
+            score = -float(first_merge.get(piece, len(m["merges"]) + i))
+        types.append(kind)
+        scores.append(score)
+    cfg = json.loads((SHARED / "tokenizers" / name / "tokenizer_config.json").read_text())
+    token_id = lambda key: m["vocab"][cfg[key] if isinstance(cfg[key], str) else cfg[key]["content"]]
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(token_id("bos_token"))
+    w.add_eos_token_id(token_id("eos_token"))
+    w.add_add_bos_token(bool(cfg.get("add_bos_token", True)))
+    w.add_add_eos_token(bool(cfg.get("add_eos_token", False)))
+    w.add_add_space_prefix(add_space_prefix)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+
+
+def spm_ggufs(corpus: list) -> None:
+    """Each GGUF and llama.cpp's ids (vocab_only) for every corpus string, with
+    and without BOS, under tokenizer/gguf_spm/; index.json lists them."""
+    import llama_cpp
+
+    d = out_dir("tokenizer/gguf_spm")
+    files = {}
+    for name, space_prefix in SPM_FROM_JSON.items():
+        files[name] = d / f"{name}.gguf"
+        write_spm_gguf(name, space_prefix, files[name])
+    files.update(SPM_REAL_GGUF)
+    for name, path in files.items():
+        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        with open(d / f"{name}.golden.jsonl", "w", encoding="utf-8") as f, quiet_stderr():
+            for text in corpus:
+                raw = text.encode("utf-8")
+                f.write(json.dumps({"text": text, "ids": llm.tokenize(raw, add_bos=False, special=True),
+                                    "ids_bos": llm.tokenize(raw, add_bos=True, special=True)},
+                                   ensure_ascii=False) + "\n")
+        del llm
+        print(f"tokenizer fixtures: {name} GGUF ('llama' vocabulary): {len(corpus)} strings from llama.cpp",
+              file=sys.stderr)
+    # Paths relative to this folder where written here (fixture folders get copied).
+    index = {name: str(path.relative_to(d)) if path.parent == d else str(path) for name, path in files.items()}
+    (d / "index.json").write_text(json.dumps(index))
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """llama.cpp warns on stderr for each string that starts with BOS and gets another."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main() -> None:
     corpus = build_corpus()
     d = out_dir("tokenizer")
@@ -270,6 +373,7 @@ def main() -> None:
             f.write(json.dumps(s, ensure_ascii=False) + "\n")
     smollm2(corpus)
     shared_tokenizers(corpus)
+    spm_ggufs(corpus)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lmlab/io.h"
 #include "lmlab/tokenizer.h"
 #include "test_util.h"
 
@@ -101,7 +102,9 @@ TEST(TokenizerGguf, SmolLM2MatchesLlamaCpp) {
   LMLAB_REQUIRE_FILE(tok_fixture("smollm2/golden.jsonl"));
   Tokenizer tok = smollm2();
   int oracle_disagree = 0, ours_disagree = 0;
-  for (const json& r : read_jsonl(tok_fixture("smollm2/golden.jsonl"))) {
+  const auto records = read_jsonl(tok_fixture("smollm2/golden.jsonl"));
+  ASSERT_GE(records.size(), 2000u);
+  for (const json& r : records) {
     auto llama = r["llama_cpp"].get<std::vector<int>>();
     oracle_disagree += llama != r["ids"].get<std::vector<int>>();
     auto got = tok.encode(r["text"].get<std::string>(), false);
@@ -125,6 +128,39 @@ TEST(TokenizerGguf, SmolLM2Basics) {
   EXPECT_NE(std::find(tok.eos_ids().begin(), tok.eos_ids().end(), ids.back()), tok.eos_ids().end());
   EXPECT_THROW(tok.id_to_token(-1), std::out_of_range);
   EXPECT_THROW(tok.id_to_token(tok.vocab_size()), std::out_of_range);
+}
+
+// SentencePiece BPE vocabularies in GGUF form (tokenizer.ggml.model "llama":
+// pieces merged by tokenizer.ggml.scores, not by a merges list), written by the
+// gguf package from shared tokenizers, and real model GGUFs listed in
+// tokenizer_golden.py's SPM_REAL_GGUF: ids with and without BOS must be
+// llama.cpp's on every corpus string.
+TEST(TokenizerGgufSpm, MatchesLlamaCpp) {
+  const fs::path dir = tok_fixture("gguf_spm");
+  LMLAB_REQUIRE_FILE(dir / "index.json");
+  std::ifstream f(dir / "index.json");
+  const json index = json::parse(f);
+  ASSERT_GE(index.size(), 2u);
+  for (const auto& [name, file] : index.items()) {
+    const fs::path path = fs::path(file.get<std::string>()).is_absolute() ? fs::path(file.get<std::string>())
+                                                                          : dir / file.get<std::string>();
+    const Tokenizer tok = Tokenizer::from_gguf(io::read_gguf(path).meta);
+    EXPECT_EQ(tok.model_type(), "spm-bpe") << name;
+    const auto records = read_jsonl(dir / (name + ".golden.jsonl"));
+    ASSERT_GE(records.size(), 2000u) << name;
+    Tally ids{name + " (gguf) encode"}, ids_bos{name + " (gguf) encode+special"};
+    for (const json& r : records) {
+      const std::string text = r["text"];
+      const auto want = r["ids"].get<std::vector<int>>(), want_bos = r["ids_bos"].get<std::vector<int>>();
+      const auto got = tok.encode(text, false), got_bos = tok.encode(text, true);
+      ids.check(got == want, text, show(want), show(got));
+      ids_bos.check(got_bos == want_bos, text, show(want_bos), show(got_bos));
+    }
+    const size_t n = records.size();
+    EXPECT_EQ(ids.mismatches + ids_bos.mismatches, 0) << name;
+    std::printf("[ tokenizer ] %s (gguf, llama vocabulary): %zu strings, %zu/%zu match llama.cpp\n", name.c_str(),
+                n, n - ids.mismatches, n);
+  }
 }
 
 class TokenizerJson : public ::testing::TestWithParam<std::string> {};
