@@ -14,7 +14,7 @@ TEST_TIMEOUT ?= 900
 # Each step prints when it starts, so a slow step shows in a CI log.
 STAMP = @echo "make: $@ $$(date -u +%T)"
 
-.PHONY: run test setup setup-test build model fixtures fuzz clean bench
+.PHONY: run test setup setup-test build model fixtures fuzz clean bench mutation
 
 run: build model
 	./$(BUILD)/lmlab generate --prompt "$(PROMPT)" --max-tokens 128
@@ -64,8 +64,14 @@ fuzz: setup-test
 	  grep -E "^Done|DONE" build-fuzz/$$t.log | tail -1; \
 	done
 
+# The mutation check (not part of `make test`): plants each one-line bug of
+# tests/mutation/mutations.txt in a copy of the tree and reports which the
+# tests catch. MUTATIONS="gen- tok-" runs only the entries named so.
+mutation: build model fixtures
+	python3 tests/mutation/run.py --jobs $(JOBS) $(MUTATIONS)
+
 bench: build model setup-test
 	.deps/py/bin/python bench/compare.py
 
 clean:
-	rm -rf $(BUILD) $(BUILD).configure.log build-fuzz build-fuzz.configure.log
+	rm -rf $(BUILD) $(BUILD).configure.log build-fuzz build-fuzz.configure.log build-mutation
