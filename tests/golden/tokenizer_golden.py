@@ -274,10 +274,10 @@ def smollm2(corpus: list) -> None:
 # highest score, so each piece scores minus the rank of the first merge that
 # makes it (the order HF's BPE applies); pieces no merge makes score below all.
 SPM_FROM_JSON = {"llama2": True, "gemma3": False}  # name -> add_space_prefix
-# Real GGUF files with a "llama" vocabulary: name -> path of the model file.
-# Gemma 3's GGUF goes here once the project fetches it (its vocabulary, as
-# converted by llama.cpp, is then tokenized by llama.cpp and checked by
-# TokenizerGgufSpm.MatchesLlamaCpp like the ones written above).
+# Further real GGUF files with a "llama" vocabulary: name -> path of the model
+# file, tokenized by llama.cpp and checked by TokenizerGgufSpm.MatchesLlamaCpp
+# like the ones written above. Gemma 3 270M's own GGUF is checked by
+# gemma_golden.py and tests/tokenizer/gemma_gguf_test.cpp.
 SPM_REAL_GGUF = {}
 
 
