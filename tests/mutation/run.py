@@ -59,17 +59,31 @@ def parse_list(list_file: Path) -> list:
     return out
 
 
+def stale(m: Mutation, root: Path):
+    """Why the entry no longer applies to the tree at `root`, or None."""
+    where = f"stale: mutation '{m.name}' (list line {m.line})"
+    if not (root / m.path).is_file():
+        return f"{where}: no file {m.path}"
+    hits = len(re.findall(re.escape(m.before), (root / m.path).read_text(encoding="utf-8")))
+    if hits == 0:
+        return f"{where}: '{m.before}' is no longer in {m.path}; re-anchor or remove the entry"
+    if m.occurrence == 0 and hits > 1:
+        return f"{where}: '{m.before}' occurs {hits} times in {m.path}; name one with {m.path}#N"
+    if m.occurrence > hits:
+        return f"{where}: {m.path}#{m.occurrence} but '{m.before}' occurs {hits} times"
+    return None
+
+
+def check_all(mutations: list, root: Path) -> None:
+    problems = [p for p in (stale(m, root) for m in mutations) if p]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(2)
+
+
 def locate(m: Mutation, text: str) -> int:
-    """Offset of the mutated text in the file; exits when the entry is stale."""
+    """Offset of the mutated text in the file (the entry was checked not stale)."""
     hits = [i.start() for i in re.finditer(re.escape(m.before), text)]
-    where = f"mutation '{m.name}' (list line {m.line})"
-    if not hits:
-        sys.exit(f"stale: {where}: '{m.before}' is no longer in {m.path}; re-anchor or remove the entry")
-    if m.occurrence == 0 and len(hits) > 1:
-        sys.exit(f"stale: {where}: '{m.before}' occurs {len(hits)} times in {m.path}; "
-                 f"name one with {m.path}#N")
-    if m.occurrence > len(hits):
-        sys.exit(f"stale: {where}: {m.path}#{m.occurrence} but '{m.before}' occurs {len(hits)} times")
     return hits[max(m.occurrence, 1) - 1]
 
 
@@ -103,7 +117,7 @@ def sync_tree(work: Path) -> Path:
     return tree
 
 
-def build(tree: Path, jobs: int, log: Path) -> bool:
+def build(tree: Path, jobs: int, log: Path, targets=("lmlab", "lmlab_tests")) -> bool:
     bdir = tree / "build"
     if not (bdir / "CMakeCache.txt").exists():
         cfg = ["cmake", "-S", str(tree), "-B", str(bdir), "-DCMAKE_BUILD_TYPE=Release"]
@@ -111,7 +125,7 @@ def build(tree: Path, jobs: int, log: Path) -> bool:
             cfg.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
         subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL)
     with open(log, "w") as f:
-        r = subprocess.run(["cmake", "--build", str(bdir), "-j", str(jobs), "--target", "lmlab", "lmlab_tests"],
+        r = subprocess.run(["cmake", "--build", str(bdir), "-j", str(jobs), "--target", *targets],
                            stdout=f, stderr=subprocess.STDOUT)
     return r.returncode == 0
 
@@ -156,20 +170,13 @@ def main() -> int:
     if not mutations:
         sys.exit("no mutation selected")
     if args.check:
-        for m in mutations:
-            if not (ROOT / m.path).is_file():
-                sys.exit(f"stale: mutation '{m.name}' (list line {m.line}): no file {m.path}")
-            locate(m, (ROOT / m.path).read_text(encoding="utf-8"))
+        check_all(mutations, ROOT)
         print(f"mutation: {len(mutations)} entries match their files")
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     tree = sync_tree(args.work)
     log = args.work / "build.log"
-    # Every entry must match before anything is built.
-    for m in mutations:
-        if not (tree / m.path).is_file():
-            sys.exit(f"stale: mutation '{m.name}' (list line {m.line}): no file {m.path}")
-        locate(m, (tree / m.path).read_text(encoding="utf-8"))
+    check_all(mutations, tree)  # every entry must match before anything is built
 
     print(f"mutation: building the unmutated copy in {tree}", flush=True)
     if not build(tree, args.jobs, log):
@@ -182,7 +189,7 @@ def main() -> int:
             sys.exit(f"the tests '{f}' fail without any mutation: {why}")
         baseline[f] = dt
 
-    results = []
+    results, cli_dirty = [], False
     for i, m in enumerate(mutations, 1):
         path = tree / m.path
         original = path.read_text(encoding="utf-8")
@@ -191,7 +198,12 @@ def main() -> int:
         path.write_text(original[:at] + m.after + original[at + len(m.before):], encoding="utf-8")
         try:
             t0 = time.time()
-            if not build(tree, args.jobs, log):
+            # The CLI binary is relinked only for filters naming Cli tests: other
+            # tests that run it would see it unmutated (a survivor, never a false kill).
+            # (After a Cli mutation the binary is rebuilt once more, unmutated.)
+            targets = ("lmlab", "lmlab_tests") if "Cli" in m.tests or cli_dirty else ("lmlab_tests",)
+            cli_dirty = "Cli" in m.tests
+            if not build(tree, args.jobs, log, targets):
                 print(f"broken: mutation '{m.name}' ({m.path}:{lineno}) does not compile; see {log}")
                 return 2
             tb = time.time() - t0
