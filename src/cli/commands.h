@@ -50,5 +50,6 @@ void setup_chat(CLI::App& app);
 void setup_serve(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_models(CLI::App& app);
+void setup_bench(CLI::App& app);
 
 }  // namespace lmlab::cli

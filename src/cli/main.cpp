@@ -22,6 +22,7 @@ const lmlab::cli::Command kCommands[] = {
     {"serve", "an OpenAI-compatible HTTP API with a prompt cache, and the web lab", lmlab::cli::setup_serve},
     {"data", "check a fine-tuning data set: formats, token lengths, truncation, masking, duplicates", lmlab::cli::setup_data},
     {"models", "models in the lmlab and Hugging Face caches (size, format, quantization); rm", lmlab::cli::setup_models},
+    {"bench", "prompt and generation tok/s, mean ± std over runs (llama-bench)", lmlab::cli::setup_bench},
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 // for bad input, JSON output that parses, seeded sampling that repeats, and
 // the default model's greedy answer (a behaviour check with real weights).
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -99,6 +100,33 @@ TEST(Cli, TokenizeInputFileGivesIdArrays) {
   EXPECT_EQ(j[1], nlohmann::json::array({36828}));  // one token for " Rust"
   std::ofstream(dir / "bad.json") << R"(["ok", 3])";
   expect_one_line_error(run("tokenize --input " + (dir / "bad.json").string()), "element 1");
+}
+
+TEST(Cli, BenchOnBothRealModels) {
+  // Tiny sizes: the figures must be sane and consistent, not fast.
+  for (const std::string model : {"", "--model gemma3-270m "}) {
+    CliRun r = run("bench " + model + "-p 8 -n 4 -b 1,2 -r 2 --warmup 1 --json");
+    ASSERT_EQ(r.code, 0) << model << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["results"].size(), 2u) << model;
+    for (int i = 0; i < 2; ++i) {
+      const auto& row = j["results"][i];
+      EXPECT_EQ(row["batch"], i + 1);
+      EXPECT_EQ(row["prompt_tokens"], 8);
+      EXPECT_EQ(row["gen_tokens"], 4);
+      EXPECT_GT(row["peak_memory_gb"].get<double>(), 0);
+      for (const char* k : {"pp", "tg"}) {
+        const auto& t = row[k];
+        ASSERT_EQ(t["samples"].size(), 2u) << model << k;
+        const double a = t["samples"][0], b = t["samples"][1], mean = t["mean_tps"], sd = t["std_tps"];
+        EXPECT_GT(std::min(a, b), 0) << model << k;
+        EXPECT_NEAR(mean, (a + b) / 2, 1e-9 * mean);
+        EXPECT_NEAR(sd, std::abs(a - b) / std::sqrt(2.0), 1e-9 * mean + 1e-12);
+      }
+    }
+  }
+  expect_one_line_error(run("bench -b 0"), "--batch-sizes");
+  expect_one_line_error(run("bench -p 8 -n 4 -r 0"), "--repetitions");
 }
 
 }  // namespace

@@ -27,6 +27,11 @@ TINY = {
                                         sliding_window=4, sliding_window_pattern=2,
                                         max_position_embeddings=512,
                                         rope_scaling={"rope_type": "linear", "factor": 2.0}), True),
+    # Phi-3: fused qkv_proj and gate_up_proj, rotary on half of each head.
+    "phi3": ("phi3", dict(model_type="phi3", hidden_size=64, num_hidden_layers=2, intermediate_size=96,
+                          num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=160,
+                          rope_theta=10000.0, partial_rotary_factor=0.5, max_position_embeddings=512,
+                          tie_word_embeddings=False), False),
 }
 
 

@@ -75,7 +75,8 @@ INSTANTIATE_TEST_SUITE_P(Tiny, Family,
                                            "llama_linear_rope", "llama_linear_rope_q4", "llama_yarn",
                                            "llama_yarn_q4", "mistral",
                                            "mistral_q4", "qwen2", "qwen2_q4", "qwen3", "qwen3_q4",
-                                           "gemma3_text", "gemma3_text_q4", "gemma3_text_q5"));
+                                           "gemma3_text", "gemma3_text_q4", "gemma3_text_q5", "phi3", "phi3_q4",
+                                           "phi3_q5"));
 
 }  // namespace
 }  // namespace lmlab::test

@@ -96,7 +96,7 @@ TEST_P(DecoderStepFamily, MatchesTheComposedBlock) {
 INSTANTIATE_TEST_SUITE_P(Tiny, DecoderStepFamily,
                          ::testing::Values("llama_q4", "llama3_scaled_q4", "llama_linear_rope_q4",
                                            "llama_yarn_q4", "mistral_q4", "qwen2_q4", "qwen3_q4", "gemma3_text_q4",
-                                           "gemma3_text_q5"));
+                                           "gemma3_text_q5", "phi3_q4"));
 
 TEST(DecoderStep, DefaultModelDecodesAsTheComposedBlock) {
   SKIP_OFF_CPU();
