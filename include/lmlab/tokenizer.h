@@ -39,6 +39,10 @@ class Tokenizer {
   // The raw vocabulary string of an id (e.g. "Ġthe"); throws std::out_of_range.
   const std::string& id_to_token(int id) const;
   std::optional<int> token_to_id(std::string_view token) const;
+  // The raw bytes behind a vocabulary entry, for showing pieces of a UTF-8
+  // character: <0xXX> byte tokens give their byte, byte-level (GPT-2) token
+  // strings their bytes through GPT-2's table, any other token its own text.
+  std::string token_bytes(int id) const;
   bool is_special(int id) const;  // added tokens marked special, and control tokens
 
   std::optional<int> bos_id() const;
@@ -67,6 +71,17 @@ class Tokenizer {
   std::shared_ptr<const TokenizerImpl> impl_;
   friend class StreamingDetokenizer;
 };
+
+// The tokenizer of a GGUF header as Hugging Face files, for saving a GGUF
+// model as a model directory: Tokenizer::from_file on them tokenizes exactly
+// as from_gguf does (from_gguf is built from the same tokenizer.json).
+// Throws lmlab::Unsupported for SentencePiece ("llama") vocabularies, which
+// GGUF stores as scores without the merge list tokenizer.json needs.
+struct TokenizerFiles {
+  std::string tokenizer_json;
+  std::string tokenizer_config_json;
+};
+TokenizerFiles gguf_tokenizer_files(const Metadata& meta);
 
 // Turns a stream of ids into text pieces that are always complete UTF-8:
 // bytes of an unfinished character are held back until it completes. The

@@ -7,6 +7,7 @@
 
 #include "chat/methods.h"
 #include "chat/parser.h"
+#include "core/utf8.h"
 
 namespace lmlab::detail::jinja {
 namespace {
@@ -170,13 +171,13 @@ Value apply_filter(Interp& in, const std::string& f, const Value& v, CallArgs& a
     // jinja2 splits at runs of -, whitespace and opening brackets and writes
     // each word as word[0].upper() + word[1:].lower() (the rest lowered as one
     // string: Python's final-sigma rule looks at its neighbours there).
-    const std::u32string cps = utf8_decode(v.str());
+    const std::u32string cps = utf8::decode_escaped(v.str());
     auto is_sep = [](char32_t c) { return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_isspace(c); };
     std::string out;
     for (size_t i = 0; i < cps.size();) {
       size_t j = i + 1;
       while (j < cps.size() && is_sep(cps[j]) == is_sep(cps[i])) ++j;
-      const std::string first = utf8_encode(cps.substr(i, 1)), rest = utf8_encode(cps.substr(i + 1, j - i - 1));
+      const std::string first = utf8::encode_escaped(cps.substr(i, 1)), rest = utf8::encode_escaped(cps.substr(i + 1, j - i - 1));
       out += is_sep(cps[i]) ? first + rest : py_upper(first) + py_lower(rest);
       i = j;
     }
@@ -186,9 +187,9 @@ Value apply_filter(Interp& in, const std::string& f, const Value& v, CallArgs& a
   if (f == "wordcount") {
     int64_t n = 0;
     bool in_word = false;
-    for (char32_t c : utf8_decode(v.str())) {
+    for (char32_t c : utf8::decode_escaped(v.str())) {
       std::string one;
-      utf8_append(one, c);
+      utf8::append_escaped(one, c);
       bool w = c == '_' || (c < 0x80 ? isalnum(static_cast<int>(c)) != 0 : !py_isspace(c));
       if (w && !in_word) ++n;
       in_word = w;
@@ -208,9 +209,9 @@ Value apply_filter(Interp& in, const std::string& f, const Value& v, CallArgs& a
   if (f == "list") return Value::list(iterate(v, loc));
   if (f == "reverse") {
     if (v.is_string()) {
-      std::u32string cps = utf8_decode(v.as_str());
+      std::u32string cps = utf8::decode_escaped(v.as_str());
       std::reverse(cps.begin(), cps.end());
-      return Value(utf8_encode(cps));
+      return Value(utf8::encode_escaped(cps));
     }
     std::vector<Value> items = iterate(v, loc);
     std::reverse(items.begin(), items.end());

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "chat/interp.h"
+#include "core/utf8.h"
 
 namespace lmlab::detail::jinja {
 namespace {
@@ -21,7 +22,7 @@ struct JsonWriter {
 
   void str(const std::string& s) {
     out += '"';
-    for (char32_t c : utf8_decode(s)) {
+    for (char32_t c : utf8::decode_escaped(s)) {
       switch (c) {
         case '"': out += "\\\""; break;
         case '\\': out += "\\\\"; break;
@@ -42,7 +43,7 @@ struct JsonWriter {
             }
             out += buf;
           } else {
-            utf8_append(out, c);
+            utf8::append_escaped(out, c);
           }
         }
       }

@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "core/utf8.h"
+
 namespace lmlab::detail::jinja {
 namespace {
 
@@ -17,17 +19,17 @@ bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 // Python's str.rstrip() on the ASCII whitespace jinja data can end with;
 // rstrip also removes Unicode spaces, handled on the decoded text.
 std::string py_rstrip(const std::string& s) {
-  std::u32string cps = utf8_decode(s);
+  std::u32string cps = utf8::decode_escaped(s);
   size_t n = cps.size();
   while (n > 0 && py_isspace(cps[n - 1])) --n;
   cps.resize(n);
-  return utf8_encode(cps);
+  return utf8::encode_escaped(cps);
 }
 
 // True when s[from:] is non-empty and all whitespace (re `\s+` fullmatch).
 bool all_space(const std::string& s, size_t from) {
   if (from >= s.size()) return false;
-  for (char32_t c : utf8_decode(s.substr(from)))
+  for (char32_t c : utf8::decode_escaped(s.substr(from)))
     if (!py_isspace(c)) return false;
   return true;
 }
@@ -310,14 +312,14 @@ class Lexer {
           }
           if (cp > 0x10FFFF) fail(loc(start), "illegal Unicode character in string literal");
           i += len;
-          utf8_append(out, cp);
+          utf8::append_escaped(out, cp);
           break;
         }
         default:
           if (e >= '0' && e <= '7') {
             char32_t cp = e - '0';
             for (int k = 0; k < 2 && i < n && src_[i] >= '0' && src_[i] <= '7'; ++k) cp = cp * 8 + (src_[i++] - '0');
-            utf8_append(out, cp);
+            utf8::append_escaped(out, cp);
           } else {
             out += '\\';
             out += e;

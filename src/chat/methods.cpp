@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "core/utf8.h"
+
 namespace lmlab::detail::jinja {
 namespace {
 
@@ -28,7 +30,7 @@ const std::string& str_arg(const CallArgs& a, size_t i, const std::string& name,
 }
 
 bool all_cps(const std::string& s, bool (*pred)(char32_t)) {
-  std::u32string cps = utf8_decode(s);
+  std::u32string cps = utf8::decode_escaped(s);
   if (cps.empty()) return false;
   for (char32_t c : cps)
     if (!pred(c)) return false;
@@ -154,7 +156,7 @@ Value call_str_method(Interp& in, const std::string& s, const std::string& m, Ca
   if (m == "isspace") return Value(all_cps(s, py_isspace));
   if (m == "islower" || m == "isupper") {
     bool cased = false;
-    for (char32_t c : utf8_decode(s)) {
+    for (char32_t c : utf8::decode_escaped(s)) {
       auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
       if (cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LT) {
         if (m == "islower") return Value(false);
@@ -220,17 +222,17 @@ Value bound_method(Interp& in, const Value& obj, const std::string& name) {
 }
 
 std::string py_strip(const std::string& s, const Value& chars, bool left, bool right) {
-  std::u32string cps = utf8_decode(s);
+  std::u32string cps = utf8::decode_escaped(s);
   std::u32string set;
   bool ws = chars.is_none() || chars.is_undefined();
-  if (!ws) set = utf8_decode(chars.str());
+  if (!ws) set = utf8::decode_escaped(chars.str());
   auto strip = [&](char32_t c) { return ws ? py_isspace(c) : set.find(c) != std::u32string::npos; };
   size_t b = 0, e = cps.size();
   if (left)
     while (b < e && strip(cps[b])) ++b;
   if (right)
     while (e > b && strip(cps[e - 1])) --e;
-  return utf8_encode(cps.substr(b, e - b));
+  return utf8::encode_escaped(cps.substr(b, e - b));
 }
 
 static bool is_cased(char32_t c) {
@@ -260,7 +262,7 @@ static bool final_sigma(const std::u32string& cps, size_t i) {
 // of Python's full (SpecialCasing) mapping: ß -> SS, ligatures, İ -> i̇, final ς.
 static std::string map_case(const std::string& s, bool upper) {
   std::u32string out;
-  const std::u32string cps = utf8_decode(s);
+  const std::u32string cps = utf8::decode_escaped(s);
   for (size_t i = 0; i < cps.size(); ++i) {
     const char32_t c = cps[i];
     if (c >= 0xDC80 && c <= 0xDCFF) {
@@ -288,20 +290,20 @@ static std::string map_case(const std::string& s, bool upper) {
     else out.push_back(static_cast<char32_t>(upper ? utf8proc_toupper(static_cast<utf8proc_int32_t>(c))
                                                    : utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
   }
-  return utf8_encode(out);
+  return utf8::encode_escaped(out);
 }
 
 std::string py_upper(const std::string& s) { return map_case(s, true); }
 std::string py_lower(const std::string& s) { return map_case(s, false); }
 
 std::string py_capitalize(const std::string& s) {
-  std::u32string cps = utf8_decode(py_lower(s));
+  std::u32string cps = utf8::decode_escaped(py_lower(s));
   if (!cps.empty()) cps[0] = static_cast<char32_t>(utf8proc_totitle(static_cast<utf8proc_int32_t>(cps[0])));
-  return utf8_encode(cps);
+  return utf8::encode_escaped(cps);
 }
 
 std::string py_title(const std::string& s) {
-  const std::u32string in = utf8_decode(s);
+  const std::u32string in = utf8::decode_escaped(s);
   std::u32string cps = in;
   bool prev_cased = false;
   for (size_t i = 0; i < cps.size(); ++i) {
@@ -313,14 +315,14 @@ std::string py_title(const std::string& s) {
                                            : utf8proc_totitle(static_cast<utf8proc_int32_t>(c)));
     prev_cased = cased;
   }
-  return utf8_encode(cps);
+  return utf8::encode_escaped(cps);
 }
 
 std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_t maxsplit) {
   std::vector<std::string> out;
   if (sep.is_none() || sep.is_undefined()) {
     // Runs of whitespace separate; leading/trailing whitespace is ignored.
-    std::u32string cps = utf8_decode(s);
+    std::u32string cps = utf8::decode_escaped(s);
     size_t i = 0, n = cps.size();
     while (true) {
       while (i < n && py_isspace(cps[i])) ++i;
@@ -328,12 +330,12 @@ std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
         size_t e = n;
         while (e > i && py_isspace(cps[e - 1])) --e;
-        out.push_back(utf8_encode(cps.substr(i, e - i)));
+        out.push_back(utf8::encode_escaped(cps.substr(i, e - i)));
         break;
       }
       size_t j = i;
       while (j < n && !py_isspace(cps[j])) ++j;
-      out.push_back(utf8_encode(cps.substr(i, j - i)));
+      out.push_back(utf8::encode_escaped(cps.substr(i, j - i)));
       i = j;
     }
     return out;
@@ -356,7 +358,7 @@ std::vector<std::string> py_rsplit(const std::string& s, const Value& sep, int64
   std::vector<std::string> out;
   if (sep.is_none() || sep.is_undefined()) {
     // Mirror of the whitespace split, walking from the right.
-    std::u32string cps = utf8_decode(s);
+    std::u32string cps = utf8::decode_escaped(s);
     size_t e = cps.size();
     while (true) {
       while (e > 0 && py_isspace(cps[e - 1])) --e;
@@ -364,12 +366,12 @@ std::vector<std::string> py_rsplit(const std::string& s, const Value& sep, int64
       if (static_cast<int64_t>(out.size()) == maxsplit) {
         size_t b = 0;
         while (b < e && py_isspace(cps[b])) ++b;
-        out.push_back(utf8_encode(cps.substr(b, e - b)));
+        out.push_back(utf8::encode_escaped(cps.substr(b, e - b)));
         break;
       }
       size_t b = e;
       while (b > 0 && !py_isspace(cps[b - 1])) --b;
-      out.push_back(utf8_encode(cps.substr(b, e - b)));
+      out.push_back(utf8::encode_escaped(cps.substr(b, e - b)));
       e = b;
     }
   } else {
@@ -388,7 +390,7 @@ std::vector<std::string> py_rsplit(const std::string& s, const Value& sep, int64
 }
 
 std::vector<std::string> py_splitlines(const std::string& s) {
-  std::u32string cps = utf8_decode(s);
+  std::u32string cps = utf8::decode_escaped(s);
   std::vector<std::string> out;
   size_t start = 0, i = 0;
   while (i < cps.size()) {
@@ -399,18 +401,18 @@ std::vector<std::string> py_splitlines(const std::string& s) {
       ++i;
       continue;
     }
-    out.push_back(utf8_encode(cps.substr(start, i - start)));
+    out.push_back(utf8::encode_escaped(cps.substr(start, i - start)));
     i += (c == '\r' && i + 1 < cps.size() && cps[i + 1] == '\n') ? 2 : 1;
     start = i;
   }
-  if (start < cps.size()) out.push_back(utf8_encode(cps.substr(start)));
+  if (start < cps.size()) out.push_back(utf8::encode_escaped(cps.substr(start)));
   return out;
 }
 
 std::string py_replace(const std::string& s, const std::string& old, const std::string& rep, int64_t count) {
   if (old.empty()) {
     // Python inserts rep between every character (and at both ends).
-    std::u32string cps = utf8_decode(s);
+    std::u32string cps = utf8::decode_escaped(s);
     std::string out;
     int64_t n = 0;
     for (size_t i = 0; i <= cps.size(); ++i) {
@@ -418,7 +420,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
         out += rep;
         ++n;
       }
-      if (i < cps.size()) utf8_append(out, cps[i]);
+      if (i < cps.size()) utf8::append_escaped(out, cps[i]);
     }
     return out;
   }
@@ -437,6 +439,6 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
   return out;
 }
 
-size_t py_len(const std::string& s) { return utf8_decode(s).size(); }
+size_t py_len(const std::string& s) { return utf8::decode_escaped(s).size(); }
 
 }  // namespace lmlab::detail::jinja

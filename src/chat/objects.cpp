@@ -6,6 +6,7 @@
 
 #include "chat/interp.h"
 #include "chat/methods.h"
+#include "core/utf8.h"
 
 namespace lmlab::detail::jinja {
 
@@ -56,8 +57,8 @@ Value get_item(Interp& in, const Value& obj, const Value& key, const Loc& loc) {
     if (as_index(key, static_cast<int64_t>(obj.items().size()), i)) return obj.items()[i];
   } else if (obj.is_string()) {
     if (key.is_int() || key.is_bool()) {
-      std::u32string cps = utf8_decode(obj.as_str());
-      if (as_index(key, static_cast<int64_t>(cps.size()), i)) return Value(utf8_encode(cps.substr(i, 1)));
+      std::u32string cps = utf8::decode_escaped(obj.as_str());
+      if (as_index(key, static_cast<int64_t>(cps.size()), i)) return Value(utf8::encode_escaped(cps.substr(i, 1)));
     }
   }
   if (key.is_string()) return get_attr(in, obj, key.as_str(), loc);
@@ -95,10 +96,10 @@ static std::vector<size_t> slice_indices(int64_t len, const Value& a, const Valu
 Value slice(Interp& in, const Value& obj, const Value& a, const Value& b, const Value& c, const Loc& loc) {
   if (obj.is_undefined()) undefined_error(obj, loc);
   if (obj.is_string()) {
-    std::u32string cps = utf8_decode(obj.as_str());
+    std::u32string cps = utf8::decode_escaped(obj.as_str());
     std::u32string out;
     for (size_t k : slice_indices(static_cast<int64_t>(cps.size()), a, b, c, loc)) out.push_back(cps[k]);
-    return Value(utf8_encode(out));
+    return Value(utf8::encode_escaped(out));
   }
   if (obj.is_list()) {
     const auto& items = obj.items();
@@ -121,9 +122,9 @@ std::vector<Value> iterate(const Value& v, const Loc& loc) {
     }
     case Value::Type::String: {
       std::vector<Value> chars;
-      for (char32_t c : utf8_decode(v.as_str())) {
+      for (char32_t c : utf8::decode_escaped(v.as_str())) {
         std::string s;
-        utf8_append(s, c);
+        utf8::append_escaped(s, c);
         chars.emplace_back(std::move(s));
       }
       return chars;

@@ -1,5 +1,5 @@
 // Python object semantics for the Jinja engine: truthiness, str/repr,
-// equality and ordering, float formatting and UTF-8 helpers.
+// equality and ordering, float formatting.
 #include "chat/value.h"
 
 #include <utf8proc.h>
@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+
+#include "core/utf8.h"
 
 namespace lmlab::detail::jinja {
 
@@ -238,7 +240,7 @@ static bool py_isprintable(char32_t c) {
 }
 
 std::string py_str_repr(const std::string& s) {
-  std::u32string cps = utf8_decode(s);
+  std::u32string cps = utf8::decode_escaped(s);
   bool has_single = s.find('\'') != std::string::npos;
   bool has_double = s.find('"') != std::string::npos;
   char q = (has_single && !has_double) ? '"' : '\'';
@@ -254,7 +256,7 @@ std::string py_str_repr(const std::string& s) {
     } else if (c == '\t') {
       out += "\\t";
     } else if (py_isprintable(c)) {
-      utf8_append(out, c);
+      utf8::append_escaped(out, c);
     } else {
       char b[16];
       if (c < 0x100) std::snprintf(b, sizeof(b), "\\x%02x", static_cast<unsigned>(c));
@@ -264,62 +266,6 @@ std::string py_str_repr(const std::string& s) {
     }
   }
   out += q;
-  return out;
-}
-
-std::u32string utf8_decode(const std::string& s) {
-  std::u32string out;
-  out.reserve(s.size());
-  size_t i = 0, n = s.size();
-  while (i < n) {
-    unsigned char c = s[i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    bool ok = len > 0 && i + len <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      unsigned char cc = s[i + k];
-      if ((cc & 0xc0) != 0x80) ok = false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    // Reject overlong forms, surrogates and out-of-range values.
-    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-               cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)))
-      ok = false;
-    if (!ok) {
-      out.push_back(0xDC00 + c);
-      ++i;
-      continue;
-    }
-    out.push_back(cp);
-    i += len;
-  }
-  return out;
-}
-
-void utf8_append(std::string& out, char32_t c) {
-  if (c >= 0xDC80 && c <= 0xDCFF) {  // an undecodable byte, restored as is
-    out += static_cast<char>(c - 0xDC00);
-  } else if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
-std::string utf8_encode(const std::u32string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char32_t c : s) utf8_append(out, c);
   return out;
 }
 

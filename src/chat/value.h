@@ -131,11 +131,6 @@ int compare(const Value& a, const Value& b, const Loc& loc);
 std::string py_float_repr(double d);
 std::string py_str_repr(const std::string& s);
 
-// UTF-8 <-> code points. Invalid bytes decode to U+DC80+byte (Python's
-// surrogateescape) so they survive a round trip.
-std::u32string utf8_decode(const std::string& s);
-std::string utf8_encode(const std::u32string& s);
-void utf8_append(std::string& out, char32_t c);
 bool py_isspace(char32_t c);
 
 }  // namespace lmlab::detail::jinja

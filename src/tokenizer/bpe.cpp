@@ -133,7 +133,7 @@ void BpeModel::merge_word(std::string_view word, std::vector<int>& out) const {
   std::string key;
   for (size_t i = 0; i < word.size();) {
     size_t start = i;
-    i += std::min(utf8_lead_len(static_cast<unsigned char>(word[i])), word.size() - i);
+    i += std::min(utf8::lead_len(static_cast<unsigned char>(word[i])), word.size() - i);
     std::string_view ch = word.substr(start, i - start);
     key.clear();
     if (start > 0) key += options_.continuing_subword_prefix;

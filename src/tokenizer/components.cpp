@@ -63,7 +63,7 @@ std::string type_of(const json& j) {
 std::string char_field(const json& j, const char* key) {
   std::string s = str_field(j, key);
   size_t i = 0;
-  if (s.empty() || !utf8_is_valid(s) || (utf8_next(s, i), i != s.size()))
+  if (s.empty() || !utf8::is_valid(s) || (utf8::next(s, i), i != s.size()))
     bad("field '" + std::string(key) + "' must be one character");
   return s;
 }
@@ -211,7 +211,7 @@ auto char_matches(Pred pred) {
   return [pred](std::string_view s, std::vector<std::pair<size_t, size_t>>& out) {
     for (size_t i = 0; i < s.size();) {
       size_t start = i;
-      char32_t cp = utf8_next(s, i);
+      char32_t cp = utf8::next(s, i);
       if (pred(cp)) out.emplace_back(start, i);
     }
   };
@@ -274,7 +274,7 @@ class StripNormalizer : public Normalizer {
     if (left_) {
       while (begin < end) {
         size_t i = begin;
-        if (!is_whitespace(utf8_next(s, i))) break;
+        if (!is_whitespace(utf8::next(s, i))) break;
         begin = i;
       }
     }
@@ -283,7 +283,7 @@ class StripNormalizer : public Normalizer {
         size_t start = end - 1;
         while (start > begin && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
         size_t i = start;
-        if (!is_whitespace(utf8_next(s, i))) break;
+        if (!is_whitespace(utf8::next(s, i))) break;
         end = start;
       }
     }
@@ -298,7 +298,7 @@ std::string strip_accents(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size();) {
     size_t start = i;
-    if (!is_nonspacing_mark(utf8_next(s, i))) out.append(s.substr(start, i - start));
+    if (!is_nonspacing_mark(utf8::next(s, i))) out.append(s.substr(start, i - start));
   }
   return out;
 }
@@ -379,7 +379,7 @@ class MetaspacePreTokenizer : public PreTokenizer {
   MetaspacePreTokenizer(std::string replacement, Prepend prepend, bool split)
       : replacement_(std::move(replacement)), prepend_(prepend), split_(split) {
     size_t i = 0;
-    rep_cp_ = utf8_next(replacement_, i);
+    rep_cp_ = utf8::next(replacement_, i);
   }
   void split(std::vector<Piece>& pieces) const override {
     for (Piece& p : pieces) {
@@ -446,7 +446,7 @@ class ByteLevelDecoder : public Decoder {
       size_t mark = bytes.size();
       bool all_mapped = true;
       for (size_t i = 0; i < t.size();) {
-        int b = char_to_byte(utf8_next(t, i));
+        int b = char_to_byte(utf8::next(t, i));
         if (b < 0) {
           all_mapped = false;
           break;
@@ -460,7 +460,7 @@ class ByteLevelDecoder : public Decoder {
         bytes += t;
       }
     }
-    tokens.assign(1, utf8_lossy(bytes));
+    tokens.assign(1, utf8::lossy(bytes));
   }
 };
 
@@ -492,8 +492,8 @@ class ByteFallbackDecoder : public Decoder {
     auto flush = [&] {
       if (pending.empty()) return;
       // A run of byte tokens that is not valid UTF-8 gives one U+FFFD per byte.
-      if (utf8_is_valid(pending)) out.push_back(pending);
-      else out.insert(out.end(), pending.size(), std::string(kReplacementChar));
+      if (utf8::is_valid(pending)) out.push_back(pending);
+      else out.insert(out.end(), pending.size(), std::string(utf8::kReplacement));
       pending.clear();
     };
     for (std::string& t : tokens) {

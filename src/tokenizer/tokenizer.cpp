@@ -4,6 +4,7 @@
 // BOS/EOS come from the post-processor. Also the public Tokenizer and
 // StreamingDetokenizer methods.
 #include <algorithm>
+#include <cstdio>
 #include <stdexcept>
 
 #include "tokenizer/impl.h"
@@ -24,7 +25,7 @@ char32_t last_char(std::string_view s) {
   size_t i = s.size();
   while (i > 0 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) --i;
   if (i > 0) --i;
-  return detail::utf8_next(s, i);
+  return utf8::next(s, i);
 }
 
 // Cuts `s` at the added tokens found by `matcher`, honouring single_word,
@@ -40,7 +41,7 @@ std::vector<Segment> split_added(std::string_view s, const detail::AddedMatcher&
     if (tok.single_word) {
       size_t i = end;
       bool word_before = start > 0 && is_word_char(last_char(s.substr(0, start)));
-      bool word_after = end < s.size() && is_word_char(detail::utf8_next(s, i));
+      bool word_after = end < s.size() && is_word_char(utf8::next(s, i));
       if (word_before || word_after) continue;
     }
     if (tok.lstrip) {
@@ -48,14 +49,14 @@ std::vector<Segment> split_added(std::string_view s, const detail::AddedMatcher&
         size_t prev = start - 1;
         while (prev > done && (static_cast<unsigned char>(s[prev]) & 0xC0) == 0x80) --prev;
         size_t i = prev;
-        if (!detail::is_whitespace(detail::utf8_next(s, i))) break;
+        if (!detail::is_whitespace(utf8::next(s, i))) break;
         start = prev;
       }
     }
     if (tok.rstrip) {
       while (end < s.size()) {
         size_t i = end;
-        if (!detail::is_whitespace(detail::utf8_next(s, i))) break;
+        if (!detail::is_whitespace(utf8::next(s, i))) break;
         end = i;
       }
       pos = end;
@@ -110,7 +111,7 @@ void TokenizerImpl::encode_segment(const std::string& text, bool at_start,
 std::vector<int> TokenizerImpl::encode(std::string_view input, bool add_special_tokens) const {
   // Python strings cannot hold invalid UTF-8, so HF never sees it: we replace
   // each bad sequence with U+FFFD, as bytes.decode(errors="replace") would.
-  std::string text = detail::utf8_lossy(input);
+  std::string text = utf8::lossy(input);
   std::vector<int> ids;
   for (const Segment& seg : split_added(text, raw_matcher, added)) {
     if (seg.added >= 0) {
@@ -171,6 +172,21 @@ std::optional<int> Tokenizer::token_to_id(std::string_view token) const {
   return impl_->find_token(token);
 }
 
+std::string Tokenizer::token_bytes(int id) const {
+  const std::string& t = id_to_token(id);
+  if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
+    unsigned v = 0;
+    if (std::sscanf(t.c_str() + 3, "%2x", &v) == 1) return std::string(1, static_cast<char>(v));
+  }
+  std::string bytes;
+  for (size_t i = 0; i < t.size();) {
+    int b = detail::char_to_byte(utf8::next(t, i));
+    if (b < 0) return t;
+    bytes += static_cast<char>(b);
+  }
+  return bytes;
+}
+
 bool Tokenizer::is_special(int id) const {
   return id >= 0 && static_cast<size_t>(id) < impl_->special.size() && impl_->special[id];
 }
@@ -209,7 +225,7 @@ bool is_byte_token(const std::string& t) {
 }
 
 bool ends_with_replacement(const std::string& s) {
-  return s.size() >= 3 && s.compare(s.size() - 3, 3, detail::kReplacementChar) == 0;
+  return s.size() >= 3 && s.compare(s.size() - 3, 3, utf8::kReplacement) == 0;
 }
 
 }  // namespace
