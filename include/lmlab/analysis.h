@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "lmlab/loader.h"
 
 namespace lmlab {
@@ -58,6 +60,10 @@ struct ModelSummary {
   int64_t total_bytes = 0;
   double bits_per_param = 0;  // total_bytes * 8 / total_params
   std::string size_label{};     // "135M": why it is called an N-parameter model
+  int context_length = 0;       // tokens the model was trained for (0: unknown)
+  std::string kv_dtype{};       // the KV cache's dtype (the compute dtype)
+  int64_t kv_bytes_per_token = 0;  // keys + values of every layer for one token
+  int64_t kv_cache_bytes = 0;      // ... for a full context
 };
 
 ModelSummary inspect(const Model& m);
@@ -124,8 +130,10 @@ struct ViewOptions {
   int row = 0;
   int col = 0;
   int count = 16;   // logical values to show
-  int bins = 24;
+  int bins = 24;    // 0..kMaxBins
 };
+inline constexpr int kMaxBins = 1000;
+void validate(const ViewOptions& o);  // ranges that need no tensor (count, bins)
 
 // Throws std::invalid_argument for a missing tensor or a row/col out of range.
 TensorView view_tensor(const Model& m, const std::string& name, const ViewOptions& o = {});
@@ -173,6 +181,7 @@ struct PredictOptions {
   bool chat_template = true;
   std::string system{};
 };
+void validate(const PredictOptions& o);  // k >= 1, temperatures finite and >= 0
 // One Prediction per (prompt, temperature), prompts outer.
 std::vector<Prediction> predict(const LoadedModel& m, const std::vector<std::string>& prompts,
                                 const PredictOptions& o);
@@ -197,9 +206,14 @@ struct AttentionCapture {
 };
 
 // Attention probabilities from a real forward pass, for `layers` and `heads`
-// (empty: all). Throws std::invalid_argument for out-of-range indices.
+// (empty: all). Throws std::invalid_argument for out-of-range indices, for
+// prompts check_tokens refuses, and when attention_capture_bytes exceeds half
+// the memory available (a long prompt: the maps grow with its square).
 AttentionCapture capture_attention(const Model& m, const std::vector<int>& ids,
                                    const std::vector<int>& layers, const std::vector<int>& heads);
+
+// Bytes capture_attention needs, about, for a prompt of `tokens` tokens.
+size_t attention_capture_bytes(const Model& m, size_t tokens, size_t layers, size_t heads);
 
 // An SVG heatmap of one map with token labels on both axes.
 std::string attention_svg(const AttentionMap& map, const std::vector<std::string>& labels,
@@ -221,7 +235,7 @@ std::vector<Neighbour> nearest_tokens(const Model& m, int id, int k);
 
 // The same token id at position `pos_a` of `a` and `pos_b` of `b`: its input
 // embedding is identical (max |diff| 0) while the residual stream after layer
-// `layer` (negative: the middle layer) differs with the context.
+// `layer` (-1: the middle layer) differs with the context.
 struct ContextCheck {
   int id = 0;
   int layer = 0;
@@ -229,6 +243,18 @@ struct ContextCheck {
   float hidden_max_diff = 0;
   float hidden_cosine = 0;
 };
+// One token's row of the embedding table, summarised: its first `values`
+// values, norm and `neighbours` nearest tokens (pieces filled).
+struct TokenEmbedding {
+  int id = 0;
+  std::string piece{};
+  int dim = 0;
+  std::vector<float> values{};  // the first few
+  float norm = 0;
+  std::vector<Neighbour> neighbours{};
+};
+TokenEmbedding token_embedding(const LoadedModel& m, int id, int values, int neighbours);
+
 ContextCheck context_check(const Model& m, const std::vector<int>& a, int pos_a,
                            const std::vector<int>& b, int pos_b, int layer);
 
@@ -262,6 +288,11 @@ struct EditRecord {
   int64_t elements_changed = 0;      // stored elements whose bytes differ
 };
 
+// Throws std::invalid_argument for a spec no tensor could take: a value that
+// is NaN or infinite, a shift that is not an integer or past the storage's
+// range, flip-bits without a rate or positions.
+void validate(const EditSpec& s);
+
 // FNV-1a over the bytes of the named stored tensors (all of them when empty).
 uint64_t weights_hash(const Model& m, const std::vector<std::string>& names = {});
 
@@ -294,10 +325,16 @@ class Surgery {
 };
 
 // Writes the (edited) model as an MLX model directory (config.json with
-// quantization, model.safetensors), copying the tokenizer files of `m`'s
-// source directory or of `tokenizer_dir` when given. Refuses existing dirs;
-// atomic (temp folder, then rename). Never touches the source.
+// quantization, model.safetensors) with its tokenizer: the files of
+// `tokenizer_dir` when given, else those of `m`'s source directory, else (a
+// GGUF) tokenizer.json/tokenizer_config.json written from the GGUF header.
+// Atomic (temp folder, then rename); never touches the source.
 void save_model(const LoadedModel& m, const std::string& dir, const std::string& tokenizer_dir = "");
+// The checks save_model runs first, for a caller that wants them before
+// costly work: `dir` must not exist and its parent must be writable, a
+// `tokenizer_dir` must hold a tokenizer no larger than the model's vocabulary,
+// and a GGUF's vocabulary must be writable as tokenizer.json.
+void check_save(const LoadedModel& m, const std::string& dir, const std::string& tokenizer_dir = "");
 
 // ---------------------------------------------------------------- text
 
@@ -306,7 +343,37 @@ void save_model(const LoadedModel& m, const std::string& dir, const std::string&
 std::string bar(double fraction, int width);
 // One of " ░▒▓█" for p in [0, 1].
 std::string shade(float p);
-// A token's text with whitespace made visible (· ↵ →) and control bytes escaped.
+// A token's text with whitespace made visible (· ↵ → ␍) and control bytes escaped.
 std::string visible(const std::string& piece);
+
+// ---------------------------------------------------------------- JSON
+
+// JSON forms (found by nlohmann's ADL), so the CLI's --json, the server and
+// the web lab print the same objects. Token text is under "token"; entropies
+// are "*_bits". Options also read back (from_json), refusing unknown keys and
+// wrong types with std::invalid_argument; ranges are checked by validate().
+void to_json(nlohmann::json& j, const ParamInfo& p);
+void to_json(nlohmann::json& j, const GroupTotal& g);
+void to_json(nlohmann::json& j, const ModelSummary& s);
+void to_json(nlohmann::json& j, const Stats& s);
+void to_json(nlohmann::json& j, const Histogram& h);
+void to_json(nlohmann::json& j, const GroupView& g);
+void to_json(nlohmann::json& j, const BlockView& b);
+void to_json(nlohmann::json& j, const TensorView& v);
+void to_json(nlohmann::json& j, const TokenProb& t);
+void to_json(nlohmann::json& j, const LensRow& r);
+void to_json(nlohmann::json& j, const Prediction& p);
+void to_json(nlohmann::json& j, const AttentionMap& m);
+void to_json(nlohmann::json& j, const AttentionCapture& c);
+void to_json(nlohmann::json& j, const Neighbour& n);
+void to_json(nlohmann::json& j, const TokenEmbedding& e);
+void to_json(nlohmann::json& j, const ContextCheck& c);
+void to_json(nlohmann::json& j, const EditSpec& s);
+void to_json(nlohmann::json& j, const EditRecord& r);
+void to_json(nlohmann::json& j, const ViewOptions& o);
+void to_json(nlohmann::json& j, const PredictOptions& o);
+void from_json(const nlohmann::json& j, ViewOptions& o);
+void from_json(const nlohmann::json& j, PredictOptions& o);
+void from_json(const nlohmann::json& j, EditSpec& s);
 
 }  // namespace lmlab::analysis

@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -41,10 +42,22 @@ class Unsupported : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The candidate closest to `word` by edit distance (a typo, a swapped pair),
+// for "did you mean" hints; nullopt when none is close enough.
+std::optional<std::string> closest_match(std::string_view word, const std::vector<std::string>& candidates);
+
 // Threads lmlab's own CPU kernels use: $LMLAB_THREADS when set (>= 1), else
 // the CPUs this process may run on (its affinity mask), capped by a cgroup CPU
 // quota. Never the host's CPU count when the process is confined to fewer.
 int compute_threads();
+
+// Bytes of memory the system can give this process now: /proc/meminfo's
+// MemAvailable, capped by a cgroup memory limit; 0 when unknown. Steps whose
+// size a user controls (attention maps) check their estimate against it.
+size_t available_memory();
+
+// "1.5 GB": a byte count for messages, in powers of 1000 (MLX's units).
+std::string gigabytes(double bytes);
 
 // The lmlab cache root: $LMLAB_HOME, else $XDG_CACHE_HOME/lmlab, else ~/.cache/lmlab.
 std::filesystem::path cache_dir();

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <string>
 
+#include "lmlab/progress.h"
+
 namespace lmlab::hub {
 
 struct Options {
@@ -23,7 +25,7 @@ struct Options {
   std::string token;              // "" → $HF_TOKEN, else the file $HF_HOME/token when present
   std::filesystem::path cache;    // "" → $HF_HUB_CACHE, $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub
   bool offline = false;           // only the cache (also with $HF_HUB_OFFLINE=1)
-  bool quiet = false;             // no progress lines on stderr
+  ProgressCallback progress;      // download progress (unit "bytes"); none: silent
 };
 
 // Whether s has the form of a Hub model id, "org/name" or "org/name/file.gguf"

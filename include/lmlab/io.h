@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -63,10 +64,12 @@ ModelDir read_model_dir(const std::filesystem::path& dir);
 
 // Writes an MLX model directory (config.json with "quantization",
 // model.safetensors or shards + index) atomically: into a temp folder, then rename.
-// Refuses to overwrite an existing directory.
+// Refuses to overwrite an existing directory. `extra_files` are copied in when
+// they exist; `written_files` (file name → content) are written in.
 void save_model_dir(const std::filesystem::path& dir,
                     const nlohmann::json& config,
                     const Weights& weights,
-                    const std::vector<std::filesystem::path>& extra_files = {});
+                    const std::vector<std::filesystem::path>& extra_files = {},
+                    const std::map<std::string, std::string>& written_files = {});
 
 }  // namespace lmlab::io

@@ -4,6 +4,7 @@
 // and an SVG heatmap writer.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include <fmt/format.h>
 
@@ -37,15 +38,34 @@ float row_entropy_bits(const float* p, int n) {
 
 }  // namespace
 
+size_t attention_capture_bytes(const Model& m, size_t tokens, size_t layers, size_t heads) {
+  const ModelConfig& c = m.config();
+  const double L = static_cast<double>(tokens), H = c.num_attention_heads;
+  const double maps = L * L * 4;  // one float32 (L, L) map
+  // Every hooked layer keeps its (H, L, L) probabilities, the layer being
+  // computed holds its scores too, the chosen maps are copied out, and the
+  // forward pass ends with (L, V) logits.
+  const double bytes = maps * (layers * H + H + layers * heads) + L * c.vocab_size * 4.0;
+  return bytes >= 1.8e19 ? SIZE_MAX : static_cast<size_t>(bytes);
+}
+
 AttentionCapture capture_attention(const Model& m, const std::vector<int>& ids,
                                    const std::vector<int>& layers, const std::vector<int>& heads) {
   const ModelConfig& c = m.config();
   std::vector<int> ls = all_or(layers, c.num_hidden_layers, "layer");
   std::vector<int> hs = all_or(heads, c.num_attention_heads, "head");
+  mx::array tokens = ids_array(m, ids, "attention");
+  const size_t need = attention_capture_bytes(m, ids.size(), ls.size(), hs.size());
+  if (const size_t have = available_memory(); have > 0 && need > have / 2)
+    throw std::invalid_argument(fmt::format(
+        "[attention] {} layer{} x {} heads of a {}-token prompt need about {} (maps grow with the square "
+        "of the prompt) but {} is available; choose fewer layers or heads, or a shorter prompt",
+        ls.size(), ls.size() == 1 ? "" : "s", hs.size(), ids.size(), gigabytes(double(need)),
+        gigabytes(double(have))));
   nn::Hooks hooks;
   hooks.attention = hooks.qkv = true;
   hooks.layers = ls;
-  mx::array logits = m.forward(ids_array(ids), nullptr, &hooks);
+  mx::array logits = m.forward(tokens, nullptr, &hooks);
   AttentionCapture out{.ids = ids};
   const std::string first = fmt::format("layers.{}.self_attn", ls[0]);
   out.q_shape = shape_of(hooks.captured.at(first + ".q"));

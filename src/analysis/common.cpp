@@ -1,10 +1,13 @@
 // Helpers shared by the analysis sources (see internal.h).
+#include <algorithm>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "analysis/internal.h"
 #include "lmlab/io.h"
+#include "lmlab/generate.h"
+#include "lmlab/model.h"
 
 namespace mx = mlx::core;
 
@@ -22,9 +25,22 @@ std::vector<float> to_floats(const mx::array& a) {
   return std::vector<float>(f.data<float>(), f.data<float>() + f.size());
 }
 
-mx::array ids_array(const std::vector<int>& ids) {
-  if (ids.empty()) throw std::invalid_argument("[analysis] the prompt has no tokens");
+mx::array ids_array(const Model& m, const std::vector<int>& ids, std::string_view where) {
+  check_tokens(m, ids, where);
   return mx::array(ids.begin(), {1, static_cast<int>(ids.size())}, mx::int32);
+}
+
+mx::array forward_last(const Model& m, const std::vector<int>& ids, nn::Hooks* hooks, std::string_view where) {
+  constexpr int kChunk = 512;  // the generator's default prefill step
+  ids_array(m, ids, where);    // checks only
+  const int n = static_cast<int>(ids.size());
+  auto cache = m.make_cache();
+  for (int i = 0; i < n - 1; i += kChunk) {
+    const int end = std::min(n - 1, i + kChunk);
+    m.forward(mx::array(ids.begin() + i, {1, end - i}, mx::int32), cache.get());
+    mx::eval(cache->state());
+  }
+  return m.forward(mx::array({ids.back()}, {1, 1}), cache.get(), hooks);
 }
 
 std::string quant_prefix(const Weights& w, const std::string& name) {

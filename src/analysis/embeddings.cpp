@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "analysis/internal.h"
+#include "lmlab/generate.h"
 #include "nn/linear.h"
 #include "lmlab/model.h"
 
@@ -46,6 +47,7 @@ float l2_norm(const std::vector<float>& v) {
 
 std::vector<Neighbour> nearest_tokens(const Model& m, int id, int k) {
   check_id(m, id);
+  if (k < 0) throw std::invalid_argument(fmt::format("[embed] neighbours {}: must be >= 0", k));
   mx::array table = logical_tensor(m.weights(), std::string(kEmbed) + ".weight");  // (V, D)
   mx::array norms = mx::maximum(mx::sqrt(mx::sum(mx::square(table), {1})), mx::array(1e-12f));
   mx::array unit = mx::divide(table, mx::expand_dims(norms, 1));
@@ -61,10 +63,22 @@ std::vector<Neighbour> nearest_tokens(const Model& m, int id, int k) {
   return out;
 }
 
+TokenEmbedding token_embedding(const LoadedModel& m, int id, int values, int neighbours) {
+  if (values < 0) throw std::invalid_argument(fmt::format("[embed] values {}: must be >= 0", values));
+  std::vector<float> v = embedding_row(*m.model, id);
+  TokenEmbedding e{.id = id, .piece = m.tokenizer.decode(std::vector<int>{id}), .dim = static_cast<int>(v.size()),
+                   .norm = l2_norm(v), .neighbours = nearest_tokens(*m.model, id, neighbours)};
+  e.values.assign(v.begin(), v.begin() + std::min<size_t>(values, v.size()));
+  for (auto& n : e.neighbours) n.piece = m.tokenizer.decode(std::vector<int>{n.id});
+  return e;
+}
+
 ContextCheck context_check(const Model& m, const std::vector<int>& a, int pos_a,
                            const std::vector<int>& b, int pos_b, int layer) {
-  if (layer < 0) layer = m.config().num_hidden_layers / 2;
-  if (layer >= m.config().num_hidden_layers)
+  check_tokens(m, a, "embed");
+  check_tokens(m, b, "embed");
+  if (layer == -1) layer = m.config().num_hidden_layers / 2;
+  if (layer < 0 || layer >= m.config().num_hidden_layers)
     throw std::invalid_argument(fmt::format("[embed] layer {} out of range [0, {})", layer,
                                             m.config().num_hidden_layers));
   if (pos_a < 0 || pos_a >= static_cast<int>(a.size()) || pos_b < 0 || pos_b >= static_cast<int>(b.size()))
@@ -72,13 +86,15 @@ ContextCheck context_check(const Model& m, const std::vector<int>& a, int pos_a,
   if (a[pos_a] != b[pos_b])
     throw std::invalid_argument(
         fmt::format("[embed] different tokens compared ({} vs {})", a[pos_a], b[pos_b]));
+  // Causal attention: the state at `pos` depends on ids[0..pos] only, so the
+  // prompt is cut there and that position runs last (forward_last).
   auto run = [&](const std::vector<int>& ids, int pos) {
     nn::Hooks hooks;
     hooks.residual = true;
     hooks.layers = {layer};
-    m.forward(ids_array(ids), nullptr, &hooks);
-    return std::pair{at_position(hooks.captured.at("embed"), pos),
-                     at_position(hooks.captured.at(fmt::format("layers.{}.residual", layer)), pos)};
+    forward_last(m, std::vector<int>(ids.begin(), ids.begin() + pos + 1), &hooks, "embed");
+    return std::pair{at_position(hooks.captured.at("embed"), 0),
+                     at_position(hooks.captured.at(fmt::format("layers.{}.residual", layer)), 0)};
   };
   auto [ea, ha] = run(a, pos_a);
   auto [eb, hb] = run(b, pos_b);

@@ -107,6 +107,12 @@ ModelSummary inspect(const Model& m) {
   s.groups = {emb, one, all, norm, head};
   if (other.tensors > 0) s.groups.push_back(other);
   s.bits_per_param = s.total_params ? 8.0 * s.total_bytes / s.total_params : 0;
+  // Keys and values of every layer, in the compute dtype the cache is kept in.
+  s.context_length = c.max_position_embeddings;
+  s.kv_dtype = dtype_name(m.dtype());
+  s.kv_bytes_per_token = int64_t{2} * c.num_hidden_layers * c.num_key_value_heads * c.head_dim *
+                         static_cast<int64_t>(mx::size_of(m.dtype()));
+  s.kv_cache_bytes = s.kv_bytes_per_token * s.context_length;
   double n = static_cast<double>(s.total_params);
   s.size_label = n >= 1e9 ? fmt::format("{:.3g}B", n / 1e9) : fmt::format("{:.0f}M", n / 1e6);
   return s;

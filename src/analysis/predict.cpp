@@ -17,17 +17,32 @@ namespace lmlab::analysis {
 
 namespace {
 
-// softmax(logits / t) in double for stable small probabilities.
+// Logits as ranked: NaN (an edit can produce it) below everything else.
+double rank_key(float x) { return std::isnan(x) ? -HUGE_VAL : x; }
+
+// softmax(logits / t) in double for stable small probabilities. Logits an
+// edited model may give are handled as limits: +inf entries share all the
+// mass, NaN entries get none.
 std::vector<double> softmax(const std::vector<float>& logits, float t) {
+  if (!(t >= 0)) throw std::invalid_argument(fmt::format("[predict] temperature {:g}: must be >= 0", t));
   std::vector<double> p(logits.size(), 0.0);
   if (logits.empty()) return p;
-  auto top = std::max_element(logits.begin(), logits.end());
-  if (t <= 0) {
-    p[top - logits.begin()] = 1.0;
+  auto top_it = std::max_element(logits.begin(), logits.end(),
+                                 [](float a, float b) { return rank_key(a) < rank_key(b); });
+  const double top = rank_key(*top_it);
+  if (t <= 0 || !std::isfinite(top)) {
+    // Greedy, or no finite maximum: the mass goes to the top value(s).
+    if (t <= 0 || top == -HUGE_VAL) {
+      p[top_it - logits.begin()] = 1.0;
+      return p;
+    }
+    double n = 0;
+    for (size_t i = 0; i < logits.size(); ++i) n += p[i] = logits[i] == HUGE_VALF;
+    for (double& x : p) x /= n;
     return p;
   }
   double sum = 0;
-  for (size_t i = 0; i < logits.size(); ++i) sum += p[i] = std::exp((logits[i] - *top) / double(t));
+  for (size_t i = 0; i < logits.size(); ++i) sum += p[i] = std::exp((rank_key(logits[i]) - top) / double(t));
   for (double& x : p) x /= sum;
   return p;
 }
@@ -40,7 +55,8 @@ std::vector<TokenProb> top_k(const std::vector<float>& logits, int k, float temp
   std::iota(idx.begin(), idx.end(), 0);
   k = std::clamp(k, 0, static_cast<int>(idx.size()));
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    const double x = rank_key(logits[a]), y = rank_key(logits[b]);
+    return x > y || (x == y && a < b);
   });
   std::vector<TokenProb> out;
   for (int i = 0; i < k; ++i)
@@ -56,22 +72,18 @@ float entropy_bits(const std::vector<float>& logits, float temperature) {
 }
 
 std::vector<float> next_token_logits(const Model& m, const std::vector<int>& ids) {
-  mx::array logits = m.forward(ids_array(ids));
-  return to_floats(mx::take(logits, static_cast<int>(ids.size()) - 1, 1));
+  return to_floats(forward_last(m, ids, nullptr, "predict"));
 }
 
 std::vector<LensRow> logit_lens(const Model& m, const std::vector<int>& ids, int k) {
+  if (k < 1) throw std::invalid_argument(fmt::format("[predict] lens k {}: must be >= 1", k));
   nn::Hooks hooks;
   hooks.residual = true;
-  mx::array logits = m.forward(ids_array(ids), nullptr, &hooks);
-  const int last = static_cast<int>(ids.size()) - 1;
+  forward_last(m, ids, &hooks, "predict");  // hooks hold the last position only: (1, 1, D)
   std::vector<std::string> names = {"embed"};
   for (int l = 0; l < m.config().num_hidden_layers; ++l) names.push_back(fmt::format("layers.{}", l));
   std::vector<mx::array> rows;
-  for (const auto& n : names) {
-    const mx::array& h = hooks.captured.at(n == "embed" ? n : n + ".residual");
-    rows.push_back(mx::slice(h, {0, last, 0}, {1, last + 1, h.shape(2)}));
-  }
+  for (const auto& n : names) rows.push_back(hooks.captured.at(n == "embed" ? n : n + ".residual"));
   // (layers+1, 1, D) through the final norm and head in one call.
   mx::array lens = m.head(mx::concatenate(rows, 0));
   std::vector<float> all = to_floats(lens);
@@ -88,8 +100,18 @@ void fill_pieces(const Tokenizer& tok, std::vector<TokenProb>& probs) {
   for (auto& p : probs) p.piece = tok.decode(std::vector<int>{p.id});
 }
 
+void validate(const PredictOptions& o) {
+  if (o.k < 1) throw std::invalid_argument(fmt::format("[predict] top_k {}: must be >= 1", o.k));
+  if (o.temperatures.empty()) throw std::invalid_argument("[predict] temperatures: give at least one");
+  for (float t : o.temperatures)
+    if (!(t >= 0 && std::isfinite(t)))
+      throw std::invalid_argument(
+          fmt::format("[predict] temperature {:g}: must be a finite number >= 0 (0: greedy)", t));
+}
+
 std::vector<Prediction> predict(const LoadedModel& m, const std::vector<std::string>& prompts,
                                 const PredictOptions& o) {
+  validate(o);
   std::vector<Prediction> out;
   for (const auto& prompt : prompts) {
     std::vector<int> ids = build_prompt(m, prompt, o.system, o.chat_template);

@@ -32,6 +32,7 @@ std::string visible(const std::string& piece) {
     if (c == ' ') out += "·";
     else if (c == '\n') out += "↵";
     else if (c == '\t') out += "→";
+    else if (c == '\r') out += "␍";
     else if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\x{:02x}", c);
     else out += c;
   }

@@ -4,8 +4,12 @@
 // construction, checked with weights_hash). Quantized modules are edited in
 // their packed form: value edits go through scales/biases or the n-bit fields,
 // so the model stays quantized and runs on the same kernels.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -74,47 +78,53 @@ array edit_fields(const Weights& w, const std::string& prefix, const QuantSpec& 
   return pack(edited, q.bits);
 }
 
-template <typename U>
-array flip_bits_typed(const array& a, std::vector<int64_t> positions) {
-  array c = mx::contiguous(a);
-  mx::eval(c);
-  const U* src = reinterpret_cast<const U*>(c.data<uint8_t>());
-  std::vector<U> bits(src, src + c.size());  // a fresh buffer; the original is never written
-  const int n = sizeof(U) * 8;
-  for (int64_t p : positions) bits[p / n] ^= static_cast<U>(U(1) << (p % n));
-  mx::Dtype udt = sizeof(U) == 4 ? mx::uint32 : sizeof(U) == 2 ? mx::uint16 : mx::uint8;
-  array out(bits.begin(), c.shape(), udt);
-  return out.dtype() == a.dtype() ? out : mx::view(out, a.dtype());
+// A mask with `n` distinct bits of `total` set, drawn uniformly: rejection
+// sampling, or the complement when n > total / 2, so the work stays below 2n
+// draws and the memory one bit per stored bit, whatever the rate.
+std::vector<uint8_t> random_mask(int64_t total, int64_t n, uint64_t seed) {
+  const bool complement = n > total / 2;
+  const int64_t picks = complement ? total - n : n;
+  std::vector<uint8_t> mask(static_cast<size_t>((total + 7) / 8), 0);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> d(0, total - 1);
+  for (int64_t set = 0; set < picks;) {
+    const int64_t p = d(rng);
+    uint8_t& byte = mask[p / 8];
+    const uint8_t bit = static_cast<uint8_t>(1u << (p % 8));
+    if (byte & bit) continue;
+    byte |= bit;
+    ++set;
+  }
+  if (complement) {
+    for (auto& b : mask) b = static_cast<uint8_t>(~b);
+    if (total % 8) mask.back() &= static_cast<uint8_t>((1u << (total % 8)) - 1);
+  }
+  return mask;
 }
 
+// Stored bit p is bit p % 8 of byte p / 8 (little-endian words, as MLX's
+// kernels and the GGUF/safetensors files lay them out).
 array flip_bits(const std::string& name, const array& a, const EditSpec& s) {
+  if (a.itemsize() > 4)
+    throw std::invalid_argument(fmt::format("[surgery] {}: cannot flip bits of {}", name, dtype_name(a.dtype())));
   const int64_t total = static_cast<int64_t>(a.nbytes()) * 8;
-  std::vector<int64_t> pos = s.positions;
-  if (pos.empty()) {
-    if (s.rate < 0 || s.rate > 1)
-      throw std::invalid_argument(fmt::format("[surgery] flip-bits rate {} outside [0, 1]", s.rate));
-    // rate × bits distinct positions, drawn uniformly.
-    const int64_t n = std::llround(s.rate * static_cast<double>(total));
-    std::mt19937_64 rng(s.seed);
-    std::uniform_int_distribution<int64_t> d(0, total - 1);
-    while (static_cast<int64_t>(pos.size()) < n) {
-      for (int64_t i = pos.size(); i < n; ++i) pos.push_back(d(rng));
-      std::sort(pos.begin(), pos.end());
-      pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+  std::vector<uint8_t> mask;
+  if (s.positions.empty()) {
+    mask = random_mask(total, std::llround(s.rate * static_cast<double>(total)), s.seed);
+  } else {
+    mask.assign(static_cast<size_t>((total + 7) / 8), 0);
+    for (int64_t p : s.positions) {
+      if (p < 0 || p >= total)
+        throw std::invalid_argument(fmt::format("[surgery] {}: bit position {} outside [0, {})", name, p, total));
+      mask[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
     }
   }
-  for (int64_t p : pos)
-    if (p < 0 || p >= total)
-      throw std::invalid_argument(
-          fmt::format("[surgery] {}: bit position {} outside [0, {})", name, p, total));
-  switch (a.itemsize()) {
-    case 4: return flip_bits_typed<uint32_t>(a, pos);
-    case 2: return flip_bits_typed<uint16_t>(a, pos);
-    case 1: return flip_bits_typed<uint8_t>(a, pos);
-    default:
-      throw std::invalid_argument(fmt::format("[surgery] {}: cannot flip bits of {}", name,
-                                              dtype_name(a.dtype())));
-  }
+  array c = mx::contiguous(a);
+  mx::eval(c);
+  std::vector<uint8_t> bytes(c.data<uint8_t>(), c.data<uint8_t>() + c.nbytes());  // the original is never written
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] ^= mask[i];
+  array out(bytes.begin(), {static_cast<int>(bytes.size())}, mx::uint8);
+  return mx::reshape(a.dtype() == mx::uint8 ? out : mx::view(out, a.dtype()), c.shape());
 }
 
 array noise(const mx::Shape& shape, double sigma, uint64_t seed) {
@@ -293,6 +303,36 @@ std::string edit_op_name(EditOp op) {
   return "?";
 }
 
+void validate(const EditSpec& s) {
+  auto bad = [&](const std::string& what) {
+    throw std::invalid_argument(fmt::format("[surgery] {}: {}", edit_op_name(s.op), what));
+  };
+  if (s.target.empty()) bad("no target tensor given");
+  if (!std::isfinite(s.value)) bad(fmt::format("value {} is not a finite number", s.value));
+  const bool integral = s.value == std::floor(s.value);
+  switch (s.op) {
+    case EditOp::Noise:
+      if (s.value < 0) bad(fmt::format("sigma {} must be >= 0", s.value));
+      break;
+    case EditOp::ShiftWords:
+      // Words wrap modulo 2^32: a larger shift means nothing more.
+      if (!integral || std::fabs(s.value) >= 4294967296.0)
+        bad(fmt::format("value {} must be an integer in (-2^32, 2^32) (words are uint32)", s.value));
+      break;
+    case EditOp::ShiftFields:
+      if (!integral || std::fabs(s.value) > 255)
+        bad(fmt::format("value {} must be an integer in [-255, 255] (fields hold at most 8 bits)", s.value));
+      break;
+    case EditOp::FlipBits:
+      if (!s.positions.empty() && s.rate != 0) bad("give a rate or bit positions, not both");
+      if (s.positions.empty() && !(s.rate > 0 && s.rate <= 1))
+        bad(fmt::format("rate {} must be in (0, 1], or give bit positions", s.rate));
+      break;
+    default: break;
+  }
+  if (s.relative && s.op != EditOp::Noise) bad("relative applies to noise only");
+}
+
 uint64_t weights_hash(const Model& m, const std::vector<std::string>& names) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](const uint8_t* p, size_t n) {
@@ -311,6 +351,7 @@ uint64_t weights_hash(const Model& m, const std::vector<std::string>& names) {
 }
 
 const EditRecord& Surgery::apply(const EditSpec& spec) {
+  validate(spec);
   Weights& w = model_.weights();
   Changes changes;
   std::vector<std::string> names = match_tensors(model_, spec.target);
@@ -364,17 +405,58 @@ std::vector<std::string> Surgery::edited() const {
   return out;
 }
 
+namespace {
+
+const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                       "chat_template.jinja", "generation_config.json"};
+
+}  // namespace
+
+void check_save(const LoadedModel& m, const std::string& dir, const std::string& tokenizer_dir) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) throw std::invalid_argument("[save] no directory given");
+  if (fs::exists(dir))
+    throw std::invalid_argument(fmt::format("[save] {} already exists; choose a new directory", dir));
+  fs::path parent = fs::absolute(fs::path(dir)).parent_path();
+  while (!parent.empty() && !fs::exists(parent) && parent != parent.parent_path()) parent = parent.parent_path();
+  if (!fs::is_directory(parent))
+    throw std::runtime_error(fmt::format("[save] cannot create {}: {} is not a folder", dir, parent.string()));
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw std::runtime_error(fmt::format("[save] cannot write into {}: {}", parent.string(), std::strerror(errno)));
+  if (!tokenizer_dir.empty()) {
+    // The tokenizer must be the model's: a larger vocabulary gives ids the
+    // embedding does not have.
+    Tokenizer tok = Tokenizer::from_file(tokenizer_dir);
+    if (tok.vocab_size() > m.model->config().vocab_size)
+      throw std::invalid_argument(fmt::format(
+          "[save] the tokenizer in {} has {} tokens but the model's vocabulary has {}: it belongs to another "
+          "model; give the model's own tokenizer folder",
+          tokenizer_dir, tok.vocab_size(), m.model->config().vocab_size));
+  } else if (m.format == "gguf") {
+    gguf_tokenizer_files(m.gguf_metadata);  // throws Unsupported for SentencePiece vocabularies
+  }
+}
+
 void save_model(const LoadedModel& m, const std::string& dir, const std::string& tokenizer_dir) {
   namespace fs = std::filesystem;
+  check_save(m, dir, tokenizer_dir);
+  std::vector<fs::path> extra;
+  std::map<std::string, std::string> written;
   fs::path src = !tokenizer_dir.empty() ? fs::path(tokenizer_dir)
                  : m.format == "safetensors" ? fs::path(m.path)
                                              : fs::path();
-  std::vector<fs::path> extra;
-  if (!src.empty())
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                          "chat_template.jinja", "generation_config.json"})
-      extra.push_back(src / f);
-  io::save_model_dir(dir, m.model->config().raw, m.model->weights(), extra);
+  if (fs::is_regular_file(src)) src = src.parent_path();  // a tokenizer.json file
+  if (!src.empty()) {
+    for (const char* f : kTokenizerFiles) extra.push_back(src / f);
+  } else {
+    // A GGUF carries its tokenizer in its header: write it as HF files, with
+    // every end-of-generation id in generation_config.json.
+    TokenizerFiles files = gguf_tokenizer_files(m.gguf_metadata);
+    written["tokenizer.json"] = std::move(files.tokenizer_json);
+    written["tokenizer_config.json"] = std::move(files.tokenizer_config_json);
+    written["generation_config.json"] = nlohmann::json{{"eos_token_id", m.tokenizer.eos_ids()}}.dump(2);
+  }
+  io::save_model_dir(dir, m.model->config().raw, m.model->weights(), extra, written);
 }
 
 }  // namespace lmlab::analysis

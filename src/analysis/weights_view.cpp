@@ -125,7 +125,16 @@ void view_blocks(const Weights& w, const std::string& prefix, const QuantSpec& q
 
 }  // namespace
 
+void validate(const ViewOptions& o) {
+  if (o.count < 0) throw std::invalid_argument(fmt::format("[weights] count {}: must be >= 0", o.count));
+  if (o.bins < 0 || o.bins > kMaxBins)
+    throw std::invalid_argument(fmt::format("[weights] bins {}: must be in [0, {}] (0: no histogram)", o.bins, kMaxBins));
+  if (o.row < 0 || o.col < 0)
+    throw std::invalid_argument(fmt::format("[weights] row {} col {}: must be >= 0", o.row, o.col));
+}
+
 TensorView view_tensor(const Model& m, const std::string& name, const ViewOptions& o) {
+  validate(o);
   const Weights& w = m.weights();
   if (!w.contains(name)) match_tensors(m, name);  // throws the standard message
   ParamInfo p = param_info(w, name);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "core/utf8.h"
 #include "lmlab/analysis.h"
 
 namespace lmlab::cli {
@@ -23,29 +24,19 @@ using json = nlohmann::json;
 
 struct AttentionOptions {
   ModelOptions model;
-  std::string prompt;
+  PromptOptions prompt;
   std::vector<int> layers = {0};
   std::vector<int> heads;
   bool all_layers = false;
-  bool no_chat_template = false;
   std::string svg_dir;
   bool heatmap = true;
   bool json = false;
 };
 
+// A token's visible text cut or padded to `width` terminal cells (code points).
 std::string label(const std::string& piece, size_t width) {
-  std::string v = an::visible(piece);
-  std::string out;
-  size_t n = 0;
-  for (size_t i = 0; i < v.size() && n < width; ++i) {
-    out += v[i];
-    if ((static_cast<unsigned char>(v[i]) & 0xC0) != 0x80) {
-      // Copy the continuation bytes of this code point too.
-      while (i + 1 < v.size() && (static_cast<unsigned char>(v[i + 1]) & 0xC0) == 0x80) out += v[++i];
-      ++n;
-    }
-  }
-  return out + std::string(width - n, ' ');
+  std::string v(utf8::prefix(an::visible(piece), width));
+  return v + std::string(width - utf8::length(v), ' ');
 }
 
 void print_heatmap(const an::AttentionMap& map, const std::vector<std::string>& pieces, bool color) {
@@ -63,19 +54,25 @@ void print_heatmap(const an::AttentionMap& map, const std::vector<std::string>& 
   }
 }
 
-void run_attention(AttentionOptions o) {
-  std::string prompt = read_prompt(o.prompt);
+void run_attention(AttentionOptions& o) {
+  std::string prompt = o.prompt.one();
   Context ctx = make_context(o.model);
   LoadedModel m = load(ctx, o.model);
-  std::vector<int> ids = build_prompt(m, prompt, "", !o.no_chat_template);
+  std::vector<int> ids = build_prompt(m, prompt, o.prompt.system, !o.prompt.no_chat_template);
   if (o.all_layers) o.layers.clear();
-  an::AttentionCapture cap = an::capture_attention(*m.model, ids, o.layers, o.heads);
+  an::AttentionCapture cap;
+  {
+    Activity busy("capturing attention");
+    cap = an::capture_attention(*m.model, ids, o.layers, o.heads);
+  }
   std::vector<std::string> pieces;
   for (int id : ids) pieces.push_back(m.tokenizer.decode(std::vector<int>{id}));
 
   std::vector<std::string> written;
   if (!o.svg_dir.empty()) {
-    std::filesystem::create_directories(o.svg_dir);
+    std::error_code ec;
+    std::filesystem::create_directories(o.svg_dir, ec);
+    if (ec) throw std::runtime_error(fmt::format("[attention] cannot create --svg folder {}: {}", o.svg_dir, ec.message()));
     // PNG through whichever SVG converter is installed (none is required).
     std::string conv = std::system("command -v rsvg-convert >/dev/null 2>&1") == 0 ? "rsvg-convert -o '{1}' '{0}'"
                        : std::system("command -v convert >/dev/null 2>&1") == 0 ? "convert '{0}' '{1}'"
@@ -93,14 +90,9 @@ void run_attention(AttentionOptions o) {
     }
   }
   if (o.json) {
-    json maps = json::array();
-    for (const auto& map : cap.maps)
-      maps.push_back({{"layer", map.layer}, {"head", map.head}, {"kv_head", map.kv_head}, {"rows", map.rows},
-                      {"cols", map.cols}, {"probs", map.probs}, {"row_entropy_bits", map.row_entropy},
-                      {"mean_entropy_bits", map.mean_entropy}});
-    json out = {{"prompt", prompt}, {"ids", ids}, {"tokens", pieces}, {"q_shape", cap.q_shape},
-                {"k_shape", cap.k_shape}, {"v_shape", cap.v_shape}, {"maps", maps}, {"files", written}};
-    std::cout << out.dump() << "\n";
+    json out = cap;
+    out.update({{"prompt", prompt}, {"tokens", pieces}, {"files", written}});
+    print_json(out, -1);
     return;
   }
   auto shape = [](const std::vector<int>& s) { return fmt::format("({})", fmt::join(s, ", ")); };
@@ -116,7 +108,12 @@ void run_attention(AttentionOptions o) {
   }
   fmt::print("\n");
   const bool color = isatty(STDOUT_FILENO);
-  if (o.heatmap)
+  // A terminal row per token: past a screenful the picture is the SVG's job.
+  constexpr size_t kMaxHeatmapTokens = 100;
+  if (o.heatmap && ids.size() > kMaxHeatmapTokens)
+    note(fmt::format("no terminal heatmap for {} tokens (more than {}); --svg DIR writes them as images",
+                     ids.size(), kMaxHeatmapTokens));
+  else if (o.heatmap)
     for (const auto& map : cap.maps) print_heatmap(map, pieces, color);
   for (const auto& f : written) fmt::print("wrote {}\n", f);
 }
@@ -125,15 +122,14 @@ void run_attention(AttentionOptions o) {
 
 void setup_attention(CLI::App& app) {
   auto o = std::make_shared<AttentionOptions>();
-  add_model_options(app, o->model);
-  app.add_option("-p,--prompt", o->prompt, "prompt text ('-' or absent: read stdin)");
+  o->model.add(app);
+  o->prompt.add(app);
   app.add_option("-l,--layer", o->layers, "layer (repeatable)")->capture_default_str();
   app.add_flag("--all-layers", o->all_layers, "every layer");
   app.add_option("--head", o->heads, "query head (repeatable; default: all)");
-  app.add_flag("--no-chat-template", o->no_chat_template, "encode the prompt as raw text");
   app.add_option("--svg", o->svg_dir, "write one SVG heatmap per layer and head into this folder (PNG too when a converter exists)");
   app.add_flag("!--no-heatmap", o->heatmap, "print only shapes and entropies");
-  app.add_flag("--json", o->json, "print JSON: tokens, shapes, probabilities, entropies");
+  add_json_flag(app, o->json, "tokens, shapes, probabilities, entropies");
   app.callback([o] { run_attention(*o); });
 }
 

@@ -74,6 +74,8 @@ bool command(ChatSession& chat, const std::string& line, const GenerationResult&
 }
 
 void run_chat(const ChatCliOptions& o) {
+  check_usage([&] { validate(o.gen); });
+  check_utf8(o.system, "--system");
   Context ctx = make_context(o.model, o.gen.sampler.seed);
   LoadedModel m = load(ctx, o.model);
   ChatSession chat(m, o.gen, o.system);
@@ -114,15 +116,9 @@ void run_chat(const ChatCliOptions& o) {
 void setup_chat(CLI::App& app) {
   auto o = std::make_shared<ChatCliOptions>();
   o->gen.max_tokens = 512;
-  add_model_options(app, o->model);
-  app.add_option("-s,--system", o->system, "system message");
-  app.add_option("--max-tokens", o->gen.max_tokens, "maximum tokens per reply")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  add_sampling_options(app, o->gen.sampler);
-  app.add_option("--prefill-step-size", o->gen.prefill_step, "prompt tokens per forward chunk")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  o->model.add(app);
+  app.add_option("-s,--system,--system-prompt", o->system, "system message");
+  add_generation_options(app, o->gen);
   app.add_option("--load", o->load, "start from a conversation saved with /save");
   app.callback([o] { run_chat(*o); });
 }

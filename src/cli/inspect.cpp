@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "core/utf8.h"
 #include "lmlab/analysis.h"
 
 namespace lmlab::cli {
@@ -32,12 +33,6 @@ std::string quant_str(const an::ParamInfo& p) {
   return p.bits ? fmt::format("{}-bit g{}", p.bits, p.group_size) : "";
 }
 
-int width(const std::string& s) {
-  int n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
 std::string leaf_str(const an::ParamInfo& p) {
   std::string shape = p.shape.size() == 2 && p.group != "embedding" ? fmt::format("{} → {}", p.shape[1], p.shape[0]) : shape_str(p.shape);
   return fmt::format("{:<14} {:>9}  {}", shape, an::count_label(p.params),
@@ -61,7 +56,7 @@ void print_tree(const std::vector<const an::ParamInfo*>& rows, size_t strip, con
     std::string rest = members[0]->name.substr(strip + head.size());
     if (members.size() == 1 && rest.find('.', 1) == std::string::npos) {
       std::string label = branch + head + (rest == ".weight" ? "" : rest);
-      fmt::print("{}{} {}\n", label, std::string(std::max(1, 34 - width(label)), ' '), leaf_str(*members[0]));
+      fmt::print("{}{} {}\n", label, std::string(std::max(1, 34 - static_cast<int>(utf8::length(label))), ' '), leaf_str(*members[0]));
     } else {
       fmt::print("{}{}\n", branch, head);
       print_tree(members, strip + head.size() + 1, indent + (last ? "   " : "│  "));
@@ -131,24 +126,16 @@ void print_totals(const an::ModelSummary& s) {
              s.tied_embeddings ? " (tied to the embedding, counted once)" : "");
 }
 
-json to_json(const an::ModelSummary& s, const LoadedModel& m) {
-  json params = json::array();
-  for (const auto& p : s.params)
-    params.push_back({{"name", p.name}, {"group", p.group}, {"layer", p.layer}, {"shape", p.shape},
-                      {"stored_shape", p.stored_shape}, {"dtype", p.dtype}, {"params", p.params},
-                      {"bytes", p.bytes}, {"bits", p.bits}, {"group_size", p.group_size}});
-  json groups = json::array();
-  for (const auto& g : s.groups)
-    groups.push_back({{"name", g.name}, {"tensors", g.tensors}, {"params", g.params}, {"bytes", g.bytes}});
-  return {{"path", m.path}, {"format", m.format}, {"model_type", s.model_type},
-          {"config", {{"vocab_size", s.vocab_size}, {"hidden_size", s.hidden_size},
-                      {"num_hidden_layers", s.num_layers}, {"num_attention_heads", s.num_heads},
-                      {"num_key_value_heads", s.num_kv_heads}, {"head_dim", s.head_dim},
-                      {"intermediate_size", s.intermediate_size}, {"tie_word_embeddings", s.tied_embeddings}}},
-          {"params", params}, {"groups", groups}, {"total_params", s.total_params},
-          {"total_bytes", s.total_bytes}, {"bits_per_param", s.bits_per_param},
-          {"float16_bytes", s.total_params * 2}, {"float32_bytes", s.total_params * 4},
-          {"size_label", s.size_label}};
+void print_context(const an::ModelSummary& s) {
+  fmt::print("\nContext\n");
+  if (s.context_length <= 0) {
+    fmt::print("  length unknown (the config gives no max_position_embeddings)\n");
+    return;
+  }
+  fmt::print("  length      {} tokens\n", s.context_length);
+  fmt::print("  KV cache    {} per token ({} layers × 2 × {} kv heads × {} × {}), {} at full context\n",
+             an::bytes_label(s.kv_bytes_per_token), s.num_layers, s.num_kv_heads, s.head_dim, s.kv_dtype,
+             an::bytes_label(s.kv_cache_bytes));
 }
 
 void run_inspect(const InspectOptions& o) {
@@ -156,22 +143,26 @@ void run_inspect(const InspectOptions& o) {
   LoadedModel m = load(ctx, o.model);
   an::ModelSummary s = an::inspect(*m.model);
   if (o.json) {
-    std::cout << to_json(s, m).dump(2) << "\n";
+    nlohmann::json out = s;
+    out["path"] = m.path;
+    out["format"] = m.format;
+    print_json(out);
     return;
   }
   fmt::print("{} ({})\n\n", m.path, m.format);
   print_architecture(s);
   print_table(s, o.all);
   print_totals(s);
+  print_context(s);
 }
 
 }  // namespace
 
 void setup_inspect(CLI::App& app) {
   auto o = std::make_shared<InspectOptions>();
-  add_model_options(app, o->model);
+  o->model.add(app);
   app.add_flag("--all", o->all, "list the tensors of every layer, not only layer 0");
-  app.add_flag("--json", o->json, "print one JSON object: config, parameter table, totals");
+  add_json_flag(app, o->json, "one object: config, parameter table, totals, context and KV cache");
   app.callback([o] { run_inspect(*o); });
 }
 

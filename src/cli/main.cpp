@@ -1,18 +1,20 @@
 // lmlab: one binary, one command table. Errors from the library arrive here as
-// exceptions and leave as one line on stderr with a non-zero exit code.
+// exceptions and leave as one line on stderr with a non-zero exit code (2 for
+// a wrong command line, 1 otherwise); with --json that line is a JSON object.
 #include <cstdio>
 #include <iostream>
 
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/errors.h"
 
 namespace {
 
 const lmlab::cli::Command kCommands[] = {
     {"generate", "generate text from a prompt (mlx_lm.generate)", lmlab::cli::setup_generate},
     {"tokenize", "token ids and pieces of texts or a chat, vocabulary facts", lmlab::cli::setup_tokenize},
-    {"inspect", "architecture tree, parameter table, totals and memory footprint", lmlab::cli::setup_inspect},
+    {"inspect", "architecture tree, parameter table, totals, memory footprint, KV cache", lmlab::cli::setup_inspect},
     {"weights", "a tensor by name or glob: values, packed words and fields, scales, stats", lmlab::cli::setup_weights},
     {"predict", "top-k next-token probabilities, temperature, logit lens", lmlab::cli::setup_predict},
     {"surgery", "edit weights (zero, scale, noise, shifts, bit flips), compare, restore, --save", lmlab::cli::setup_surgery},
@@ -32,18 +34,5 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lmlab 0.1.0");
   for (const auto& c : kCommands) c.setup(*app.add_subcommand(c.name, c.summary));
-  bool verbose = false;
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--verbose") verbose = true;
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    fmt::print(stderr, "error: {}\n", e.what());
-    (void)verbose;
-    return 1;
-  }
-  return 0;
+  return lmlab::cli::run(app, argc, argv);
 }

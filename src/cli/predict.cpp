@@ -18,19 +18,12 @@ using json = nlohmann::json;
 
 struct PredictCliOptions {
   ModelOptions model;
-  std::vector<std::string> prompts;
+  PromptOptions prompt;
   an::PredictOptions predict;
-  bool no_chat_template = false;
   bool lens = false;
   int lens_k = 3;
   bool json = false;
 };
-
-json probs_json(const std::vector<an::TokenProb>& top) {
-  json a = json::array();
-  for (const auto& t : top) a.push_back({{"id", t.id}, {"token", t.piece}, {"prob", t.prob}, {"logit", t.logit}});
-  return a;
-}
 
 void print_prediction(const an::Prediction& p) {
   fmt::print("temperature {:g}   entropy {:.2f} bits\n", p.temperature, p.entropy);
@@ -56,12 +49,21 @@ void print_lens(const std::vector<an::LensRow>& rows) {
   }
 }
 
-void run_predict(PredictCliOptions o) {
-  if (o.prompts.empty()) o.prompts.push_back(read_prompt(""));
-  o.predict.chat_template = !o.no_chat_template;
+void run_predict(PredictCliOptions& o) {
+  o.predict.chat_template = !o.prompt.no_chat_template;
+  o.predict.system = o.prompt.system;
+  check_usage([&] {
+    an::validate(o.predict);
+    if (o.lens_k < 1) throw std::invalid_argument(fmt::format("[predict] lens-k {}: must be >= 1", o.lens_k));
+  });
+  std::vector<std::string> prompts = o.prompt.all();
   Context ctx = make_context(o.model);
   LoadedModel m = load(ctx, o.model);
-  std::vector<an::Prediction> preds = an::predict(m, o.prompts, o.predict);
+  std::vector<an::Prediction> preds;
+  {
+    Activity busy("running the model");
+    preds = an::predict(m, prompts, o.predict);
+  }
   json out = json::array();
   const size_t per_prompt = o.predict.temperatures.size();
   for (size_t i = 0; i < preds.size(); ++i) {
@@ -69,17 +71,13 @@ void run_predict(PredictCliOptions o) {
     const bool first = i % per_prompt == 0;
     std::vector<an::LensRow> lens;
     if (o.lens && first) {
+      Activity busy("reading every layer");
       lens = an::logit_lens(*m.model, p.ids, o.lens_k);
       for (auto& r : lens) an::fill_pieces(m.tokenizer, r.top);
     }
     if (o.json) {
-      json j = {{"prompt", p.prompt}, {"prompt_tokens", p.ids.size()}, {"temperature", p.temperature},
-                {"entropy_bits", p.entropy}, {"top", probs_json(p.top)}};
-      if (!lens.empty()) {
-        json l = json::array();
-        for (const auto& r : lens) l.push_back({{"layer", r.name}, {"entropy_bits", r.entropy}, {"top", probs_json(r.top)}});
-        j["logit_lens"] = l;
-      }
+      json j = p;
+      if (!lens.empty()) j["logit_lens"] = lens;
       out.push_back(j);
       continue;
     }
@@ -87,23 +85,21 @@ void run_predict(PredictCliOptions o) {
     print_prediction(p);
     if (!lens.empty()) print_lens(lens);
   }
-  if (o.json) std::cout << out.dump(2) << "\n";
+  if (o.json) print_json(out);
 }
 
 }  // namespace
 
 void setup_predict(CLI::App& app) {
   auto o = std::make_shared<PredictCliOptions>();
-  add_model_options(app, o->model);
-  app.add_option("-p,--prompt", o->prompts, "prompt (repeatable; absent: read stdin)");
-  app.add_option("-s,--system", o->predict.system, "system prompt");
-  app.add_option("-k,--top-k", o->predict.k, "tokens shown")->capture_default_str()->check(CLI::PositiveNumber);
+  o->model.add(app);
+  o->prompt.add(app, /*many=*/true);
+  app.add_option("-k,--top-k", o->predict.k, "tokens shown")->capture_default_str();
   app.add_option("--temp", o->predict.temperatures, "temperature (repeatable, e.g. --temp 0.5 --temp 1 --temp 2)")
       ->capture_default_str();
-  app.add_flag("--no-chat-template", o->no_chat_template, "encode the prompt as raw text");
   app.add_flag("--logit-lens", o->lens, "top tokens read from every layer's residual stream");
   app.add_option("--lens-k", o->lens_k, "tokens per layer in the logit lens")->capture_default_str();
-  app.add_flag("--json", o->json, "print JSON: one object per prompt and temperature");
+  add_json_flag(app, o->json, "one object per prompt and temperature");
   app.callback([o] { run_predict(*o); });
 }
 

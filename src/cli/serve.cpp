@@ -44,7 +44,7 @@ void run_serve(ServeCliOptions o) {
 void setup_serve(CLI::App& app) {
   auto o = std::make_shared<ServeCliOptions>();
   auto& s = o->serve;
-  add_model_options(app, o->model);
+  o->model.add(app);
   app.add_option("--host", s.host, "address to bind (127.0.0.1: this machine only; 0.0.0.0: every interface)")
       ->capture_default_str();
   app.add_option("--port", s.port, "port (0: any free one)")->capture_default_str()->check(CLI::Range(0, 65535));

@@ -9,12 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "core/utf8.h"
+#include "lmlab/analysis.h"
 #include "lmlab/messages.h"
 
 namespace lmlab::cli {
 
 namespace {
 
+namespace an = lmlab::analysis;
 using json = nlohmann::json;
 
 struct TokenizeOptions {
@@ -31,58 +34,11 @@ struct TokenizeOptions {
   bool no_generation_prompt = false;
 };
 
-bool valid_utf8(const std::string& s) {
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = s[i];
-    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (int k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    i += n;
-  }
-  return true;
-}
-
-// Spaces, tabs and newlines shown as ·, →, ↵ so a piece's edges are visible.
-std::string visible(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == ' ') out += "·";
-    else if (c == '\n') out += "↵";
-    else if (c == '\t') out += "→";
-    else if (c == '\r') out += "␍";
-    else out += c;
-  }
-  return out;
-}
-
-// The raw bytes behind a byte-level BPE token string: GPT-2's byte→unicode
-// table maps printable bytes to themselves and the other 68 bytes to U+0100...
-std::optional<std::string> byte_level_bytes(const std::string& token) {
-  std::vector<int> others;
-  for (int b = 0; b < 256; ++b)
-    if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) others.push_back(b);
-  std::string out;
-  for (size_t i = 0; i < token.size();) {
-    unsigned char c = token[i];
-    uint32_t cp;
-    if (c < 0x80) { cp = c; i += 1; }
-    else if ((c >> 5) == 6 && i + 1 < token.size()) { cp = ((c & 0x1F) << 6) | (token[i + 1] & 0x3F); i += 2; }
-    else return std::nullopt;
-    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) out += static_cast<char>(cp);
-    else if (cp >= 256 && cp - 256 < others.size()) out += static_cast<char>(others[cp - 256]);
-    else return std::nullopt;
-  }
-  return out;
-}
-
 std::string piece_text(const Tokenizer& tok, int id) {
   std::string t = tok.decode(std::vector<int>{id});
-  if (t.find("\xEF\xBF\xBD") == std::string::npos && valid_utf8(t)) return visible(t);
-  std::string bytes = byte_level_bytes(tok.id_to_token(id)).value_or("");
-  if (bytes.empty()) return "(part of a UTF-8 character)";
+  if (t.find(utf8::kReplacement) == std::string::npos && utf8::is_valid(t)) return an::visible(t);
   std::string hex;
-  for (unsigned char b : bytes) hex += fmt::format("{}<{:02X}>", hex.empty() ? "" : " ", b);
+  for (unsigned char b : tok.token_bytes(id)) hex += fmt::format("{}<{:02X}>", hex.empty() ? "" : " ", b);
   return hex + "  (part of a UTF-8 character)";
 }
 
@@ -105,10 +61,8 @@ std::vector<std::string> gather_texts(const TokenizeOptions& o) {
       texts.push_back(j[i].get<std::string>());
     }
   }
-  if (texts.empty()) texts.push_back(read_prompt(""));
-  for (const auto& t : texts)
-    if (!valid_utf8(t))
-      throw std::invalid_argument("[tokenize] input is not valid UTF-8");
+  if (texts.empty()) texts.push_back(read_stdin_prompt(/*wait=*/false));
+  for (size_t i = 0; i < texts.size(); ++i) check_utf8(texts[i], fmt::format("text {}", i + 1));
   return texts;
 }
 
@@ -121,7 +75,7 @@ json describe(const Tokenizer& tok, const std::string& text, const std::vector<i
 }
 
 void print_one(const Tokenizer& tok, const json& d) {
-  fmt::print("\"{}\" → {} tokens{}\n", visible(d["text"].get<std::string>()), d["count"].get<int>(),
+  fmt::print("\"{}\" → {} tokens{}\n", an::visible(d["text"].get<std::string>()), d["count"].get<int>(),
              d["round_trip"].get<bool>() ? "" : "   (decode differs from the input)");
   fmt::print("  {:>7}  {:<24} {}\n", "id", "token", "text");
   for (int id : d["ids"]) {
@@ -152,7 +106,7 @@ nlohmann::ordered_json read_conversation(const std::string& path) {
 
 // --messages: a whole conversation through the chat template, as the server renders it.
 void run_messages(const TokenizeOptions& o) {
-  Tokenizer tok = load_tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer);
+  Tokenizer tok = load_tokenizer(resolve(o.tokenizer.empty() ? o.model : o.tokenizer, ""));
   if (tok.chat_template().empty())
     throw std::invalid_argument("[tokenize] this tokenizer has no chat template to render messages with");
   Conversation c;
@@ -175,7 +129,7 @@ void run_tokenize(const TokenizeOptions& o) {
     run_messages(o);
     return;
   }
-  Tokenizer tok = load_tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer);
+  Tokenizer tok = load_tokenizer(resolve(o.tokenizer.empty() ? o.model : o.tokenizer, ""));
   const bool add_special = !o.no_special;
   json results = json::array();
   if (o.chat) {
@@ -196,7 +150,7 @@ void run_tokenize(const TokenizeOptions& o) {
     if (!o.input.empty() && !o.vocab) {
       json ids = json::array();
       for (auto& r : results) ids.push_back(r["ids"]);
-      std::cout << ids.dump() << "\n";
+      print_json(ids, -1);
       return;
     }
     json out = {{"results", results}, {"vocab_size", tok.vocab_size()}};
@@ -208,7 +162,7 @@ void run_tokenize(const TokenizeOptions& o) {
       out["eos_ids"] = tok.eos_ids();
       if (auto b = tok.bos_id()) out["bos_id"] = *b;
     }
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
     return;
   }
   for (const auto& r : results) {
@@ -218,7 +172,7 @@ void run_tokenize(const TokenizeOptions& o) {
   if (results.size() > 1) {
     fmt::print("{:<40} {:>7}\n", "text", "tokens");
     for (const auto& r : results)
-      fmt::print("{:<40} {:>7}\n", "\"" + visible(r["text"].get<std::string>()).substr(0, 36) + "\"",
+      fmt::print("{:<40} {:>7}\n", "\"" + an::visible(r["text"].get<std::string>()).substr(0, 36) + "\"",
                  r["count"].get<int>());
     fmt::print("\n");
   }
@@ -241,7 +195,7 @@ void setup_tokenize(CLI::App& app) {
   app.add_option("-m,--model", o->model, "model whose tokenizer to use (GGUF, directory or Hugging Face id)");
   app.add_option("--tokenizer", o->tokenizer, "tokenizer.json, model directory or GGUF");
   app.add_option("--input", o->input, "JSON file with an array of strings");
-  app.add_option("-s,--system", o->system, "system message for --chat");
+  app.add_option("-s,--system,--system-prompt", o->system, "system message for --chat");
   app.add_flag("--chat", o->chat, "render the texts as user messages through the chat template");
   app.add_option("--messages", o->messages,
                  "JSON file ('-': stdin) with an OpenAI-style conversation {\"messages\": [...], \"tools\": [...]}: "
@@ -250,7 +204,7 @@ void setup_tokenize(CLI::App& app) {
                "--messages: leave off the assistant turn's opening");
   app.add_flag("--no-special-tokens", o->no_special, "encode without BOS/EOS (add_special_tokens=False)");
   app.add_flag("--vocab", o->vocab, "also list special tokens, BOS and EOS");
-  app.add_flag("--json", o->json, "machine-readable output (--input: an array of id arrays)");
+  add_json_flag(app, o->json, "ids, pieces and counts (--input: an array of id arrays)");
   app.callback([o] { run_tokenize(*o); });
 }
 

@@ -32,35 +32,6 @@ std::string shape_str(const std::vector<int>& s) {
   return out;
 }
 
-json stats_json(const an::Stats& s) {
-  return {{"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"std", s.std}, {"abs_mean", s.abs_mean},
-          {"count", s.count}, {"zeros", s.zeros}};
-}
-
-json view_json(const an::TensorView& v) {
-  json j = {{"name", v.name}, {"shape", v.shape}, {"stored_shape", v.stored_shape}, {"dtype", v.dtype},
-            {"bits", v.bits}, {"group_size", v.group_size}, {"row", v.row}, {"col", v.col},
-            {"values", v.values}, {"stats", stats_json(v.stats)}};
-  if (!v.histogram.counts.empty())
-    j["histogram"] = {{"lo", v.histogram.lo}, {"hi", v.histogram.hi}, {"counts", v.histogram.counts}};
-  if (v.scale_stats) j["scale_stats"] = stats_json(*v.scale_stats);
-  if (v.bias_stats) j["bias_stats"] = stats_json(*v.bias_stats);
-  json groups = json::array();
-  for (const auto& g : v.groups)
-    groups.push_back({{"group", g.group}, {"scale", g.scale}, {"bias", g.bias}, {"words", g.words},
-                      {"fields", g.fields}, {"values", g.values}, {"field_min", g.field_min},
-                      {"field_max", g.field_max}});
-  if (v.bits && v.blocks.empty()) j["groups"] = groups;
-  if (!v.mode.empty()) j["mode"] = v.mode;
-  json blocks = json::array();
-  for (const auto& b : v.blocks)
-    blocks.push_back({{"block", b.block}, {"bytes", b.bytes}, {"d", b.d}, {"dmin", b.dmin},
-                      {"sub_block", b.sub_block}, {"scales", b.scales}, {"mins", b.mins},
-                      {"fields", b.fields}, {"values", b.values}});
-  if (!v.blocks.empty()) j["blocks"] = blocks;
-  return j;
-}
-
 std::string stats_line(const an::Stats& s) {
   return fmt::format("min {:+.5g}  max {:+.5g}  mean {:+.4g}  std {:.4g}  |mean| {:.4g}  zeros {}/{}", s.min,
                      s.max, s.mean, s.std, s.abs_mean, s.zeros, s.count);
@@ -159,12 +130,13 @@ void print_view(const an::TensorView& v) {
 }
 
 void run_weights(const WeightsOptions& o) {
+  check_usage([&] { an::validate(o.view); });
   Context ctx = make_context(o.model);
   LoadedModel m = load(ctx, o.model);
   std::vector<std::string> names = an::match_tensors(*m.model, o.name);
   if (names.size() == 1) {
     an::TensorView v = an::view_tensor(*m.model, names[0], o.view);
-    if (o.json) std::cout << view_json(v).dump(2) << "\n";
+    if (o.json) print_json(v);
     else print_view(v);
     return;
   }
@@ -176,7 +148,7 @@ void run_weights(const WeightsOptions& o) {
   for (const auto& n : names) {
     an::TensorView v = an::view_tensor(*m.model, n, brief);
     if (o.json) {
-      all.push_back(view_json(v));
+      all.push_back(v);
       continue;
     }
     std::string storage = !v.bits ? v.dtype
@@ -185,20 +157,21 @@ void run_weights(const WeightsOptions& o) {
     fmt::print("  {:<48} {:<13} {:<9} {:>+11.4g} {:>+11.4g} {:>+10.3g} {:>10.3g}\n", n, shape_str(v.shape), storage,
                v.stats.min, v.stats.max, v.stats.mean, v.stats.std);
   }
-  if (o.json) std::cout << all.dump(2) << "\n";
+  if (o.json) print_json(all);
 }
 
 }  // namespace
 
 void setup_weights(CLI::App& app) {
   auto o = std::make_shared<WeightsOptions>();
-  add_model_options(app, o->model);
+  o->model.add(app);
   app.add_option("name", o->name, "tensor name, module name or glob (e.g. 'model.layers.0.*')")->required();
   app.add_option("--row", o->view.row, "row of the values shown")->capture_default_str();
   app.add_option("--col", o->view.col, "first column of the values shown")->capture_default_str();
-  app.add_option("-n,--count", o->view.count, "values shown")->capture_default_str();
-  app.add_option("--bins", o->view.bins, "histogram bins (0: none)")->capture_default_str();
-  app.add_flag("--json", o->json, "print JSON: values, words, fields, scales, biases, stats, histogram");
+  app.add_option("--count", o->view.count, "values shown")->capture_default_str();
+  app.add_option("--bins", o->view.bins, fmt::format("histogram bins, 0 to {} (0: none)", an::kMaxBins))
+      ->capture_default_str();
+  add_json_flag(app, o->json, "values, words, fields, scales, biases, stats, histogram");
   app.callback([o] { run_weights(*o); });
 }
 

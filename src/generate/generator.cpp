@@ -3,6 +3,7 @@
 // (async_eval) before reading token n, so graph construction overlaps with compute.
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include <fmt/format.h>
 #include <mlx/mlx.h>
@@ -33,6 +34,22 @@ std::vector<int> eos_set(const LoadedModel& m) {
 }
 
 }  // namespace
+
+void check_tokens(const Model& m, std::span<const int> ids, std::string_view where) {
+  if (ids.empty()) throw std::invalid_argument(fmt::format("[{}] the prompt has no tokens", where));
+  const int vocab = m.config().vocab_size;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw std::invalid_argument(fmt::format(
+          "[{}] token id {} (position {}) is outside the model's vocabulary of {} ids: the tokenizer "
+          "does not belong to this model (use the model's own tokenizer)",
+          where, ids[i], i, vocab));
+  const int ctx = m.config().max_position_embeddings;
+  if (ctx > 0 && ids.size() > static_cast<size_t>(ctx))
+    throw std::invalid_argument(fmt::format(
+        "[{}] the prompt has {} tokens but the model's context is {} tokens; shorten the prompt", where,
+        ids.size(), ctx));
+}
 
 std::vector<int> build_chat_prompt(const LoadedModel& m, const json& messages, const json& tools,
                                    bool add_generation_prompt) {
@@ -141,6 +158,9 @@ struct Generator::State {
     res.stats.generation_tokens = static_cast<int>(res.tokens.size());
     const double dt = res.tokens.empty() ? 0 : seconds_since(t_decode);
     res.stats.generation_tps = dt > 0 ? res.stats.generation_tokens / dt : 0;
+    // MLX keeps one peak for the process; the frontend resets it (through
+    // Context::reset_peak_memory) where a measurement should start, so the
+    // library never clears a figure another caller may be reading.
     res.stats.peak_memory_gb = static_cast<double>(mx::get_peak_memory()) / 1e9;
     mx::synchronize();
   }
@@ -169,21 +189,28 @@ Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const Ge
 
 Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const GenerateOptions& opts,
                      CachedPrompt reuse) {
-  if (prompt.empty()) throw std::invalid_argument("[generate] the prompt has no tokens");
+  validate(opts);
+  // The KV cache holds prompt and generated tokens: --max-kv-size bounds both,
+  // within the context the model was trained for.
+  check_tokens(*m.model, prompt, "generate");
   const int ctx = context_length(m);
-  if (ctx > 0 && static_cast<int>(prompt.size()) >= ctx)
+  const bool kv_bound = opts.max_kv_size > 0 && (ctx == 0 || opts.max_kv_size < ctx);
+  const int room = kv_bound ? opts.max_kv_size : ctx;
+  if (room > 0 && prompt.size() >= static_cast<size_t>(room))
     throw std::invalid_argument(fmt::format(
-        "[generate] the prompt has {} tokens but the model's context is {} tokens",
-        prompt.size(), ctx));
+        "[generate] the prompt has {} tokens but the {} is {} tokens, leaving no room to generate; "
+        "shorten the prompt{}",
+        prompt.size(), kv_bound ? "KV cache (max_kv_size)" : "model's context", room,
+        kv_bound ? " or raise max_kv_size" : ""));
   s_ = std::make_unique<State>(m, opts);
   State& s = *s_;
-  s.max_tokens = ctx > 0 ? std::min(opts.max_tokens, ctx - static_cast<int>(prompt.size())) : opts.max_tokens;
+  const int left = room > 0 ? room - static_cast<int>(prompt.size()) : std::numeric_limits<int>::max();
+  s.max_tokens = opts.max_tokens < 0 ? left : std::min(opts.max_tokens, left);
   const int cached = s.adopt(std::move(reuse), prompt);
   s.eos = eos_set(m);
   s.res.stats.prompt_tokens = static_cast<int>(prompt.size());
   s.res.stats.cached_tokens = cached;
   s.res.stats.finish_reason = "length";
-  mx::reset_peak_memory();
 
   s.t0 = Clock::now();
   std::vector<int> ids(prompt.begin(), prompt.end());
@@ -194,6 +221,9 @@ Generator::Generator(const LoadedModel& m, std::span<const int> prompt, const Ge
     mx::array chunk(ids.begin() + i, {1, end - i}, mx::int32);
     m.model->forward(chunk, s.cache.get());
     mx::eval(s.cache->state());
+    if (opts.on_prefill)
+      opts.on_prefill({.what = "prefill", .done = double(end), .total = double(n - 1), .unit = "tokens",
+                       .finished = end == n - 1});
   }
   s.fed = ids;
   s.recent.assign(ids.end() - std::min<int>(n, opts.sampler.repetition_context), ids.end());

@@ -14,15 +14,7 @@ array neg_inf(mx::Dtype dt) { return array(-std::numeric_limits<float>::infinity
 }  // namespace
 
 Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg) {
-  if (cfg.temp < 0) throw std::invalid_argument(fmt::format("[sampler] temp {} < 0", cfg.temp));
-  if (cfg.top_p <= 0 || cfg.top_p > 1)
-    throw std::invalid_argument(fmt::format("[sampler] top_p {} not in (0, 1]", cfg.top_p));
-  if (cfg.min_p < 0 || cfg.min_p > 1)
-    throw std::invalid_argument(fmt::format("[sampler] min_p {} not in [0, 1]", cfg.min_p));
-  if (cfg.top_k < 0) throw std::invalid_argument(fmt::format("[sampler] top_k {} < 0", cfg.top_k));
-  if (cfg.repetition_penalty <= 0)
-    throw std::invalid_argument(
-        fmt::format("[sampler] repetition_penalty {} <= 0", cfg.repetition_penalty));
+  validate(cfg);
   if (cfg.seed) key_ = mx::random::key(*cfg.seed);
 }
 

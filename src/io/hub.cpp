@@ -233,13 +233,6 @@ std::string random_suffix() {
   return fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
-std::string human_size(double bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  int u = 0;
-  while (bytes >= 1000 && u < 4) bytes /= 1000, ++u;
-  return u == 0 ? fmt::format("{:.0f} {}", bytes, units[u]) : fmt::format("{:.1f} {}", bytes, units[u]);
-}
-
 // An open file descriptor, closed (and its lock released) at scope exit.
 struct Fd {
   int fd;
@@ -273,28 +266,23 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
         ::lseek(file.fd, 0, SEEK_SET);
         for (ssize_t n; (n = ::read(file.fd, buf.data(), buf.size())) > 0;) hash->update(buf.data(), n);
       }
-      if (!o.quiet) {
-        if (have > 0)
-          std::fprintf(stderr, "%s: resuming %s at %s of %s\n", what.c_str(), name.c_str(),
-                       human_size(static_cast<double>(have)).c_str(), human_size(size).c_str());
-        else
-          std::fprintf(stderr, "%s: downloading %s (%s)\n", what.c_str(), name.c_str(), human_size(size).c_str());
-      }
       std::vector<std::string> range;
       if (have > 0) range.push_back(fmt::format("Range: bytes={}-", have));
       bool started = false;
       long status = 0;
-      // On a terminal, one line of progress rewritten at most five times a second.
-      const bool progress = !o.quiet && ::isatty(STDERR_FILENO) && size > (1 << 20);
+      // Progress goes to the caller's callback (the CLI draws it on a
+      // terminal), at most five times a second.
       double written = static_cast<double>(have);
-      auto last_shown = std::chrono::steady_clock::now();
-      auto show = [&](bool done) {
+      auto last_shown = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+      const std::string step = fmt::format("download {}: {}", what.rfind("[hub] ", 0) == 0 ? what.substr(6) : what, name);
+      auto report = [&](bool done) {
+        if (!o.progress) return;
         const auto now = std::chrono::steady_clock::now();
         if (!done && now - last_shown < std::chrono::milliseconds(200)) return;
         last_shown = now;
-        std::fprintf(stderr, "\r%s: %s %s / %s (%.0f%%)%s", what.c_str(), name.c_str(), human_size(written).c_str(),
-                     human_size(size).c_str(), 100.0 * written / size, done ? "\n" : "");
+        o.progress({.what = step, .done = written, .total = size, .unit = "bytes", .finished = done});
       };
+      report(false);
       try {
         status = http_get(url, token, [&](const char* p, size_t n, long code) {
           if (code != 200 && code != 206) return true;  // an error page: not part of the file
@@ -315,10 +303,10 @@ void fetch(const std::string& url, const std::string& token, const fs::path& rep
             done += static_cast<size_t>(w);
           }
           written += static_cast<double>(n);
-          if (progress) show(false);
+          report(false);
           return true;
         }, range);
-        if (progress && started) show(true);
+        report(true);
       } catch (const std::exception& e) {
         const bool kept = started || have > 0;
         if (!kept) fs::remove(tmp);

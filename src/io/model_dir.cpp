@@ -116,17 +116,31 @@ ModelDir read_model_dir(const fs::path& dir) {
   return m;
 }
 
+namespace {
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  f.close();
+  if (!f) throw std::runtime_error(fmt::format("[save] cannot write {} (disk full?)", path.string()));
+}
+
+}  // namespace
+
 void save_model_dir(const fs::path& dir,
                     const json& config,
                     const Weights& weights,
-                    const std::vector<fs::path>& extra_files) {
+                    const std::vector<fs::path>& extra_files,
+                    const std::map<std::string, std::string>& written_files) {
   if (fs::exists(dir))
     throw std::invalid_argument(
         fmt::format("[save] {} already exists; choose a new directory", dir.string()));
   std::random_device rd;
   fs::path tmp = dir;
   tmp += fmt::format(".tmp{:x}", rd());
-  fs::create_directories(tmp);
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  if (ec) throw std::runtime_error(fmt::format("[save] cannot create {}: {}", tmp.string(), ec.message()));
   try {
     json cfg = config;
     if (!weights.quantized_modules().empty()) {
@@ -154,13 +168,13 @@ void save_model_dir(const fs::path& dir,
     }
     mx::save_safetensors((tmp / "model.safetensors").string(), arrays, {{"format", "mlx"}});
     json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    std::ofstream(tmp / "model.safetensors.index.json") << index.dump(4);
-    std::ofstream(tmp / "config.json") << cfg.dump(4);
+    write_text(tmp / "model.safetensors.index.json", index.dump(4));
+    write_text(tmp / "config.json", cfg.dump(4));
     for (auto& f : extra_files)
       if (fs::exists(f)) fs::copy_file(f, tmp / f.filename());
+    for (auto& [name, text] : written_files) write_text(tmp / name, text);
     fs::rename(tmp, dir);
   } catch (...) {
-    std::error_code ec;
     fs::remove_all(tmp, ec);
     throw;
   }

@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "lmlab/tokenizer.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/components.h"
@@ -48,6 +50,15 @@ class AddedMatcher {
   std::array<bool, 256> first_byte_{};
 };
 
+}  // namespace detail
+
+struct TokenizerImpl;
+
+namespace detail {
+// A tokenizer.json document (and tokenizer_config.json, or null) already parsed;
+// `name` prefixes errors. The GGUF loader builds its byte-level vocabularies this way.
+std::shared_ptr<TokenizerImpl> tokenizer_from_json(const nlohmann::json& root, const nlohmann::json& config,
+                                                   const std::string& name);
 }  // namespace detail
 
 struct TokenizerImpl {

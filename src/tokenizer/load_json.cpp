@@ -232,6 +232,17 @@ std::shared_ptr<TokenizerImpl> build_reported(std::string_view text, const json&
 
 }  // namespace
 
+std::shared_ptr<TokenizerImpl> detail::tokenizer_from_json(const json& root, const json& config,
+                                                           const std::string& name) {
+  try {
+    return build(root, config, json());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("[tokenizer] " + name + ": " + e.what());
+  } catch (const json::exception& e) {
+    throw std::invalid_argument("[tokenizer] " + name + ": " + e.what());
+  }
+}
+
 Tokenizer Tokenizer::from_file(const fs::path& path) {
   fs::path file = path, dir = path.parent_path();
   if (fs::is_directory(path)) {

@@ -73,7 +73,7 @@ TEST(WeightsView, NamesGlobsAndErrors) {
 }
 
 TEST(WeightsView, CliPrintsJsonAndFailsOnBadName) {
-  std::string cmd = lmlab_binary() + " weights model.layers.0.self_attn.k_proj.weight --json -n 8 2>&1 </dev/null";
+  std::string cmd = lmlab_binary() + " weights model.layers.0.self_attn.k_proj.weight --json --count 8 2>&1 </dev/null";
   FILE* f = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];

@@ -140,7 +140,6 @@ hub::Options options(const FakeHub& h, const fs::path& cache) {
   hub::Options o;
   o.endpoint = h.endpoint();
   o.cache = cache;
-  o.quiet = true;
   return o;
 }
 
@@ -242,7 +241,6 @@ TEST(Hub, TheCacheStandsInOfflineOrWhenTheHubIsDown) {
   hub::Options down;
   down.endpoint = "http://127.0.0.1:9";  // discard port, closed
   down.cache = cache;
-  down.quiet = true;
   EXPECT_EQ(hub::snapshot("org/tiny", down), snap);
   EXPECT_NE(error_of([&] { hub::snapshot("org/other", down); }).find("cannot be reached"), std::string::npos);
   down.offline = true;

@@ -163,6 +163,27 @@ TEST(TokenizerGgufSpm, MatchesLlamaCpp) {
   }
 }
 
+// A GGUF's tokenizer written as tokenizer.json (what surgery --save writes for
+// a GGUF model) loads as a tokenizer that matches HF and the GGUF one.
+TEST(TokenizerGguf, WrittenAsTokenizerJsonGivesTheSameTokenizer) {
+  LMLAB_REQUIRE_FILE(tok_fixture("smollm2/gguf_meta.json"));
+  std::ifstream f(tok_fixture("smollm2/gguf_meta.json"));
+  Metadata meta = metadata_from_json(json::parse(f));
+  TokenizerFiles files = gguf_tokenizer_files(meta);
+  Tokenizer written = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json);
+  Tokenizer gguf = Tokenizer::from_gguf(meta);
+  EXPECT_EQ(written.vocab_size(), gguf.vocab_size());
+  EXPECT_EQ(written.bos_id(), gguf.bos_id());
+  EXPECT_EQ(written.eos_token(), gguf.eos_token());
+  EXPECT_EQ(written.chat_template(), gguf.chat_template());
+  compare_golden(written, tok_fixture("smollm2/golden.jsonl"), "smollm2 (written tokenizer.json)");
+  auto config = json::parse(files.tokenizer_config_json);
+  EXPECT_EQ(config["tokenizer_class"], "PreTrainedTokenizerFast");
+  // SentencePiece vocabularies keep scores, not merges: refused, not written wrong.
+  meta["tokenizer.ggml.model"] = std::string("llama");
+  EXPECT_THROW(gguf_tokenizer_files(meta), Unsupported);
+}
+
 class TokenizerJson : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerJson, MatchesHfTokenizers) {
