@@ -88,9 +88,9 @@ TEST(Habits, TyposGetADidYouMeanAndExitTwo) {
   EXPECT_NE(flag.err.find("unknown options --tmep (did you mean --temp?), --max-tokns (did you mean --max-tokens?)"),
             std::string::npos)
       << flag.err;  // in the order typed
-  CliRun chat = lmlab("chat");
+  CliRun chat = lmlab("frobnicate");
   EXPECT_EQ(chat.code, 2);
-  EXPECT_NE(chat.err.find("unknown command 'chat'"), std::string::npos) << chat.err;
+  EXPECT_NE(chat.err.find("unknown command 'frobnicate'"), std::string::npos) << chat.err;
   CliRun value = lmlab("generate -p hi --max-tokens -3");
   EXPECT_EQ(value.code, 2);
   EXPECT_NE(value.err.find("max_tokens -3: must be >= 0, or -1"), std::string::npos) << value.err;
