@@ -39,6 +39,9 @@ struct GgufFile {
 // tensor data. Throws std::runtime_error "[gguf] <file>: ..." for truncated or
 // corrupt files.
 GgufFile read_gguf(const std::filesystem::path& path);
+// The same from bytes in memory (`path` names them in errors); what
+// read_gguf runs on the mapped file, and what the GGUF fuzzer feeds.
+GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::filesystem::path& path);
 
 // Reads every tensor, converting to MLX: F32/F16/BF16 stay dense (cast to
 // `float_dtype` when given); Q4_0/Q4_1/Q8_0 become MLX affine quantization,
@@ -51,6 +54,37 @@ Weights read_gguf_tensors(const GgufFile& file);
 // `dtype`, equal to ggml_dequantize_row bit for bit (computed in float32).
 mlx::core::array ggml_dequantize(const mlx::core::array& blocks, GgmlType type,
                                  mlx::core::Dtype dtype = mlx::core::float32);
+
+// One tensor of a safetensors header: dtype name ("F16"), shape, and its
+// byte range in the data section.
+struct SafetensorsTensor {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;
+};
+struct SafetensorsHeader {
+  uint64_t header_bytes = 0;
+  std::vector<SafetensorsTensor> tensors;
+  std::map<std::string, std::string> metadata;  // "__metadata__"
+};
+// Checks a safetensors file's header against its size (every range inside
+// the data, sizes matching shapes and dtypes, no overlaps) without reading
+// the data. Throws std::runtime_error "[safetensors] <file>: ..." for a
+// truncated or corrupt file, lmlab::Unsupported for a dtype MLX cannot load.
+SafetensorsHeader read_safetensors_header(const std::filesystem::path& path);
+// The same from bytes in memory (what the safetensors fuzzer feeds).
+SafetensorsHeader parse_safetensors_header(const uint8_t* data, uint64_t size, const std::filesystem::path& path);
+
+// The quantization of each of `prefixes` (modules stored with `.scales`) as
+// config.json's "quantization" (or "quantization_config") gives it: the
+// global bits/group_size/mode, a per-module object overriding them, `false`
+// leaving the module unquantized (absent from the result). Throws
+// std::invalid_argument "[model] <where>: ..." for a missing block or a value
+// of the wrong type or outside what MLX's affine kernels take.
+std::map<std::string, QuantSpec> quantization_from_config(const nlohmann::json& config,
+                                                          const std::vector<std::string>& prefixes,
+                                                          const std::string& where);
 
 // An MLX / HF model directory.
 struct ModelDir {

@@ -421,8 +421,13 @@ void check_save(const LoadedModel& m, const std::string& dir, const std::string&
   while (!parent.empty() && !fs::exists(parent) && parent != parent.parent_path()) parent = parent.parent_path();
   if (!fs::is_directory(parent))
     throw std::runtime_error(fmt::format("[save] cannot create {}: {} is not a folder", dir, parent.string()));
-  if (::access(parent.c_str(), W_OK) != 0)
-    throw std::runtime_error(fmt::format("[save] cannot write into {}: {}", parent.string(), std::strerror(errno)));
+  // Permissions do not tell (root, read-only mounts, /proc): make and drop a folder.
+  std::error_code ec;
+  const fs::path probe = parent / fmt::format(".lmlab-save-check-{}", ::getpid());
+  if (!fs::create_directory(probe, ec) || ec)
+    throw std::runtime_error(fmt::format("[save] cannot write into {}: {}", parent.string(),
+                                         ec ? ec.message() : "the folder was not created"));
+  fs::remove(probe, ec);
   if (!tokenizer_dir.empty()) {
     // The tokenizer must be the model's: a larger vocabulary gives ids the
     // embedding does not have.

@@ -11,12 +11,10 @@
 #include <memory>
 
 #include <fmt/format.h>
-#include <mlx/mlx.h>
 
 #include "io/mapped_file.h"
 #include "lmlab/io.h"
 
-namespace mx = mlx::core;
 namespace fs = std::filesystem;
 
 namespace lmlab::io {
@@ -27,16 +25,16 @@ enum MetaType : uint32_t {
   kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
 };
 
-// A cursor over the mapped header that throws on any read past the end.
+// A cursor over the header bytes that throws on any read past the end.
 class Reader {
  public:
-  Reader(const MappedFile& f) : f_(f) {}
+  Reader(const uint8_t* data, uint64_t size, const fs::path& path) : data_(data), size_(size), path_(path) {}
 
   template <typename T>
   T get() {
     T v;
     need(sizeof(T));
-    std::memcpy(&v, f_.data() + pos_, sizeof(T));
+    std::memcpy(&v, data_ + pos_, sizeof(T));
     pos_ += sizeof(T);
     return v;
   }
@@ -44,23 +42,25 @@ class Reader {
     uint64_t n = get<uint64_t>();
     if (n > (1ull << 30)) fail(fmt::format("string length {} is implausible", n));
     need(n);
-    std::string s(reinterpret_cast<const char*>(f_.data() + pos_), n);
+    std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n;
     return s;
   }
   uint64_t pos() const { return pos_; }
+  uint64_t left() const { return size_ - pos_; }
   [[noreturn]] void fail(const std::string& what) const {
     throw std::runtime_error(fmt::format("[gguf] {}: {} (at byte {}); the file may be "
                                          "truncated or corrupt",
-                                         f_.path().string(), what, pos_));
+                                         path_.string(), what, pos_));
   }
 
  private:
   void need(uint64_t n) {
-    if (n > f_.size() || pos_ > f_.size() - n)
-      fail(fmt::format("unexpected end of file reading {} bytes", n));
+    if (n > size_ || pos_ > size_ - n) fail(fmt::format("unexpected end of file reading {} bytes", n));
   }
-  const MappedFile& f_;
+  const uint8_t* data_;
+  uint64_t size_;
+  const fs::path& path_;
   uint64_t pos_ = 0;
 };
 
@@ -96,7 +96,14 @@ MetaValue read_value(Reader& r, uint32_t t, const std::string& key) {
   if (t != kArray) r.fail(fmt::format("metadata '{}' has unknown type {}", key, t));
   uint32_t et = r.get<uint32_t>();
   uint64_t n = r.get<uint64_t>();
-  if (n > (1ull << 32)) r.fail(fmt::format("metadata '{}' array length {} is implausible", key, n));
+  // Every element takes at least a byte (a string at least its 8-byte length),
+  // so a length the rest of the file cannot hold is refused before allocating.
+  const uint64_t min_bytes = et == kString ? 8 : et == kU8 || et == kI8 || et == kBool ? 1
+                             : et == kU16 || et == kI16                         ? 2
+                             : et == kU64 || et == kI64 || et == kF64           ? 8
+                                                                                : 4;
+  if (n > r.left() / min_bytes)
+    r.fail(fmt::format("metadata '{}' array of {} elements does not fit in the file", key, n));
   if (et == kString) {
     std::vector<std::string> v;
     v.reserve(n);
@@ -118,14 +125,12 @@ MetaValue read_value(Reader& r, uint32_t t, const std::string& key) {
 
 }  // namespace
 
-GgufFile read_gguf(const fs::path& path) {
-  auto mapped = std::make_shared<MappedFile>(path);
-  Reader r(*mapped);
+GgufFile parse_gguf(const uint8_t* data, uint64_t size, const fs::path& path) {
+  Reader r(data, size, path);
   GgufFile g;
   g.path = path;
-  g.file_size = mapped->size();
-  if (mapped->size() < 4 || std::memcmp(mapped->data(), "GGUF", 4) != 0)
-    r.fail("not a GGUF file (bad magic)");
+  g.file_size = size;
+  if (size < 4 || std::memcmp(data, "GGUF", 4) != 0) r.fail("not a GGUF file (bad magic)");
   r.get<uint32_t>();
   g.version = r.get<uint32_t>();
   if (g.version < 2 || g.version > 3) r.fail(fmt::format("unsupported GGUF version {}", g.version));
@@ -160,18 +165,25 @@ GgufFile read_gguf(const fs::path& path) {
     }
     g.tensors.push_back(std::move(t));
   }
-  uint64_t align = static_cast<uint64_t>(meta_int(g.meta, "general.alignment").value_or(32));
-  if (align == 0 || (align & (align - 1))) r.fail(fmt::format("bad alignment {}", align));
+  const int64_t align = meta_int(g.meta, "general.alignment").value_or(32);
+  if (align <= 0 || align > (1 << 20) || (align & (align - 1))) r.fail(fmt::format("bad alignment {}", align));
   g.data_offset = (r.pos() + align - 1) / align * align;
   for (auto& t : g.tensors) {
     if (t.nbytes == 0) continue;  // unknown type: reported when read
-    if (g.data_offset + t.offset + t.nbytes > g.file_size)
+    // Offsets come from the file: compared without sums that could wrap around.
+    const uint64_t room = g.data_offset <= size ? size - g.data_offset : 0;
+    if (t.offset > room || t.nbytes > room - t.offset)
       throw std::runtime_error(fmt::format(
-          "[gguf] {}: tensor '{}' ends at byte {} but the file has {} bytes; the file is "
-          "truncated (incomplete download?)",
-          path.string(), t.name, g.data_offset + t.offset + t.nbytes, g.file_size));
+          "[gguf] {}: tensor '{}' ends past the end of the file ({} + {} bytes of data, the file has {} after "
+          "the header); the file is truncated (incomplete download?) or corrupt",
+          path.string(), t.name, t.offset, t.nbytes, room));
   }
   return g;
+}
+
+GgufFile read_gguf(const fs::path& path) {
+  MappedFile mapped(path);
+  return parse_gguf(mapped.data(), mapped.size(), path);
 }
 
 }  // namespace lmlab::io

@@ -30,42 +30,12 @@ json read_json_file(const fs::path& p) {
   }
 }
 
-QuantSpec quant_from_json(const json& q, const std::string& where) {
-  QuantSpec s;
-  try {
-    s.group_size = q.value("group_size", 64);
-    s.bits = q.value("bits", 4);
-    s.mode = q.value("mode", std::string("affine"));
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(fmt::format("[model] {}: bad quantization entry: {}", where, e.what()));
-  }
-  static const std::set<int> bits = {2, 3, 4, 5, 6, 8};
-  static const std::set<int> groups = {16, 32, 64, 128};
-  if (!bits.count(s.bits) || !groups.count(s.group_size))
-    throw std::invalid_argument(fmt::format(
-        "[model] {}: unsupported quantization bits={} group_size={}", where, s.bits, s.group_size));
-  return s;
-}
-
 void register_quantized(Weights& w, const json& config, const fs::path& dir) {
-  const json* q = nullptr;
-  if (config.contains("quantization")) q = &config["quantization"];
-  else if (config.contains("quantization_config")) q = &config["quantization_config"];
   std::vector<std::string> prefixes;
   for (auto& [name, _] : w.items())
     if (name.ends_with(".scales")) prefixes.push_back(name.substr(0, name.size() - 7));
   if (prefixes.empty()) return;
-  if (!q || !q->is_object())
-    throw std::invalid_argument(fmt::format(
-        "[model] {}: quantized tensors present but config.json has no \"quantization\"",
-        dir.string()));
-  QuantSpec global = quant_from_json(*q, (dir / "config.json").string());
-  for (auto& p : prefixes) {
-    QuantSpec s = global;
-    if (auto it = q->find(p); it != q->end()) {
-      if (it->is_boolean() && !it->get<bool>()) continue;
-      if (it->is_object()) s = quant_from_json(*it, fmt::format("config.json quantization.{}", p));
-    }
+  for (auto& [p, s] : quantization_from_config(config, prefixes, (dir / "config.json").string())) {
     if (!w.contains(p + ".weight"))
       throw std::invalid_argument(
           fmt::format("[model] {}: '{}.scales' has no matching '{}.weight'", dir.string(), p, p));
@@ -100,6 +70,7 @@ ModelDir read_model_dir(const fs::path& dir) {
     throw std::runtime_error(
         fmt::format("[model] {}: no model*.safetensors files", dir.string()));
   for (auto& f : files) {
+    read_safetensors_header(f);  // a truncated or corrupt file fails here, with its name
     try {
       auto [arrays, meta] = mx::load_safetensors(f.string());
       std::vector<std::string> names;

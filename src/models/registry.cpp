@@ -127,63 +127,9 @@ void check_layer_count(const Weights& w, const ModelConfig& c) {
         c.num_hidden_layers, highest + 1, example));
 }
 
-int positive(const json& j, const char* key, int64_t max) {
-  if (!j.contains(key) || !j[key].is_number_integer())
-    throw std::invalid_argument(fmt::format("[config] missing or non-integer '{}'", key));
-  const int64_t v = j[key].get<int64_t>();
-  if (v < 1 || v > max)
-    throw std::invalid_argument(fmt::format("[config] '{}' = {} is out of range (1 to {})", key, v, max));
-  return static_cast<int>(v);
-}
-
 }  // namespace
 
 }  // namespace models
-
-ModelConfig ModelConfig::from_json(const json& j) {
-  ModelConfig c;
-  c.raw = j;
-  if (!j.is_object()) throw std::invalid_argument("[config] not a JSON object");
-  if (!j.contains("model_type") || !j["model_type"].is_string())
-    throw std::invalid_argument("[config] missing or non-string 'model_type'");
-  c.model_type = j["model_type"].get<std::string>();
-  using models::positive;
-  c.hidden_size = positive(j, "hidden_size", 1 << 20);
-  c.num_hidden_layers = positive(j, "num_hidden_layers", 100000);
-  c.num_attention_heads = positive(j, "num_attention_heads", 1 << 16);
-  c.intermediate_size = positive(j, "intermediate_size", 1 << 24);
-  c.vocab_size = positive(j, "vocab_size", 1 << 26);
-  c.num_key_value_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                              ? positive(j, "num_key_value_heads", 1 << 16)
-                              : c.num_attention_heads;
-  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? positive(j, "head_dim", 1 << 16)
-                                                                  : c.hidden_size / c.num_attention_heads;
-  if (c.head_dim < 1)
-    throw std::invalid_argument(fmt::format("[config] hidden_size {} gives no head_dim for {} heads", c.hidden_size,
-                                            c.num_attention_heads));
-  if (j.contains("max_position_embeddings") && !j["max_position_embeddings"].is_null())
-    c.max_position_embeddings = positive(j, "max_position_embeddings", 1 << 30);
-  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-  if (j.contains("rms_norm_eps")) {
-    const json& e = j["rms_norm_eps"];
-    const double eps = e.is_number() ? e.get<double>() : -1.0;
-    if (!(eps > 0.0 && eps < 1.0))
-      throw std::invalid_argument(fmt::format("[config] 'rms_norm_eps' = {} must be a number in (0, 1)", e.dump()));
-    c.rms_norm_eps = static_cast<float>(eps);
-  }
-  if (c.num_attention_heads % c.num_key_value_heads != 0)
-    throw std::invalid_argument(fmt::format(
-        "[config] num_attention_heads {} must be a positive multiple of num_key_value_heads {}",
-        c.num_attention_heads, c.num_key_value_heads));
-  if (j.contains("eos_token_id")) {
-    const auto& e = j["eos_token_id"];
-    if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int>());
-    else if (e.is_array())
-      for (auto& x : e)
-        if (x.is_number_integer()) c.eos_token_ids.push_back(x.get<int>());
-  }
-  return c;
-}
 
 Model::Model(ModelConfig config, Weights weights, mx::Dtype dtype)
     : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype) {}
@@ -193,7 +139,9 @@ std::unique_ptr<nn::KVCache> Model::make_cache() const {
 }
 
 std::unique_ptr<Model> make_model(const json& config_in, Weights weights, mx::Dtype dtype) {
-  const std::string type = config_in.is_object() ? config_in.value("model_type", std::string()) : std::string();
+  const std::string type = config_in.is_object() && config_in.contains("model_type") && config_in["model_type"].is_string()
+                               ? config_in["model_type"].get<std::string>()
+                               : std::string();
   const models::FamilySpec* family = models::find_family(type);
   if (!family) {
     if (type.empty()) throw std::invalid_argument("[config] missing or non-string 'model_type'");

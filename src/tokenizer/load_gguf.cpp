@@ -190,8 +190,14 @@ TokenizerFiles gguf_tokenizer_files(const Metadata& meta) {
   const auto& tokens = vocab_tokens(meta);
   auto types = get<std::vector<int64_t>>(meta, "tokenizer.ggml.token_type");
   if (types && types->size() != tokens.size()) bad("token_type and tokens differ in length");
-  return {gpt2_tokenizer_json(meta, tokens, types).dump(2, ' ', false, nlohmann::json::error_handler_t::replace),
-          tokenizer_config_json(meta, tokens, false).dump(2)};
+  try {
+    return {gpt2_tokenizer_json(meta, tokens, types).dump(2), tokenizer_config_json(meta, tokens, false).dump(2)};
+  } catch (const nlohmann::json::type_error&) {
+    // JSON holds only UTF-8: such a vocabulary (or template) has no faithful tokenizer.json.
+    throw std::invalid_argument(
+        "[tokenizer] GGUF metadata: a token, special token or the chat template is not valid UTF-8, so it "
+        "cannot be written as tokenizer.json");
+  }
 }
 
 Tokenizer Tokenizer::from_gguf(const Metadata& meta) {
