@@ -4,8 +4,17 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 PROMPT ?= Explain in two sentences why the sky is blue.
 CMAKE_FLAGS ?=
+# SANITIZE=address,undefined builds everything of lmlab's with those
+# sanitizers into build-sanitize (MLX itself is not instrumented) and runs the
+# suite there: `make test SANITIZE=address,undefined`.
+SANITIZE ?=
+ifneq ($(SANITIZE),)
+BUILD = build-sanitize
+CMAKE_FLAGS += -DLMLAB_SANITIZE=$(SANITIZE)
+TEST_TIMEOUT = 2700
+endif
 
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 # A fixed seed makes the run in `make test` repeat the same inputs as here
 # (a longer run covers a shorter one); FUZZ_SEED=0 picks a fresh one.
 FUZZ_SEED ?= 1
@@ -50,15 +59,18 @@ fixtures: setup-test model
 	$(STAMP)
 	scripts/make-fixtures.sh
 
-# libFuzzer targets (tokenizer.json loader, chat templates), run briefly.
+# libFuzzer targets (tokenizer.json, chat templates, serve's request bodies,
+# GGUF, safetensors and config.json), run briefly from the corpora in tests/fuzz/seeds.
+FUZZERS = tokenizer chat_template http_body gguf safetensors config
 fuzz: setup-test
 	$(STAMP)
 	CXX=clang++-14 cmake -S . -B build-fuzz -DLMLAB_BUILD_FUZZERS=ON -DLMLAB_BUILD_TESTS=OFF > build-fuzz.configure.log 2>&1 || (cat build-fuzz.configure.log; exit 1)
-	cmake --build build-fuzz -j $(JOBS) --target tokenizer_fuzz chat_template_fuzz http_body_fuzz
-	@for t in tokenizer chat_template http_body; do \
+	cmake --build build-fuzz -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZERS))
+	@for t in $(FUZZERS); do \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=build-fuzz/$$t- \
 	    build-fuzz/corpus/$$t tests/fuzz/seeds/$$t > build-fuzz/$$t.log 2>&1 \
 	    || { tail -40 build-fuzz/$$t.log; exit 1; }; \
 	  grep -E "^Done|DONE" build-fuzz/$$t.log | tail -1; \
