@@ -135,7 +135,7 @@ void run_bench(const BenchOptions& o) {
 
 void setup_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
-  add_model_options(app, o->model);
+  o->model.add(app);
   app.add_option("-p,--prompt-lengths", o->prompt_lengths, "prompt lengths, comma-separated (0: none)")
       ->delimiter(',')
       ->capture_default_str();
