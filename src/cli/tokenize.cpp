@@ -50,7 +50,7 @@ std::vector<std::string> gather_texts(const TokenizeOptions& o) {
     json j;
     try {
       j = json::parse(f);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw std::invalid_argument(fmt::format("[tokenize] {}: invalid JSON: {}", o.input, e.what()));
     }
     if (!j.is_array())
@@ -96,7 +96,7 @@ nlohmann::ordered_json read_conversation(const std::string& path) {
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {
     throw std::invalid_argument(fmt::format("[tokenize] {}: invalid JSON: {}", path, e.what()));
   }
   // A bare message list is taken as {"messages": [...]}.

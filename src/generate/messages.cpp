@@ -49,7 +49,7 @@ ojson tool_call(const ojson& call, const std::string& where) {
   if (args != fn->end() && args->is_string()) {
     try {
       *args = ojson::parse(args->get<std::string>());
-    } catch (const ojson::parse_error& e) {
+    } catch (const ojson::exception& e) {
       fail(where + ".function.arguments", fmt::format("not valid JSON ({})", e.what()));
     }
   } else if (args != fn->end() && !args->is_object() && !args->is_null()) {

@@ -25,7 +25,7 @@ json read_json_file(const fs::path& p) {
   if (!f) throw std::runtime_error(fmt::format("[model] cannot read {}", p.string()));
   try {
     return json::parse(f);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw std::invalid_argument(fmt::format("[model] {}: invalid JSON: {}", p.string(), e.what()));
   }
 }

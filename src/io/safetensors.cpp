@@ -87,7 +87,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, uint64_t size, c
   json j;
   try {
     j = json::parse(reinterpret_cast<const char*>(data) + 8, reinterpret_cast<const char*>(data) + 8 + n);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(path, fmt::format("the header is not JSON ({})", e.what()));
   }
   if (!j.is_object()) fail(path, "the header is not a JSON object");

@@ -67,7 +67,7 @@ nlohmann::ordered_json parse_body(const httplib::Request& req) {
   if (req.body.empty()) throw ApiError(400, "invalid_request_error", "invalid_json", "the request body is empty (send a JSON object)");
   try {
     return nlohmann::ordered_json::parse(req.body);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {
     std::string what = e.what();
     if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
     throw ApiError(400, "invalid_request_error", "invalid_json", "the request body is not valid JSON: " + what);

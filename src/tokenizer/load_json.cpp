@@ -31,7 +31,7 @@ std::string read_text(const fs::path& path) {
 json parse(const std::string& text) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     bad(std::string("invalid JSON: ") + e.what());
   }
 }

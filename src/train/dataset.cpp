@@ -119,7 +119,7 @@ ParsedFile parse_file(const fs::path& path, const DataOptions& o, bool strict) {
     ojson r;
     try {
       r = ojson::parse(l.text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       std::string what = e.what();
       auto colon = what.find(": ");
       fail(l.number, "bad JSON: " + (colon == std::string::npos ? what : what.substr(colon + 2)));
