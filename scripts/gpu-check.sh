@@ -1,23 +1,81 @@
 #!/bin/bash
-# Runs on a GPU machine with the CUDA build carried over (see docs/gpu.md):
-# reassembles libmlx (CUDA) and the model from parts in /tmp/parts, then runs
-# generation and the core checks on the GPU. Usage: scripts/gpu-check.sh RUN_DIR
-# (RUN_DIR holds lmlab, lmlab_tests, lib/ and fixtures/; MLX headers for NVRTC
-# must be at /tmp/mlx/mlx/include).
+# Runs on a GPU machine with the CUDA build carried over (see docs/gpu.md).
+#   scripts/gpu-check.sh PARTS_DIR [checks|bench|all]
+# PARTS_DIR holds the parts made by scripts/gpu-pack.sh (MANIFEST + *.part-*):
+# lmlab-cuda.tar.xz (lmlab, lmlab_tests, lib/, fixtures/, MLX headers for NVRTC,
+# the Llama 3 tokenizer) and the default model. `checks` runs the GPU core checks
+# (fused GPU step against MLX's composed ops, every tiny family, the default
+# model's greedy text); `bench` times decode on the default model and on
+# random-weight Llama 8B/3B/1B shapes (fused and composed) and the read bandwidth.
 set -u
-cd /tmp/parts && for f in $(awk '{print $2}' MANIFEST); do cat "$f".part-* > "$f"; done && sha256sum -c MANIFEST || exit 1
-mkdir -p /tmp/mlx/mlx/lib /tmp/home/models && mv /tmp/parts/libmlx.so /tmp/mlx/mlx/lib/
-mv /tmp/parts/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/home/models/ && touch /tmp/home/models/SmolLM2-135M-Instruct.Q4_1.gguf.sha256-ok
-R=$1
-NV=$(find / -path /proc -prune -o -type d -path '*site-packages/nvidia/*/lib' -print 2>/dev/null | tr '\n' ':')
-export LD_LIBRARY_PATH=/tmp/mlx/mlx/lib:$R/lib:$NV${LD_LIBRARY_PATH:-}
-export LMLAB_HOME=/tmp/home LMLAB_FIXTURES=$R/fixtures LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-echo "== generate on GPU"
-$R/lmlab generate --device gpu --verbose -p "What is the capital of France?" --max-tokens 48
-echo "== generate on GPU, 512-token prompt, 128 tokens"
-python3 -c "print('The history of science is long. ' * 80)" > /tmp/long.txt
-$R/lmlab generate --device gpu --no-chat-template --ignore-eos --max-tokens 128 --json < /tmp/long.txt | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['stats'])"
-$R/lmlab generate --device cpu --no-chat-template --ignore-eos --max-tokens 32 --json < /tmp/long.txt | python3 -c "import json,sys; d=json.load(sys.stdin); print('cpu', d['stats'])"
-echo "== core checks on GPU"
-$R/lmlab_tests --gtest_filter='Tiny*:Gguf*:ModelDir*:Sampler*:Rope*:StopStrings*' 2>&1 | grep -vE '^\[ (RUN|      OK) ' | tail -40
+P=$1
+WHAT=${2:-all}
+cd "$P" && for f in $(awk '{print $2}' MANIFEST); do [ -f "$f" ] || cat "$f".part-* > "$f"; done && sha256sum -c --quiet MANIFEST || exit 1
+W=/tmp/lmlab-gpu
+mkdir -p $W /tmp/home/models /tmp/m
+[ -x $W/lmlab ] || tar xJf "$P/lmlab-cuda.tar.xz" -C $W
+M=/tmp/home/models/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -f $M ] || { cp "$P/SmolLM2-135M-Instruct.Q4_1.gguf" $M && touch $M.sha256-ok; }
+NV=$(find / -xdev \( -path /proc -o -path /sys -o -path /tmp \) -prune -o -type d -path '*site-packages/nvidia/*/lib' -print 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH=$W/lib:$NV${LD_LIBRARY_PATH:-}
+export LMLAB_HOME=/tmp/home LMLAB_FIXTURES=$W/fixtures CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+echo "lmlab $(cat $W/COMMIT)"
+ldd $W/lmlab | grep -E "not found" && exit 1
+
+if [ "$WHAT" != bench ]; then
+  echo "== first token on a fresh machine (no kernel cache)"
+  rm -rf /tmp/mlx
+  /usr/bin/time -f "wall %e s" $W/lmlab generate --device gpu -p "What is the capital of France?" --max-tokens 32 --json \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); print(repr(d['text']), d['stats'])"
+  echo "== kernels MLX compiled at run time (its PTX cache)"
+  ls /tmp/mlx/*/ptx 2>/dev/null | sed -n 's/\.ptx$//p' | sort | head -40
+  echo "== first token again, a new process with MLX's PTX cache warm"
+  /usr/bin/time -f "wall %e s" $W/lmlab generate --device gpu -p "What is the capital of France?" --max-tokens 32 --json \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); print(repr(d['text']), d['stats'])"
+  echo "== core checks on the GPU"
+  LOG=${OUT:-/tmp}/gpu-tests.log
+  LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests \
+    --gtest_filter='Tiny*:CudaStep*:Gguf*:ModelDir*:Sampler*:Rope*:StopStrings*' > "$LOG" 2>&1
+  echo "lmlab_tests exit $?"
+  grep -E '^\[ cuda|FAILED|PASSED|Failure|Expected|Which is|actual' "$LOG" | head -60
+  echo "== the fused step again without CUDA graphs (stream order only)"
+  LMLAB_TEST_DEVICE=gpu MLX_USE_CUDA_GRAPHS=0 $W/lmlab_tests --gtest_filter='CudaStep*' 2>&1 | grep -E '^\[ cuda|FAILED|PASSED' | head -20
+  echo "== greedy text, fused and composed"
+  for f in "" --no-fused; do
+    $W/lmlab generate --device gpu -p "What is the capital of France?" --max-tokens 24 --json $f \
+      | python3 -c "import json,sys; d=json.load(sys.stdin); print(repr(d['text']))"
+  done
+fi
+
+if [ "$WHAT" != checks ]; then
+  echo "== read bandwidth"
+  python3 - <<'PY'
+import torch, json
+x = torch.randn(2 * (1 << 30) // 4, device="cuda")
+for _ in range(3): x.sum()
+torch.cuda.synchronize()
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+s.record()
+for _ in range(20): x.sum()
+e.record(); torch.cuda.synchronize()
+t = s.elapsed_time(e) / 1e3 / 20
+print(json.dumps(dict(read_GBps=round(x.numel() * 4 / t / 1e9, 1))))
+PY
+  python3 -c "print('The history of science is long. ' * 73, end='')" > /tmp/prompt512.txt
+  run() {  # model label args...
+    local model=$1 label=$2; shift 2
+    for i in $(seq ${RUNS:-3}); do
+      $W/lmlab generate --device gpu --model $model --no-chat-template --ignore-eos --max-tokens 128 --json "$@" \
+        < /tmp/prompt512.txt | python3 -c "import json,sys; s=json.load(sys.stdin)['stats']; print('$label', s['prompt_tokens'], round(s['prompt_tps'],1), round(s['generation_tps'],1), round(s['peak_memory_gb'],3))"
+    done
+  }
+  echo "== decode (label prompt_tokens prompt_tps gen_tps peak_gb), 3 runs each"
+  run $M smollm2-fused
+  run $M smollm2-composed --no-fused
+  for shape in ${SHAPES:-llama1b llama3b llama8b}; do
+    [ -f /tmp/m/$shape/config.json ] || python3 $W/bench/random_model.py /tmp/m/$shape $shape $W/tokenizer
+    run /tmp/m/$shape $shape-fused
+    run /tmp/m/$shape $shape-composed --no-fused
+  done
+fi

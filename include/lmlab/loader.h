@@ -32,6 +32,9 @@ struct LoadOptions {
   //                 on CPU, and adds the rounding noise llama.cpp has.
   // GPU streams always compute in float.
   std::string activations;
+  // Fused decoder steps (one node per block on CPU or GPU) where they apply;
+  // false always runs the composed MLX ops (for comparison and debugging).
+  bool fused = true;
 };
 
 struct LoadedModel {

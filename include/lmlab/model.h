@@ -56,6 +56,9 @@ class Model {
   // Training mode turns on adapter dropout (mlx's Module.train()).
   void set_training(bool on) { training_ = on; }
   bool training() const { return training_; }
+  // Whether blocks may run their fused CPU/GPU step (LoadOptions::fused).
+  void set_fused(bool on) { fused_ = on; }
+  bool fused() const { return fused_; }
 
   const ModelConfig& config() const { return config_; }
   const Weights& weights() const { return weights_; }
@@ -68,6 +71,7 @@ class Model {
   Weights weights_;
   mlx::core::Dtype dtype_;
   bool training_ = false;
+  bool fused_ = true;
 };
 
 // Builds the family registered for config.model_type (aliases included):

@@ -48,6 +48,7 @@ void ModelOptions::add(CLI::App& app) {
   app.add_option("--device", device, "cpu, gpu or auto")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
       ->capture_default_str();
+  app.add_flag("--no-fused", no_fused, "always run the composed MLX ops, not the fused decoder steps");
   app.add_flag("--verbose", verbose, "print load details");
 }
 
@@ -146,7 +147,7 @@ LoadedModel load(const Context& ctx, const ModelOptions& o) {
   {
     Activity busy("loading the model");
     m = load_model(ctx, LoadOptions{.model = path, .revision = o.revision, .dtype = o.dtype,
-                                    .activations = o.activations});
+                                    .activations = o.activations, .fused = !o.no_fused});
   }
   if (o.verbose)
     fmt::print(stderr, "Loaded {} ({}) in {:.3f} s on {}\n", m.path, m.format, m.load_seconds, ctx.device_name());

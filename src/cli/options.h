@@ -45,6 +45,7 @@ struct ModelOptions {
   std::string dtype;
   std::string activations = "float";
   std::string device = "auto";
+  bool no_fused = false;
   bool verbose = false;
 
   void add(CLI::App& app);

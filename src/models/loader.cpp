@@ -103,6 +103,7 @@ LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   out.path = path.string();
   if (fs::is_directory(path)) load_dir(ctx, opts, path, out);
   else load_gguf(ctx, opts, path, out);
+  out.model->set_fused(opts.fused);
   mx::eval(out.model->weights().arrays());
   out.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -59,7 +59,8 @@ array Transformer::forward(const array& tokens, nn::KVCache* cache, nn::Hooks* h
     h = hooks->apply("embed", h);
     if (hooks->residual) hooks->capture("embed", h);
   }
-  nn::ForwardState st{.cache = cache, .offset = cache ? cache->offset() : 0, .hooks = hooks, .training = training_};
+  nn::ForwardState st{
+      .cache = cache, .offset = cache ? cache->offset() : 0, .hooks = hooks, .training = training_, .fused = fused_};
   for (const auto& block : spec_.blocks) h = block(weights_, h, st);
   return head(h);
 }

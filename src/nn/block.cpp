@@ -10,6 +10,7 @@
 
 #include "nn/cpu/cpu_attention.h"
 #include "nn/cpu/decoder_step.h"
+#include "nn/cuda/decoder_step.h"
 #include "nn/cpu/swiglu.h"
 #include "nn/linear.h"
 
@@ -76,10 +77,10 @@ array attend(const array& q, const array& k, const array& v, float scale, int wi
   return mx::fast::scaled_dot_product_attention(q, k, v, scale, mask ? "array" : "", mask);
 }
 
-std::optional<cpu::QuantizedLinear> fusable(const Linear& l) {
+std::optional<QuantizedLinear> fusable(const Linear& l) {
   if (!l.quant || l.adapter || l.quant->mode != "affine" || !l.biases) return std::nullopt;
-  return cpu::QuantizedLinear{l.weight, *l.scales, *l.biases, l.bias, l.quant->group_size, l.quant->bits,
-                              l.quant->activations};
+  return QuantizedLinear{l.weight, *l.scales, *l.biases, l.bias, l.quant->group_size, l.quant->bits,
+                         l.quant->activations};
 }
 
 const std::pair<array, array>& rope_tables_for(ForwardState& st, const RoPE& rope, int L) {
@@ -87,6 +88,19 @@ const std::pair<array, array>& rope_tables_for(ForwardState& st, const RoPE& rop
     if (r == &rope) return t;
   st.rope_tables.emplace_back(&rope, cpu::rope_tables(rope, st.offset, L));
   return st.rope_tables.back().second;
+}
+
+// The rotation's angular frequencies (rope_dims / 2, float32) for the GPU step,
+// as fast::rope's definition has them: base^(-i / half), or 1 / freqs.
+const array& rope_inverse_frequencies(ForwardState& st, const RoPE& rope) {
+  for (auto& [r, f] : st.rope_frequencies)
+    if (r == &rope) return f;
+  const int half = rope.dims / 2;
+  array inv = rope.freqs ? mx::reciprocal(mx::astype(*rope.freqs, mx::float32))
+                         : mx::exp(mx::multiply(mx::arange(0, -half, -1, mx::float32),
+                                                array(std::log(rope.base) / half, mx::float32)));
+  st.rope_frequencies.emplace_back(&rope, inv);
+  return st.rope_frequencies.back().second;
 }
 
 }  // namespace
@@ -157,32 +171,37 @@ array DecoderBlock::mlp(const Weights& w, const array& x, ForwardState& st) cons
 
 std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, ForwardState& st) const {
   const int B = h.shape(0), L = h.shape(1);
-  if (!st.cache || st.hooks || st.training || B * L > cpu::kDecoderStepMaxRows || h.dtype() != mx::float32 ||
-      mx::default_device() != mx::Device::cpu || spec_.mlp != MlpKind::dense)
-    return std::nullopt;
-  std::optional<cpu::QuantizedLinear> p[7];
+  const bool gpu = mx::default_device() == mx::Device::gpu;
+  const int max_rows = gpu ? cuda::kMaxRows : cpu::kDecoderStepMaxRows;
+  if (!st.fused || !st.cache || st.hooks || st.training || B * L > max_rows || spec_.mlp != MlpKind::dense) return std::nullopt;
+  if (gpu ? (h.dtype() != mx::float16 && h.dtype() != mx::bfloat16) : h.dtype() != mx::float32) return std::nullopt;
+  std::optional<QuantizedLinear> p[7];
   const auto projections = names_.projections();
   for (int i = 0; i < 7; ++i)
     if (!(p[i] = fusable(Linear::view(w, *projections[i])))) return std::nullopt;
-  auto factor = [&](const std::string& name) {  // the factor the norm multiplies by
-    const array& weight = w.at(name + ".weight");
-    return spec_.norm_offset == 0.0f ? weight : mx::add(weight, array(spec_.norm_offset, weight.dtype()));
+  auto optional_norm = [&](bool used, const std::string& name) {
+    return used ? std::optional<array>(w.at(name + ".weight")) : std::nullopt;
   };
-  auto optional_factor = [&](bool used, const std::string& name) {
-    return used ? std::optional<array>(factor(name)) : std::nullopt;
-  };
-  cpu::DecoderLayerArrays arrays{factor(names_.in_norm), factor(names_.mlp_norm), *p[0], *p[1], *p[2], *p[3],
-                                 *p[4], *p[5], *p[6],
-                                 optional_factor(spec_.qk_norm, names_.q_norm),
-                                 optional_factor(spec_.qk_norm, names_.k_norm),
-                                 optional_factor(spec_.sandwich_norms, names_.attn_out_norm),
-                                 optional_factor(spec_.sandwich_norms, names_.mlp_out_norm)};
+  DecoderLayerArrays arrays{w.at(names_.in_norm + ".weight"), w.at(names_.mlp_norm + ".weight"), *p[0], *p[1], *p[2],
+                            *p[3], *p[4], *p[5], *p[6],
+                            optional_norm(spec_.qk_norm, names_.q_norm),
+                            optional_norm(spec_.qk_norm, names_.k_norm),
+                            optional_norm(spec_.sandwich_norms, names_.attn_out_norm),
+                            optional_norm(spec_.sandwich_norms, names_.mlp_out_norm)};
   const RoPE& rope = *spec_.rope;
   const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
-  cpu::DecoderStepShape shape{spec_.heads, Hk, Dh, rope.dims, rope.traditional, rope.mscale, spec_.norm_eps,
-                              spec_.scale(), spec_.sliding_window, spec_.activation == Activation::gelu_tanh};
+  DecoderStepShape shape{spec_.heads, Hk, Dh, rope.dims, rope.traditional, rope.mscale, spec_.norm_eps,
+                         spec_.scale(), spec_.sliding_window, spec_.activation == Activation::gelu_tanh,
+                         spec_.norm_offset};
   const mx::Shape kv{B, Hk, L, Dh};
   auto [keys, values] = st.cache->reserve(layer_, kv, kv, h.dtype(), L);
+  if (gpu) {
+    if (!cuda::decoder_step_is_native(h, arrays, shape, keys, values, st.offset)) return std::nullopt;
+    auto step = cuda::decoder_step(h, arrays, shape, rope_inverse_frequencies(st, rope), rope.scale, keys, values,
+                                   st.offset);
+    st.cache->commit(layer_, std::move(step.keys), std::move(step.values), L);
+    return std::move(step.h);
+  }
   if (!cpu::decoder_step_is_native(h, arrays, shape, keys, values, st.offset)) return std::nullopt;
   const auto& [cos, sin] = rope_tables_for(st, rope, L);
   auto step = cpu::decoder_step(h, arrays, shape, cos, sin, keys, values, st.offset);

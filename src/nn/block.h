@@ -71,8 +71,11 @@ struct ForwardState {
   int offset = 0;          // position of the first new token
   Hooks* hooks = nullptr;  // capture/edit of activations (forces the composed path)
   bool training = false;   // adapter dropout on (forces the composed path)
-  // Rotary cos/sin tables of the fused path, one per distinct RoPE, built on first use.
+  bool fused = true;       // false: always the composed path
+  // Rotary tables of the fused steps, one per distinct RoPE, built on first use:
+  // cos/sin of the new positions (CPU), angular frequencies (GPU).
   std::vector<std::pair<const RoPE*, std::pair<array, array>>> rope_tables;
+  std::vector<std::pair<const RoPE*, array>> rope_frequencies;
 };
 
 class DecoderBlock {

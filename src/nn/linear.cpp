@@ -119,10 +119,20 @@ void check_vector(const Weights& w, const std::string& name, int n) {
 }
 
 array embedding_rows(const Linear& table, const array& ids, mx::Dtype dtype) {
-  if (!table.quant) return mx::astype(mx::take(table.weight, ids, 0), dtype);
+  // Every row gather runs one (element, index) type pair: on a GPU, MLX
+  // compiles its gather kernel for each pair at first use (about 2 s each, the
+  // whole wait before a first token). So: int32 ids, and rows of 2- or 4-byte
+  // elements gathered as uint32 words (a bit-exact view).
+  const array ids32 = ids.dtype() == mx::int32 ? ids : mx::astype(ids, mx::int32);
+  auto rows = [&](const array& a) {
+    const bool words = a.dtype() != mx::uint32 && a.ndim() == 2 &&
+                       (mx::size_of(a.dtype()) == 4 || (mx::size_of(a.dtype()) == 2 && a.shape(1) % 2 == 0));
+    if (!words) return mx::take(a, ids32, 0);
+    return mx::view(mx::take(mx::view(a, mx::uint32), ids32, 0), a.dtype());
+  };
+  if (!table.quant) return mx::astype(rows(table.weight), dtype);
   if (table.ggml_blocks())
-    return io::ggml_dequantize(mx::take(table.weight, ids, 0), io::ggml_mode_type(table.quant->mode), dtype);
-  auto rows = [&](const array& a) { return mx::take(a, ids, 0); };
+    return io::ggml_dequantize(rows(table.weight), io::ggml_mode_type(table.quant->mode), dtype);
   std::optional<array> biases;
   if (table.biases) biases = rows(*table.biases);
   return mx::dequantize(rows(table.weight), rows(*table.scales), biases, table.quant->group_size, table.quant->bits,

@@ -209,16 +209,28 @@ class LmlabDecoderStep : public mx::Primitive {
     const int cap = out[1].shape(2);
     const float eps = shape.norm_eps;
 
+    // The factors each norm multiplies by: the weights themselves, or offset +
+    // weight (Gemma), rounded as MLX's float32 add rounds it.
+    std::vector<std::vector<float>> factors;
+    auto factor = [&](int slot) -> const float* {
+      const float* w = in.data<float>(slot);
+      if (shape.norm_offset == 0.0f) return w;
+      const int n = static_cast<int>(in[slot].size());
+      factors.emplace_back(n);
+      for (int i = 0; i < n; ++i) factors.back()[i] = w[i] + shape.norm_offset;
+      return factors.back().data();
+    };
+    factors.reserve(6);
     const float* hp = in.data<float>(kH);
     std::vector<float> x(static_cast<size_t>(M) * D), q(static_cast<size_t>(M) * H * Dh),
         k(static_cast<size_t>(M) * Hk * Dh), v(k.size()), att(q.size()), att_rows(q.size()),
         h1(x.size()), gate(static_cast<size_t>(M) * I), up(gate.size());
 
     // Attention half: norm, projections, per-head norms, RoPE, cache write.
-    rms_norm_rows(hp, in.data<float>(kInNorm), x.data(), M, D, eps);
+    rms_norm_rows(hp, factor(kInNorm), x.data(), M, D, eps);
     linears(in, {{&layout.proj[kQ], q.data()}, {&layout.proj[kK], k.data()}, {&layout.proj[kV], v.data()}}, x.data(), M);
-    if (layout.q_norm >= 0) rms_norm_rows(q.data(), in.data<float>(layout.q_norm), q.data(), static_cast<long>(M) * H, Dh, eps);
-    if (layout.k_norm >= 0) rms_norm_rows(k.data(), in.data<float>(layout.k_norm), k.data(), static_cast<long>(M) * Hk, Dh, eps);
+    if (layout.q_norm >= 0) rms_norm_rows(q.data(), factor(layout.q_norm), q.data(), static_cast<long>(M) * H, Dh, eps);
+    if (layout.k_norm >= 0) rms_norm_rows(k.data(), factor(layout.k_norm), k.data(), static_cast<long>(M) * Hk, Dh, eps);
     if (shape.rope_mscale != 1.0f) {
       for (float& e : q) e *= shape.rope_mscale;
       for (float& e : k) e *= shape.rope_mscale;
@@ -263,16 +275,16 @@ class LmlabDecoderStep : public mx::Primitive {
       att_in = att_rows.data();
     }
     linears(in, {{&layout.proj[kO], x.data()}}, att_in, M);
-    if (layout.attn_out_norm >= 0) rms_norm_rows(x.data(), in.data<float>(layout.attn_out_norm), x.data(), M, D, eps);
+    if (layout.attn_out_norm >= 0) rms_norm_rows(x.data(), factor(layout.attn_out_norm), x.data(), M, D, eps);
     for (size_t i = 0; i < h1.size(); ++i) h1[i] = hp[i] + x[i];
 
     // MLP half.
-    rms_norm_rows(h1.data(), in.data<float>(kPostNorm), x.data(), M, D, eps);
+    rms_norm_rows(h1.data(), factor(kPostNorm), x.data(), M, D, eps);
     linears(in, {{&layout.proj[kGate], gate.data()}, {&layout.proj[kUp], up.data()}}, x.data(), M);
     const cpu::SwigluKernel act = shape.gelu ? &cpu::geglu_scalar : cpu::swiglu_kernel();
     act(gate.data(), up.data(), gate.data(), static_cast<long>(gate.size()));
     linears(in, {{&layout.proj[kDown], x.data()}}, gate.data(), M);
-    if (layout.mlp_out_norm >= 0) rms_norm_rows(x.data(), in.data<float>(layout.mlp_out_norm), x.data(), M, D, eps);
+    if (layout.mlp_out_norm >= 0) rms_norm_rows(x.data(), factor(layout.mlp_out_norm), x.data(), M, D, eps);
     float* ho = out[0].data<float>();
     for (size_t i = 0; i < h1.size(); ++i) ho[i] = h1[i] + x[i];
   }

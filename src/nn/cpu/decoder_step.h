@@ -26,39 +26,15 @@
 #include <mlx/utils.h>
 
 #include "lmlab/nn.h"
+#include "nn/fused_step.h"
 
 namespace lmlab::nn::cpu {
 
 using mlx::core::array;
 
-// A linear layer in MLX's affine quantization (x @ dequantize(w)ᵀ + bias).
-struct QuantizedLinear {
-  array w, scales, biases;
-  std::optional<array> bias;
-  int group_size = 64;
-  int bits = 4;
-  std::string activations;  // "", "q8_0" or "q8_1", as nn::quantized_matmul takes it
-};
-
-// Norm weights are the factors the RMSNorm multiplies by (for Gemma's
-// (1 + weight) norms, the caller passes 1 + weight).
-struct DecoderLayerArrays {
-  array in_norm, post_norm;  // (D): before attention, before the MLP
-  QuantizedLinear q, k, v, o, gate, up, down;
-  std::optional<array> q_norm, k_norm;  // (Dh), per-head RMSNorm (Qwen3, Gemma 3)
-  std::optional<array> attn_out_norm, mlp_out_norm;  // (D), on the attention and MLP outputs (Gemma 2/3)
-};
-
-struct DecoderStepShape {
-  int heads = 0, kv_heads = 0, head_dim = 0;
-  int rope_dims = 0;
-  bool rope_traditional = false;
-  float rope_mscale = 1.0f;
-  float norm_eps = 1e-6f;
-  float attn_scale = 1.0f;
-  int window = 0;     // sliding attention window (0: none)
-  bool gelu = false;  // GeGLU (gelu_tanh) instead of SwiGLU
-};
+using nn::DecoderLayerArrays;
+using nn::DecoderStepShape;
+using nn::QuantizedLinear;
 
 // cos and sin of the rotary angles of positions offset .. offset+L-1, each
 // (L, rope.dims/2), computed with the MLX ops of fast::rope's own definition.

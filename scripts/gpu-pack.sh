@@ -1,0 +1,42 @@
+#!/bin/bash
+# Packs the CUDA build for a GPU machine that has no network and no Debian
+# packages (docs/gpu.md): lmlab, lmlab_tests, libmlx.so (CUDA) and the other
+# shared libraries it needs that are not the machine's own, MLX's headers (for
+# the kernels MLX compiles at run time), the tiny fixtures, the Llama 3 tokenizer
+# and the random-model script, as lmlab-cuda.tar.xz; then splits it and the
+# default model into parts that fit one device call each:
+#   scripts/gpu-pack.sh BUILD_DIR OUT_DIR     (OUT_DIR/p1, p2, ... and MANIFEST)
+# On the GPU machine: copy the parts into one folder, then scripts/gpu-check.sh FOLDER.
+set -euo pipefail
+B=$1
+OUT=$2
+cd "$(dirname "$0")/.."
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+mkdir -p "$T/w/lib" "$T/w/bench" "$T/w/tokenizer" "$T/w/fixtures/model"
+cp "$B/lmlab" "$B/lmlab_tests" "$T/w/"
+cp .deps/mlx-cuda/mlx/lib/libmlx.so "$T/w/lib/"
+# Shared libraries the GPU machine lacks: Debian's (fmt, PCRE2, utf8proc) and
+# the BLAS/LAPACK the MLX wheel vendors. CUDA's own (cuBLAS, cuDNN, NCCL, NVRTC)
+# are the machine's, from its Python environment.
+for lib in $(ldd "$B/lmlab" "$B/lmlab_tests" | awk '/=> \// {print $3}' | sort -u); do
+  case "$lib" in
+    /usr/local/cuda*|*/libmlx.so) continue ;;
+  esac
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libpthread*|libdl*|librt*|ld-linux*|libgcc_s*|libstdc++*|libcuda.so*) ;;
+    *) cp -L "$lib" "$T/w/lib/" ;;
+  esac
+done
+cp -r .deps/mlx-cuda/mlx/include "$T/w/include"
+cp -r .deps/fixtures/model/tiny "$T/w/fixtures/model/"
+xz -dc ../shared/tokenizers/llama3/tokenizer.json.xz > "$T/w/tokenizer/tokenizer.json"
+cp ../shared/tokenizers/llama3/tokenizer_config.json "$T/w/tokenizer/"
+cp bench/gpu/random_model.py "$T/w/bench/"
+git rev-parse --short HEAD > "$T/w/COMMIT"
+tar cf - -C "$T/w" . | xz -T2 -3 > "$T/lmlab-cuda.tar.xz"
+cp "$(scripts/fetch-model.sh)" "$T/SmolLM2-135M-Instruct.Q4_1.gguf"
+rm -rf "$OUT"
+../shared/tools/split-for-device "$OUT" "$T/lmlab-cuda.tar.xz" "$T/SmolLM2-135M-Instruct.Q4_1.gguf" -s 55
+cp "$OUT/MANIFEST" "$OUT/p1/" 2>/dev/null || true
+ls -la "$OUT"/*

@@ -1,0 +1,46 @@
+// One decoder block on an NVIDIA GPU (nn::DecoderBlock's fused GPU path), as a
+// single MLX primitive whose eval_gpu adds seven precompiled kernels to MLX's
+// CUDA graph instead of the ~30 nodes of the composed block:
+//   1. RMSNorm + the q, k and v projections (one quantized GEMV launch),
+//   2. per-head q/k norms + RoPE + the KV-cache write, in place,
+//   3. attention over the cache split over key ranges, 4. their combine,
+//   5. the output projection + residual,
+//   6. RMSNorm + gate and up projections + SwiGLU/GeGLU, 7. down + residual.
+// The kernels (kernels.cu) are compiled for sm_80/sm_90 with PTX for newer
+// GPUs and loaded with the driver API: nothing is compiled at run time.
+//
+// Contract: float16 or bfloat16 activations and cache on a GPU stream, at most
+// kMaxRows new rows (B·L: decode steps and short prompts, so a chat's first
+// token needs no kernel compiled at run time; longer prompts take the composed
+// block and MLX's GEMMs),
+// affine 4- or 8-bit projections with group size
+// 32/64/128, head_dim 64/128/256, no sandwich norms; writes its output and the
+// new cache positions in place (like nn::cpu::decoder_step); reads the rest.
+// In a build without CUDA, decoder_step_is_native() is false.
+#pragma once
+
+#include <mlx/array.h>
+#include <mlx/utils.h>
+
+#include "nn/fused_step.h"
+
+namespace lmlab::nn::cuda {
+
+inline constexpr int kMaxRows = 64;
+
+struct DecoderStepResult {
+  array h;  // (B, L, D)
+  array keys, values;
+};
+
+// Whether the GPU step runs these inputs (see the contract above).
+bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                            const array& keys, const array& values, int offset, mlx::core::StreamOrDevice s = {});
+
+// h: (B, L, D); inv_freq: float32 (rope_dims / 2) angular frequencies; keys,
+// values: the layer's cache buffers (B, Hk, capacity, Dh), valid up to offset.
+DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                               const array& inv_freq, float rope_scale, const array& keys, const array& values,
+                               int offset, mlx::core::StreamOrDevice s = {});
+
+}  // namespace lmlab::nn::cuda

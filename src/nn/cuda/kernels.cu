@@ -1,0 +1,514 @@
+// lmlab's CUDA kernels for the fused decoder block (nn::cuda::decoder_step):
+// the quantized matrix-vector product with RMSNorm, bias, residual and gated
+// activation fused in, the per-head q/k norms with RoPE and the KV-cache write,
+// and split-key attention over the cache with its combine step.
+//
+// Compiled by nvcc into a fatbin (sm_80 and sm_90 code, compute_80 PTX for
+// newer GPUs) that the host side loads with the driver API (kernels_host.cpp),
+// so no kernel is compiled at run time. Entry points are extern "C" and named
+// lmlab_<kernel>_<dtype>[_b<bits>_g<group>_m<rows>].
+//
+// Layouts: activations are row-major (M, features) in T (half or bfloat16);
+// quantized weights are MLX's affine layout: (N, K·bits/32) uint32, element k
+// of a row in word k·bits/32 at bit (k mod 32/bits)·bits, scales and biases
+// (N, K/group) in T; the cache is (B, Hk, capacity, Dh) in T.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "nn/cuda/kernel_params.h"
+
+namespace {
+
+using lmlab::nn::cuda::AttentionParams;
+using lmlab::nn::cuda::CombineParams;
+using lmlab::nn::cuda::QGemvParams;
+using lmlab::nn::cuda::RopeCacheParams;
+
+constexpr int kWarp = 32;
+
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ __half from_f<__half>(float x) {
+  return __float2half_rn(x);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+// x rounded to T and back: what a composed op that outputs T would hand on.
+template <class T>
+__device__ __forceinline__ float round_t(float x) {
+  return to_f(from_f<T>(x));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets it.
+__device__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0f;
+  return warp_sum(v);
+}
+
+// Weights are read once per step: through the read-only path, not kept in L1.
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Quantized matrix-vector products.
+//
+// The block stages its M input rows in shared memory (normalized first when
+// the launch fuses an RMSNorm), rounded to T as the composed ops would hand
+// them on, and the sum of each 32-element (4-bit) or 16-element (8-bit) chunk.
+// A chunk of weights is one 16-byte load; its dot product with x is taken on
+// the integer levels q (exact in T), and the affine map applied per chunk:
+//   Σ_k x_k (q_k s + b) = s Σ_k q_k x_k + b Σ_k x_k.
+// Each warp computes one output row (or the gate and up rows of one output in
+// the gated mode) for all M inputs, reading each weight once.
+
+template <int BITS>
+struct Chunk {
+  static constexpr int kElems = 128 / BITS;  // weights in one 16-byte load
+  static constexpr int kPieces = kElems / 8;  // 16-byte pieces of x (8 values of T)
+  // Pieces one staged input row takes: its chunks rounded up to a whole warp's.
+  __device__ static int row_pieces(int chunks) { return (chunks + kWarp - 1) / kWarp * kWarp * kPieces; }
+};
+
+// Shared-memory index (in 16-byte pieces) of piece p of chunk c of one row:
+// lanes reading consecutive chunks read consecutive pieces (no bank conflicts).
+template <int BITS>
+__device__ __forceinline__ int piece_index(int c, int p) {
+  return ((c / kWarp) * Chunk<BITS>::kPieces + p) * kWarp + (c % kWarp);
+}
+
+// Position within a piece at which element e (0..7) of the piece is stored,
+// so that the pairs the dequantization produces meet their x pair: 4-bit words
+// yield (q0,q4), (q1,q5), (q2,q6), (q3,q7); 8-bit words (q0,q2), (q1,q3).
+template <int BITS>
+__device__ __forceinline__ int slot_in_piece(int e) {
+  if constexpr (BITS == 4) return (e % 4) * 2 + e / 4;
+  else return (e / 4) * 4 + (e % 2) * 2 + (e % 4) / 2;
+}
+
+// Σ q·x over one chunk for T = half: integer levels put in half2 registers
+// with the 1024-exponent trick, products accumulated per 32-bit word in half2
+// (at most 8 products), then summed in float.
+template <int BITS>
+__device__ __forceinline__ float chunk_dot(const uint4& w, const uint4* xs, __half) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+  const __half2 magic = __half2half2(__ushort_as_half(0x6400));  // 1024
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t q = words[i];
+    __half2 acc = __float2half2_rn(0.0f);
+    if constexpr (BITS == 4) {
+      const uint4 xv = xs[i * kWarp];  // piece i holds this word's 8 values
+      const __half2* xp = reinterpret_cast<const __half2*>(&xv);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t bits = ((q >> (4 * j)) & 0x000F000Fu) | 0x64006400u;
+        const __half2 v = __hsub2(*reinterpret_cast<const __half2*>(&bits), magic);
+        acc = __hfma2(v, xp[j], acc);
+      }
+    } else {
+      const uint4 xv = xs[(i / 2) * kWarp];  // two words share a piece
+      const __half2* xp = reinterpret_cast<const __half2*>(&xv) + (i % 2) * 2;
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint32_t bits = ((q >> (8 * j)) & 0x00FF00FFu) | 0x64006400u;
+        const __half2 v = __hsub2(*reinterpret_cast<const __half2*>(&bits), magic);
+        acc = __hfma2(v, xp[j], acc);
+      }
+    }
+    const float2 f = __half22float2(acc);
+    sum += f.x + f.y;
+  }
+  return sum;
+}
+
+// The same for T = bfloat16, in float (bfloat16's 8-bit mantissa is too short
+// to accumulate in).
+template <int BITS>
+__device__ __forceinline__ float chunk_dot(const uint4& w, const uint4* xs, __nv_bfloat16) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t q = words[i];
+    if constexpr (BITS == 4) {
+      const uint4 xv = xs[i * kWarp];
+      const __nv_bfloat162* xp = reinterpret_cast<const __nv_bfloat162*>(&xv);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 x2 = __bfloat1622float2(xp[j]);
+        sum += static_cast<float>((q >> (4 * j)) & 0xFu) * x2.x + static_cast<float>((q >> (4 * j + 16)) & 0xFu) * x2.y;
+      }
+    } else {
+      const uint4 xv = xs[(i / 2) * kWarp];
+      const __nv_bfloat162* xp = reinterpret_cast<const __nv_bfloat162*>(&xv) + (i % 2) * 2;
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const float2 x2 = __bfloat1622float2(xp[j]);
+        sum += static_cast<float>((q >> (8 * j)) & 0xFFu) * x2.x + static_cast<float>((q >> (8 * j + 16)) & 0xFFu) * x2.y;
+      }
+    }
+  }
+  return sum;
+}
+
+template <class T>
+__device__ __forceinline__ float activate(float gate, int act) {
+  if (act == 0) return gate / (1.0f + __expf(-gate));  // silu
+  const float inner = 0.7978845608028654f * (gate + 0.044715f * gate * gate * gate);
+  return 0.5f * gate * (1.0f + tanhf(inner));  // gelu, tanh approximation
+}
+
+// Stages the block's input rows: optional RMSNorm, rounding to T, the
+// permuted piece layout, and chunk sums. smem: M rows of row_pieces(chunks)
+// 16-byte pieces, then M·chunks float sums (the host sizes it: qgemv_smem).
+template <class T, int BITS, int MR>
+__device__ void stage_inputs(const QGemvParams& p, uint4* xs, float* sums, float* red) {
+  using C = Chunk<BITS>;
+  const int K = p.K, chunks = K / C::kElems;
+  T* xt = reinterpret_cast<T*>(xs);
+  const T* x = static_cast<const T*>(p.x);
+  const T* norm = static_cast<const T*>(p.norm);
+  for (int m = 0; m < p.M; ++m) {
+    const T* row = x + static_cast<long>(m) * p.x_stride;
+    float scale = 1.0f;
+    if (norm) {
+      float ss = 0.0f;
+      for (int k = threadIdx.x; k < K; k += blockDim.x) {
+        const float v = to_f(row[k]);
+        ss += v * v;
+      }
+      ss = block_sum(ss, red);
+      scale = rsqrtf(ss / static_cast<float>(K) + p.eps);
+    }
+    uint4* rows = xs + static_cast<long>(m) * C::row_pieces(chunks);
+    T* rt = reinterpret_cast<T*>(rows);
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+      float v = to_f(row[k]);
+      if (norm) v = round_t<T>(v * scale * round_t<T>(to_f(norm[k]) + p.norm_offset));
+      const int c = k / C::kElems, e = k % C::kElems;
+      const int piece = piece_index<BITS>(c, e / 8);
+      rt[piece * 8 + slot_in_piece<BITS>(e % 8)] = from_f<T>(v);
+    }
+    (void)xt;
+  }
+  __syncthreads();
+  // Chunk sums of the staged (rounded) values.
+  for (int i = threadIdx.x; i < p.M * chunks; i += blockDim.x) {
+    const int m = i / chunks, c = i % chunks;
+    const T* rt = reinterpret_cast<const T*>(xs + static_cast<long>(m) * C::row_pieces(chunks));
+    float s = 0.0f;
+#pragma unroll
+    for (int pc = 0; pc < C::kPieces; ++pc) {
+      const T* piece = rt + piece_index<BITS>(c, pc) * 8;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s += to_f(piece[e]);
+    }
+    sums[i] = s;
+  }
+  __syncthreads();
+}
+
+// acc[m] += Σ over the warp's chunks of one weight row.
+template <class T, int BITS, int GS, int MR>
+__device__ __forceinline__ void row_dot(const QGemvParams& p, const lmlab::nn::cuda::QMat& mat, int n,
+                                        const uint4* xs, const float* sums, float* acc) {
+  using C = Chunk<BITS>;
+  const int lane = threadIdx.x % kWarp;
+  const int K = p.K, chunks = K / C::kElems;
+  const uint4* w = reinterpret_cast<const uint4*>(mat.w) + static_cast<long>(n) * chunks;
+  const T* scales = static_cast<const T*>(mat.scales) + static_cast<long>(n) * (K / GS);
+  const T* biases = static_cast<const T*>(mat.biases) + static_cast<long>(n) * (K / GS);
+#pragma unroll 4
+  for (int c = lane; c < chunks; c += kWarp) {
+    const uint4 wv = load_stream(w + c);
+    const int g = c * C::kElems / GS;
+    const float s = to_f(scales[g]), b = to_f(biases[g]);
+#pragma unroll
+    for (int m = 0; m < MR; ++m)
+      if (m < p.M) {
+        const uint4* xm = xs + static_cast<long>(m) * C::row_pieces(chunks) + piece_index<BITS>(c, 0);
+        acc[m] += s * chunk_dot<BITS>(wv, xm, T()) + b * sums[m * chunks + c];
+      }
+  }
+#pragma unroll
+  for (int m = 0; m < MR; ++m) acc[m] = warp_sum(acc[m]);
+}
+
+template <class T, int BITS, int GS, int MR>
+__device__ void qgemv(const QGemvParams& p) {
+  using C = Chunk<BITS>;
+  extern __shared__ uint4 smem[];
+  __shared__ float red[32];
+  const int chunks = p.K / C::kElems;
+  uint4* xs = smem;
+  float* sums = reinterpret_cast<float*>(smem + static_cast<long>(p.M) * C::row_pieces(chunks));
+  stage_inputs<T, BITS, MR>(p, xs, sums, red);
+
+  // Warps take output rows grid-stride, so a block stages its inputs once for
+  // several rows.
+  const int warps = blockDim.x / kWarp, lane = threadIdx.x % kWarp;
+  int slots = p.mat[0].n;
+  if (p.mode != 2)
+    for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
+  for (int slot = blockIdx.x * warps + threadIdx.x / kWarp; slot < slots; slot += gridDim.x * warps) {
+    if (p.mode == 2) {  // gated pair: out0 = act(gate) · up
+      float g[MR] = {}, u[MR] = {};
+      row_dot<T, BITS, GS, MR>(p, p.mat[0], slot, xs, sums, g);
+      row_dot<T, BITS, GS, MR>(p, p.mat[1], slot, xs, sums, u);
+      if (lane != 0) continue;
+      T* out = static_cast<T*>(p.mat[0].out);
+      for (int m = 0; m < p.M; ++m) {
+        float gv = round_t<T>(g[m]), uv = round_t<T>(u[m]);
+        if (p.mat[0].bias) gv = round_t<T>(gv + to_f(static_cast<const T*>(p.mat[0].bias)[slot]));
+        if (p.mat[1].bias) uv = round_t<T>(uv + to_f(static_cast<const T*>(p.mat[1].bias)[slot]));
+        out[static_cast<long>(m) * p.out_stride + slot] = from_f<T>(activate<T>(gv, p.act) * uv);
+      }
+      continue;
+    }
+    int n = slot, j = 0;
+    while (j < p.nmat - 1 && n >= p.mat[j].n) n -= p.mat[j++].n;
+    const auto& mat = p.mat[j];
+    float acc[MR] = {};
+    row_dot<T, BITS, GS, MR>(p, mat, n, xs, sums, acc);
+    if (lane != 0) continue;
+    T* out = static_cast<T*>(mat.out);
+    const T* res = static_cast<const T*>(p.res);
+    const long stride = p.nmat == 1 ? p.out_stride : mat.n;
+    for (int m = 0; m < p.M; ++m) {
+      float y = round_t<T>(acc[m]);
+      if (mat.bias) y = round_t<T>(y + to_f(static_cast<const T*>(mat.bias)[n]));
+      if (p.mode == 1) y += to_f(res[static_cast<long>(m) * p.out_stride + n]);
+      out[static_cast<long>(m) * stride + n] = from_f<T>(y);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// q/k norms, RoPE and the cache write. One warp per (row, head slot): slots
+// [0, H) rotate q heads into q_out, [H, H + Hk) normalize and rotate k heads
+// into the cache, [H + Hk, H + 2Hk) copy v heads into the cache.
+
+template <class T>
+__device__ void rope_cache(const RopeCacheParams& p) {
+  const int lane = threadIdx.x % kWarp;
+  const int slot = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+  const int m = blockIdx.y;
+  const int H = p.heads, Hk = p.kv_heads, Dh = p.head_dim;
+  if (slot >= H + 2 * Hk) return;
+  const int b = m / p.L, l = m % p.L, pos = p.offset + l;
+  const T* src;
+  T* dst;
+  const T* norm = nullptr;
+  bool rotate = true;
+  if (slot < H) {
+    src = static_cast<const T*>(p.q) + static_cast<long>(m) * H * Dh + slot * Dh;
+    dst = static_cast<T*>(p.q_out) + static_cast<long>(m) * H * Dh + slot * Dh;
+    norm = static_cast<const T*>(p.q_norm);
+  } else {
+    const bool is_k = slot < H + Hk;
+    const int j = is_k ? slot - H : slot - H - Hk;
+    src = static_cast<const T*>(is_k ? p.k : p.v) + static_cast<long>(m) * Hk * Dh + j * Dh;
+    dst = static_cast<T*>(is_k ? p.keys : p.values) + ((static_cast<long>(b) * Hk + j) * p.capacity + pos) * Dh;
+    norm = is_k ? static_cast<const T*>(p.k_norm) : nullptr;
+    rotate = is_k;
+  }
+  float scale = 1.0f;
+  if (norm) {
+    float ss = 0.0f;
+    for (int d = lane; d < Dh; d += kWarp) {
+      const float v = to_f(src[d]);
+      ss += v * v;
+    }
+    scale = rsqrtf(warp_sum(ss) / static_cast<float>(Dh) + p.eps);
+  }
+  // The value a composed pass hands to RoPE: normed and rounded, times mscale.
+  auto in = [&](int d) {
+    float v = to_f(src[d]);
+    if (norm) v = round_t<T>(v * scale * round_t<T>(to_f(norm[d]) + p.norm_offset));
+    if (rotate && p.mscale != 1.0f) v = round_t<T>(v * p.mscale);
+    return v;
+  };
+  if (!rotate) {
+    for (int d = lane; d < Dh; d += kWarp) dst[d] = src[d];
+    return;
+  }
+  const int half = p.rope_dims / 2;
+  for (int i = lane; i < half; i += kWarp) {
+    const int a = p.traditional ? 2 * i : i, c = p.traditional ? 2 * i + 1 : i + half;
+    const float theta = static_cast<float>(pos) * p.rope_scale * p.inv_freq[i];
+    float sn, cs;
+    sincosf(theta, &sn, &cs);
+    const float x1 = in(a), x2 = in(c);
+    dst[a] = from_f<T>(x1 * cs - x2 * sn);
+    dst[c] = from_f<T>(x1 * sn + x2 * cs);
+  }
+  for (int d = p.rope_dims + lane; d < Dh; d += kWarp) dst[d] = from_f<T>(in(d));
+}
+
+// ---------------------------------------------------------------------------
+// Attention over the cache, split over the key range (flash-decoding): one
+// warp per (row, head, split) keeps an online softmax of its keys and writes
+// (max, sum, Σ p v) to the partials; combine merges the splits.
+
+template <class T, int DPL>  // DPL: head-dim elements per lane, ⌈Dh / 32⌉
+__device__ void attention_partial(const AttentionParams& p) {
+  const int lane = threadIdx.x;
+  const int split = blockIdx.x, h = blockIdx.y, m = blockIdx.z;
+  const int H = p.heads, Dh = p.head_dim;
+  const int b = m / p.L, l = m % p.L, pos = p.offset + l;
+  const int kv = h / (H / p.kv_heads);
+  const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
+  const int j0 = max(first, split * p.split_len), j1 = min(pos + 1, (split + 1) * p.split_len);
+  float q[DPL], o[DPL];
+  const T* qrow = static_cast<const T*>(p.q) + (static_cast<long>(m) * H + h) * Dh;
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) {
+    const int d = lane + i * kWarp;
+    q[i] = d < Dh ? to_f(qrow[d]) * p.scale : 0.0f;
+    o[i] = 0.0f;
+  }
+  float mx = -INFINITY, sum = 0.0f;
+  const long base = (static_cast<long>(b) * p.kv_heads + kv) * p.capacity;
+  const T* keys = static_cast<const T*>(p.keys) + base * Dh;
+  const T* values = static_cast<const T*>(p.values) + base * Dh;
+  // Keys in groups of kKeys: the group's loads are all in flight before the
+  // first score is reduced (one memory round trip per group, not per key).
+  constexpr int kKeys = 8;
+  for (int j = j0; j < j1; j += kKeys) {
+    float s[kKeys];
+#pragma unroll
+    for (int g = 0; g < kKeys; ++g) {
+      float acc = 0.0f;
+      if (j + g < j1) {
+        const T* kr = keys + static_cast<long>(j + g) * Dh;
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) {
+          const int d = lane + i * kWarp;
+          if (d < Dh) acc += q[i] * to_f(kr[d]);
+        }
+      }
+      s[g] = acc;
+    }
+    float mnew = mx;
+#pragma unroll
+    for (int g = 0; g < kKeys; ++g) {
+      s[g] = warp_sum(s[g]);
+      if (j + g < j1) mnew = fmaxf(mnew, s[g]);
+    }
+    const float corr = __expf(mx - mnew);
+    sum *= corr;
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) o[i] *= corr;
+#pragma unroll
+    for (int g = 0; g < kKeys; ++g) {
+      if (j + g >= j1) break;
+      const float e = __expf(s[g] - mnew);
+      sum += e;
+      const T* vr = values + static_cast<long>(j + g) * Dh;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) {
+        const int d = lane + i * kWarp;
+        if (d < Dh) o[i] += e * to_f(vr[d]);
+      }
+    }
+    mx = mnew;
+  }
+  const long at = (static_cast<long>(m) * H + h) * p.splits + split;
+  float* part = p.partials + at * (Dh + 2);
+  if (lane == 0) {
+    part[0] = mx;
+    part[1] = sum;
+  }
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) {
+    const int d = lane + i * kWarp;
+    if (d < Dh) part[2 + d] = o[i];
+  }
+}
+
+template <class T, int DPL>
+__device__ void attention_combine(const CombineParams& p) {
+  const int lane = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
+  const int H = p.heads, Dh = p.head_dim;
+  const float* parts = p.partials + (static_cast<long>(m) * H + h) * p.splits * (Dh + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, parts[s * (Dh + 2)]);
+  float S = 0.0f, o[DPL] = {};
+  for (int s = 0; s < p.splits; ++s) {
+    const float* part = parts + s * (Dh + 2);
+    if (part[1] == 0.0f) continue;
+    const float f = __expf(part[0] - M);
+    S += f * part[1];
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) {
+      const int d = lane + i * kWarp;
+      if (d < Dh) o[i] += f * part[2 + d];
+    }
+  }
+  T* out = static_cast<T*>(p.out) + (static_cast<long>(m) * H + h) * Dh;
+  const float inv = 1.0f / S;
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) {
+    const int d = lane + i * kWarp;
+    if (d < Dh) out[d] = from_f<T>(o[i] * inv);
+  }
+}
+
+}  // namespace
+
+// Entry points. The host picks one by name (kernels_host.cpp).
+#define LMLAB_QGEMV(T, NAME, BITS, GS, MR)                                                 \
+  extern "C" __global__ void __launch_bounds__(256)                                       \
+      lmlab_qgemv_##NAME##_b##BITS##_g##GS##_m##MR(const QGemvParams p) {                 \
+    qgemv<T, BITS, GS, MR>(p);                                                            \
+  }
+#define LMLAB_QGEMV_ROWS(T, NAME, BITS, GS) \
+  LMLAB_QGEMV(T, NAME, BITS, GS, 1)         \
+  LMLAB_QGEMV(T, NAME, BITS, GS, 4)         \
+  LMLAB_QGEMV(T, NAME, BITS, GS, 8)
+#define LMLAB_QGEMV_GROUPS(T, NAME, BITS) \
+  LMLAB_QGEMV_ROWS(T, NAME, BITS, 32)     \
+  LMLAB_QGEMV_ROWS(T, NAME, BITS, 64)     \
+  LMLAB_QGEMV_ROWS(T, NAME, BITS, 128)
+// Attention kernels by head-dim elements per lane (_p1: Dh ≤ 32, _p2: ≤ 64, ...).
+#define LMLAB_ATTENTION(T, NAME, DPL)                                                               \
+  extern "C" __global__ void lmlab_attention_##NAME##_p##DPL(const AttentionParams p) {             \
+    attention_partial<T, DPL>(p);                                                                   \
+  }                                                                                                 \
+  extern "C" __global__ void lmlab_combine_##NAME##_p##DPL(const CombineParams p) {                 \
+    attention_combine<T, DPL>(p);                                                                   \
+  }
+#define LMLAB_TYPE_KERNELS(T, NAME)                                                                  \
+  LMLAB_QGEMV_GROUPS(T, NAME, 4)                                                                     \
+  LMLAB_QGEMV_GROUPS(T, NAME, 8)                                                                     \
+  extern "C" __global__ void lmlab_rope_cache_##NAME(const RopeCacheParams p) { rope_cache<T>(p); } \
+  LMLAB_ATTENTION(T, NAME, 1)                                                                        \
+  LMLAB_ATTENTION(T, NAME, 2)                                                                        \
+  LMLAB_ATTENTION(T, NAME, 4)                                                                        \
+  LMLAB_ATTENTION(T, NAME, 8)
+
+LMLAB_TYPE_KERNELS(__half, f16)
+LMLAB_TYPE_KERNELS(__nv_bfloat16, bf16)

@@ -1,0 +1,110 @@
+// nn::cuda::decoder_step, the fused GPU decoder block, against the composed
+// block (MLX's own GPU ops: the same forward pass with an empty Hooks) in
+// float16: every quantized tiny family (biases, q/k norms, llama3/linear/yarn
+// RoPE, GQA, an 8-bit down projection among 4-bit ones, head_dim 16) and the
+// default model, single tokens, chunks of up to kMaxRows rows (a prompt), batch 2. Runs with
+// LMLAB_TEST_DEVICE=gpu on a CUDA build (scripts/gpu-check.sh); skips elsewhere.
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+#include <mlx/primitives.h>
+
+#include "lmlab/io.h"
+#include "models/model_test_util.h"
+#include "nn/cuda/decoder_step.h"
+
+namespace lmlab::test {
+namespace {
+
+namespace mx = mlx::core;
+
+#define SKIP_OFF_GPU()                                                                          \
+  do {                                                                                          \
+    (void)cpu_context();                                                                        \
+    if (mx::default_device() != mx::Device::gpu) GTEST_SKIP() << "the fused GPU step needs a GPU"; \
+  } while (0)
+
+bool fused_on_gpu(const nn::KVCache& cache) {
+  const mx::array keys = cache.state().at(0);
+  return keys.has_primitive() && std::string(keys.primitive().name()) == "LmlabCudaDecoderStep";
+}
+
+float max_diff(const mx::array& a, const mx::array& b) {
+  return mx::max(mx::abs(mx::subtract(mx::astype(a, mx::float32), mx::astype(b, mx::float32)))).item<float>();
+}
+
+float max_abs(const mx::array& a) { return mx::max(mx::abs(mx::astype(a, mx::float32))).item<float>(); }
+
+// Worst logit difference fused vs composed over the chunks, relative to the
+// largest logit; checks which path each chunk took.
+float run_both(const Model& m, const std::vector<std::vector<int>>& chunks, int batch = 1) {
+  auto fused_cache = m.make_cache(), composed_cache = m.make_cache();
+  nn::Hooks composed;
+  float worst = 0;
+  for (const auto& c : chunks) {
+    const int L = static_cast<int>(c.size());
+    std::vector<int> ids;
+    for (int b = 0; b < batch; ++b)
+      for (int t : c) ids.push_back((t + 7 * b) % m.config().vocab_size);
+    mx::array tokens(ids.begin(), {batch, L}, mx::int32);
+    mx::array a = m.forward(tokens, fused_cache.get());
+    EXPECT_EQ(fused_on_gpu(*fused_cache), batch * L <= nn::cuda::kMaxRows) << "chunk of " << L;  // before evaluation detaches the graph
+    mx::array b = m.forward(tokens, composed_cache.get(), &composed);
+    worst = std::max(worst, max_diff(a, b) / std::max(1.0f, max_abs(b)));
+  }
+  return worst;
+}
+
+class CudaStepFamily : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaStepFamily, MatchesTheComposedBlock) {
+  SKIP_OFF_GPU();
+  auto dir = fixtures_dir() / "model" / "tiny" / GetParam();
+  LMLAB_REQUIRE_FILE(dir / "config.json");
+  io::ModelDir d = io::read_model_dir(dir);
+  auto m = make_model(d.config, std::move(d.weights), mx::float16);
+  std::vector<int> long_chunk;  // past kMaxRows: the composed block fills the cache
+  for (int i = 0; i < nn::cuda::kMaxRows + 6; ++i) long_chunk.push_back((i * 37 + 5) % 61);
+  std::vector<std::vector<int>> chunks = {{5, 9, 2, 41, 7, 3, 11, 19, 23, 1, 8, 60}, {4}, {17}, {2, 30, 9},
+                                          {1, 2, 3, 4, 5, 6, 7, 8}, {12}, long_chunk, {13}};
+  const float diff = run_both(*m, chunks);
+  std::printf("[ cuda     ] %s: max |logit diff| / max |logit|, fused vs composed (float16) = %.3g\n",
+              GetParam().c_str(), diff);
+  // float16 activations: both paths round every intermediate to 11 bits, in
+  // different orders (the fused GEMV sums in float32, MLX's in float16).
+  EXPECT_LT(diff, 2e-2f);
+  EXPECT_LT(run_both(*m, {{3, 1, 4, 1, 5, 9, 2, 6, 5}, {3}, {5, 8, 9}, {7}}, 2), 2e-2f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, CudaStepFamily,
+                         ::testing::Values("llama_q4", "llama3_scaled_q4", "llama_linear_rope_q4", "llama_yarn_q4",
+                                           "mistral_q4", "qwen2_q4", "qwen3_q4"));
+
+TEST(CudaStep, DefaultModelDecodesAsTheComposedBlock) {
+  SKIP_OFF_GPU();
+  auto loaded = load_model(cpu_context(), {});
+  const Model& m = *loaded.model;
+  ASSERT_EQ(m.dtype(), mx::float16);
+  std::vector<int> prompt = loaded.tokenizer.encode("The capital of France is");
+  auto fused_cache = m.make_cache(), composed_cache = m.make_cache();
+  nn::Hooks composed;
+  mx::array tokens(prompt.begin(), {1, static_cast<int>(prompt.size())}, mx::int32);
+  mx::array a = m.forward(tokens, fused_cache.get());
+  mx::array b = m.forward(tokens, composed_cache.get(), &composed);
+  std::vector<int> ta, tb;
+  float worst = 0;
+  for (int i = 0; i < 24; ++i) {
+    worst = std::max(worst, max_diff(a, b) / std::max(1.0f, max_abs(b)));
+    ta.push_back(mx::argmax(mx::reshape(mx::take(a, a.shape(1) - 1, 1), {-1})).item<int>());
+    tb.push_back(mx::argmax(mx::reshape(mx::take(b, b.shape(1) - 1, 1), {-1})).item<int>());
+    a = m.forward(mx::array({ta.back()}, {1, 1}, mx::int32), fused_cache.get());
+    EXPECT_TRUE(fused_on_gpu(*fused_cache));
+    b = m.forward(mx::array({tb.back()}, {1, 1}, mx::int32), composed_cache.get(), &composed);
+  }
+  std::printf("[ cuda     ] default model: max |logit diff| / max |logit| over 24 steps = %.3g; greedy %s\n", worst,
+              ta == tb ? "identical" : "differs");
+  EXPECT_LT(worst, 2e-2f);
+  EXPECT_EQ(ta, tb);
+}
+
+}  // namespace
+}  // namespace lmlab::test
