@@ -30,6 +30,8 @@ for lib in $(ldd "$B/lmlab" "$B/lmlab_tests" | awk '/=> \// {print $3}' | sort -
 done
 cp -r .deps/mlx-cuda/mlx/include "$T/w/include"
 cp -r .deps/fixtures/model/tiny "$T/w/fixtures/model/"
+# The tiny checkpoints added with later families, and the sampler oracle's cases.
+for d in families sampler; do [ -d .deps/fixtures/$d ] && cp -rL .deps/fixtures/$d "$T/w/fixtures/"; done
 xz -dc ../shared/tokenizers/llama3/tokenizer.json.xz > "$T/w/tokenizer/tokenizer.json"
 cp ../shared/tokenizers/llama3/tokenizer_config.json "$T/w/tokenizer/"
 cp bench/gpu/random_model.py "$T/w/bench/"
