@@ -57,6 +57,15 @@ struct LogitDiff {
   int top5_overlap = 0;
 };
 
+// A (batch, L) token array from one chunk of ids: row b shifts every id by 7b
+// (modulo the vocabulary), so the rows of a batch differ.
+inline mlx::core::array batched_chunk(const std::vector<int>& chunk, int batch, int vocab_size) {
+  std::vector<int> ids;
+  for (int b = 0; b < batch; ++b)
+    for (int t : chunk) ids.push_back((t + 7 * b) % vocab_size);
+  return mlx::core::array(ids.begin(), {batch, static_cast<int>(chunk.size())}, mlx::core::int32);
+}
+
 inline std::vector<int> topk(const std::vector<float>& v, int k) {
   std::vector<int> idx(v.size());
   for (size_t i = 0; i < v.size(); ++i) idx[i] = static_cast<int>(i);

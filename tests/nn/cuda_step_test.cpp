@@ -42,10 +42,7 @@ float run_both(const Model& m, const std::vector<std::vector<int>>& chunks, int 
   float worst = 0;
   for (const auto& c : chunks) {
     const int L = static_cast<int>(c.size());
-    std::vector<int> ids;
-    for (int b = 0; b < batch; ++b)
-      for (int t : c) ids.push_back((t + 7 * b) % m.config().vocab_size);
-    mx::array tokens(ids.begin(), {batch, L}, mx::int32);
+    mx::array tokens = batched_chunk(c, batch, m.config().vocab_size);
     mx::array a = m.forward(tokens, fused_cache.get());
     EXPECT_EQ(fused_on_gpu(*fused_cache), batch * L <= nn::cuda::kMaxRows) << "chunk of " << L;  // before evaluation detaches the graph
     mx::array b = m.forward(tokens, composed_cache.get(), &composed);
