@@ -263,5 +263,23 @@ TEST(Family, ConfigThatDescribesFewerLayersThanTheWeightsIsRefused) {
   }
 }
 
+// embedding_rows gathers every array as uint32 words with int32 ids (one
+// gather kernel for MLX to compile on a GPU): rows must equal the dequantized
+// table's whatever the ids' integer type.
+TEST(Embedding, RowsEqualTheDequantizedTableForEveryIdType) {
+  io::ModelDir d = io::read_model_dir(fixtures_dir() / "model" / "tiny" / "llama_q4");
+  const nn::Linear table = nn::Linear::view(d.weights, "model.embed_tokens");
+  ASSERT_TRUE(table.quant);
+  const int V = table.weight.shape(0);
+  std::vector<int> ids = {0, 1, 127, 128, 129, V / 2, V - 2, V - 1};
+  mx::array full = nn::embedding_rows(table, mx::arange(V, mx::int32), mx::float32);
+  mx::array expected = mx::take(full, mx::array(ids.begin(), {static_cast<int>(ids.size())}, mx::int32), 0);
+  for (mx::Dtype t : {mx::int32, mx::uint32, mx::int64}) {
+    mx::array got = nn::embedding_rows(table, mx::astype(mx::array(ids.begin(), {static_cast<int>(ids.size())}, mx::int32), t),
+                                       mx::float32);
+    EXPECT_TRUE(mx::array_equal(got, expected).item<bool>()) << "ids of type " << t;
+  }
+}
+
 }  // namespace
 }  // namespace lmlab::test
