@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -105,5 +106,31 @@ void save_model_dir(const std::filesystem::path& dir,
                     const Weights& weights,
                     const std::vector<std::filesystem::path>& extra_files = {},
                     const std::map<std::string, std::string>& written_files = {});
+
+// An mlx-lm adapter folder: adapter_config.json (the run's settings; the keys
+// read are fine_tune_type, lora_parameters.scale/dropout) and its weights file.
+struct AdapterFile {
+  std::filesystem::path dir, weights_file;
+  nlohmann::json config;
+  std::unordered_map<std::string, mlx::core::array> tensors;
+};
+
+// Reads `dir`; weights_file defaults to dir/adapters.safetensors (a checkpoint
+// such as 0000100_adapters.safetensors may be given instead). Throws
+// std::invalid_argument naming the missing or invalid file.
+AdapterFile read_adapter_dir(const std::filesystem::path& dir, const std::filesystem::path& weights_file = {});
+// "lora", "dora" or "full" (mlx-lm's default: lora).
+std::string adapter_kind(const AdapterFile& a);
+
+// Attaches LoRA/DoRA adapters to the modules the file names (or, for full
+// fine-tuning, replaces the layers' tensors), checking every name and shape
+// against the model; throws std::invalid_argument naming the first mismatch
+// before changing anything it checked.
+void apply_adapters(Weights& w, const AdapterFile& a);
+
+// mx::save_safetensors into a temp file in the same folder, then rename.
+void save_safetensors_atomic(const std::filesystem::path& path,
+                             const std::unordered_map<std::string, mlx::core::array>& tensors,
+                             const std::unordered_map<std::string, std::string>& metadata = {});
 
 }  // namespace lmlab::io

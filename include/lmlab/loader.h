@@ -35,6 +35,9 @@ struct LoadOptions {
   // Fused decoder steps (one node per block on CPU or GPU) where they apply;
   // false always runs the composed MLX ops (for comparison and debugging).
   bool fused = true;
+  // An mlx-lm adapter folder (adapter_config.json + adapters.safetensors) to
+  // apply: LoRA/DoRA adapters attached, or full fine-tuned layers swapped in.
+  std::string adapter_path;
 };
 
 struct LoadedModel {

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/data.h"
+#include "lmlab/loader.h"
+#include "lmlab/weights.h"
 
 namespace lmlab::train {
 
@@ -91,5 +95,82 @@ struct TrainConfig {
 // plus mlx-lm's float forms (1e-5). Throws std::invalid_argument naming the
 // file and line of a syntax error.
 nlohmann::json read_config_file(const std::string& path);
+
+// ---------------------------------------------------------------- plan
+
+// The iteration arithmetic and memory plan of a run, before it starts.
+struct MemoryPlan {
+  double weights_gb = 0;     // the model as loaded (quantized where it is)
+  double trainable_gb = 0;   // trained parameters, their gradients and accumulators
+  double optimizer_gb = 0;   // optimizer state
+  double activations_gb = 0; // kept for the backward pass at the longest batch
+  double logits_gb = 0;      // logits and their gradient at the longest batch
+  double total_gb = 0;       // predicted peak
+  int batch = 0, tokens = 0; // the longest batch's shape (B, L)
+  std::vector<std::string> advice{};  // what to change when it does not fit the limit
+};
+
+struct TrainPlan {
+  int records = 0;            // training records
+  int batches_per_epoch = 0;  // full batches (mlx-lm drops the last partial one)
+  int dropped_records = 0;    // never trained: the last partial batch
+  int iters = 0;
+  double epochs = 0;          // iters / batches_per_epoch
+  int updates = 0;            // optimizer steps (iters / grad_accumulation_steps)
+  int truncated = 0;          // training records longer than max_seq_length
+  int64_t trainable_params = 0, total_params = 0;
+  MemoryPlan memory{};
+  std::vector<std::string> lines() const;  // the arithmetic in words, for the run header
+};
+
+// ---------------------------------------------------------------- training
+
+struct TrainEvent {
+  enum class Kind { val, report, save, test, done } kind = Kind::report;
+  int iteration = 0, iters = 0;
+  double train_loss = 0, val_loss = 0, test_loss = 0, test_ppl = 0;
+  double learning_rate = 0;
+  double it_per_sec = 0, tokens_per_sec = 0;
+  int64_t trained_tokens = 0;
+  double peak_memory_gb = 0;
+  double seconds = 0;      // validation/test time, or training time so far
+  double eta_seconds = 0;  // remaining training time at the current speed
+  std::string path{};        // the file a save wrote
+};
+// Called on the training thread after every iteration (progress) and event.
+struct TrainCallbacks {
+  std::function<void(const TrainEvent&)> on_event;
+  std::function<void(int iteration, int iters, double eta_seconds)> on_step;
+};
+
+struct TrainResult {
+  int iterations = 0;
+  double final_train_loss = 0, final_val_loss = 0;
+  std::optional<double> test_loss{}, test_ppl{};
+  double peak_memory_gb = 0;
+  double predicted_peak_gb = 0;
+  double seconds = 0;
+};
+
+class Trainer {
+ public:
+  // Attaches adapters (or unfreezes the last layers), tokenizes the data and
+  // plans the run; with cfg.resume, restores the saved state. Holds `m` by reference.
+  Trainer(LoadedModel& m, TrainConfig cfg);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const TrainPlan& plan() const;
+  const TrainConfig& config() const;
+  const Dataset& data() const;
+  // Trains (and tests when cfg.test), saving adapters under cfg.adapter_path.
+  TrainResult run(const TrainCallbacks& cb = {});
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> s_;
+};
 
 }  // namespace lmlab::train

@@ -29,5 +29,6 @@ void setup_serve(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_models(CLI::App& app);
 void setup_bench(CLI::App& app);
+void setup_lora(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -25,6 +25,7 @@ const lmlab::cli::Command kCommands[] = {
     {"data", "check a fine-tuning data set: formats, token lengths, truncation, masking, duplicates", lmlab::cli::setup_data},
     {"models", "models in the lmlab and Hugging Face caches (size, format, quantization); rm", lmlab::cli::setup_models},
     {"bench", "prompt and generation tok/s, mean ± std over runs (llama-bench)", lmlab::cli::setup_bench},
+    {"lora", "fine-tune with LoRA, DoRA or full fine-tuning (mlx_lm.lora's flags and YAML)", lmlab::cli::setup_lora},
 };
 
 }  // namespace

@@ -38,6 +38,9 @@ void ModelOptions::add(CLI::App& app) {
                  "GGUF file, model directory, or Hugging Face id org/name (or org/name/file.gguf), "
                  "downloaded into the Hugging Face cache when missing (default: the bundled SmolLM2-135M-Instruct)");
   app.add_option("--revision", revision, "Hub branch, tag or commit of --model (default: main)");
+  app.add_option("--adapter-path", adapter_path,
+                 "fine-tuned adapters to apply: a folder with adapter_config.json and adapters.safetensors "
+                 "(lmlab lora or mlx_lm.lora)");
   app.add_option("--dtype", dtype, "compute dtype: float32, float16, bfloat16 (default: float32 on CPU)")
       ->check(CLI::IsMember({"", "float32", "float16", "bfloat16"}));
   app.add_option("--activations", activations,
@@ -147,7 +150,8 @@ LoadedModel load(const Context& ctx, const ModelOptions& o) {
   {
     Activity busy("loading the model");
     m = load_model(ctx, LoadOptions{.model = path, .revision = o.revision, .dtype = o.dtype,
-                                    .activations = o.activations, .fused = !o.no_fused});
+                                    .activations = o.activations, .fused = !o.no_fused,
+                                    .adapter_path = o.adapter_path});
   }
   if (o.verbose)
     fmt::print(stderr, "Loaded {} ({}) in {:.3f} s on {}\n", m.path, m.format, m.load_seconds, ctx.device_name());

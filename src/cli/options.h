@@ -38,10 +38,11 @@ void check_usage(F&& check) {
   }
 }
 
-// -m/--model, --revision, --dtype, --activations, --device, --verbose.
+// -m/--model, --revision, --adapter-path, --dtype, --activations, --device, --verbose.
 struct ModelOptions {
   std::string model;
   std::string revision;
+  std::string adapter_path;  // lmlab lora or mlx_lm.lora adapters applied at load
   std::string dtype;
   std::string activations = "float";
   std::string device = "auto";

@@ -104,6 +104,7 @@ LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   if (fs::is_directory(path)) load_dir(ctx, opts, path, out);
   else load_gguf(ctx, opts, path, out);
   out.model->set_fused(opts.fused);
+  if (!opts.adapter_path.empty()) io::apply_adapters(out.model->weights(), io::read_adapter_dir(opts.adapter_path));
   mx::eval(out.model->weights().arrays());
   out.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

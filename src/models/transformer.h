@@ -5,6 +5,7 @@
 // from its config and names; nothing here knows a family.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,11 +34,19 @@ class Transformer : public Model {
   mlx::core::array forward(const mlx::core::array& tokens, nn::KVCache* cache = nullptr,
                            nn::Hooks* hooks = nullptr) const override;
   mlx::core::array head(const mlx::core::array& hidden) const override;
+  // forward() (no cache, no hooks) with each block applied through `run`, which
+  // must return block(weights(), h, st): training wraps blocks in
+  // mx::checkpoint this way.
+  using BlockRunner = std::function<mlx::core::array(const nn::DecoderBlock& block, const mlx::core::array& h,
+                                                     nn::ForwardState& st)>;
+  mlx::core::array forward_blocks(const mlx::core::array& tokens, const BlockRunner& run) const;
   // The module the output head reads: spec.head, or the embedding when tied.
   const std::string& head_module() const;
   const TransformerSpec& spec() const { return spec_; }
 
  private:
+  mlx::core::array run(const mlx::core::array& tokens, nn::KVCache* cache, nn::Hooks* hooks,
+                       const BlockRunner* runner) const;
   TransformerSpec spec_;
 };
 

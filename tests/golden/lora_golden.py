@@ -100,9 +100,158 @@ def dataset_golden(dest):
     (dest / "datasets.json").write_text(json.dumps({"cases": cases}))
 
 
+def optimizer_golden(dest):
+    """mlx.optimizers on fixed gradients: the parameters after each of 5 steps."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+
+    mx.random.seed(3)
+    p0 = {"a": mx.random.normal((4, 3)), "b": mx.random.normal((5,))}
+    grads = [{"a": mx.random.normal((4, 3)), "b": mx.random.normal((5,))} for _ in range(5)]
+    sched = optim.cosine_decay(1e-2, 4, 1e-3)
+    cases = {
+        "adam": (optim.Adam, dict(learning_rate=1e-2)),
+        "adam_bc": (optim.Adam, dict(learning_rate=1e-2, betas=[0.8, 0.95], eps=1e-6, bias_correction=True)),
+        "adamw": (optim.AdamW, dict(learning_rate=sched, weight_decay=0.1)),
+        "sgd": (optim.SGD, dict(learning_rate=0.1)),
+        "sgd_momentum": (optim.SGD, dict(learning_rate=0.1, momentum=0.9, weight_decay=0.01, dampening=0.1)),
+        "sgd_nesterov": (optim.SGD, dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
+    }
+    out = {"p0": {k: np.array(v) for k, v in p0.items()}, "grads": grads}
+    tensors = {f"p0.{k}": v for k, v in p0.items()}
+    for i, g in enumerate(grads):
+        for k, v in g.items():
+            tensors[f"grad{i}.{k}"] = v
+    for name, (cls, kw) in cases.items():
+        opt = cls(**kw)
+        params = dict(p0)
+        for i, g in enumerate(grads):
+            params = opt.apply_gradients(g, params)
+            mx.eval(params)
+            for k, v in params.items():
+                tensors[f"{name}.{i}.{k}"] = v
+            tensors[f"{name}.{i}.lr"] = mx.array(opt.learning_rate)
+    mx.save_safetensors(str(dest / "optimizers.safetensors"), tensors)
+    # Schedules as mlx-lm builds them (tuner/utils.py build_schedule).
+    from mlx_lm.tuner.utils import build_schedule
+    schedules = {
+        "cosine_warmup": {"name": "cosine_decay", "warmup": 5, "warmup_init": 1e-6, "arguments": [1e-3, 20, 1e-5]},
+        "cosine": {"name": "cosine_decay", "arguments": [1e-3, 20]},
+        "linear": {"name": "linear_schedule", "arguments": [1e-3, 1e-4, 12], "warmup": 3},
+        "exponential": {"name": "exponential_decay", "arguments": [1e-3, 0.9]},
+        "step": {"name": "step_decay", "arguments": [1e-3, 0.5, 7]},
+    }
+    values = {}
+    for name, cfg in schedules.items():
+        fn = build_schedule(cfg)
+        values[name] = {"config": cfg, "lr": [float(fn(mx.array(i, mx.uint64))) for i in range(30)]}
+    (dest / "schedules.json").write_text(json.dumps(values))
+
+
+# The parity checkpoint: the default model's layout (llama, tied embeddings,
+# grouped-query attention, its rope base and norm epsilon) at a tiny size, with
+# random weights, 4-bit group-32 projections and a 512-id cut of its tokenizer.
+PARITY_MODEL = dict(model_type="llama", hidden_size=96, num_hidden_layers=2, intermediate_size=256,
+                    num_attention_heads=3, num_key_value_heads=1, rms_norm_eps=1e-5, vocab_size=512,
+                    rope_theta=100000.0, tie_word_embeddings=True, max_position_embeddings=2048)
+
+PARITY_RUNS = {
+    # name: config overrides; each trains mlx_lm.lora's own train() from the same start.
+    "lora": dict(fine_tune_type="lora", iters=60, batch_size=4, learning_rate=2e-4, steps_per_eval=25,
+                 val_batches=2, lora_parameters={"rank": 8, "scale": 20.0, "dropout": 0.0},
+                 lr_schedule={"name": "cosine_decay", "warmup": 10, "warmup_init": 1e-5,
+                              "arguments": [2e-4, 50, 1e-5]}),
+    "dora": dict(fine_tune_type="dora", iters=20, batch_size=2, learning_rate=2e-3, steps_per_eval=10,
+                 val_batches=3, optimizer="adamw", optimizer_config={"adamw": {"weight_decay": 0.05}},
+                 grad_accumulation_steps=2, grad_checkpoint=True,
+                 lora_parameters={"rank": 4, "scale": 10.0, "dropout": 0.0,
+                                  "keys": ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"]}),
+    "full": dict(model="model_f32", fine_tune_type="full", num_layers=1, iters=16, batch_size=4, learning_rate=5e-2,
+                 steps_per_eval=10, val_batches=2, optimizer="sgd",
+                 optimizer_config={"sgd": {"momentum": 0.9}}),
+}
+
+
+def parity_model(dest, float_dest):
+    """The parity checkpoint, 4-bit (QLoRA) and float (full fine-tuning: mlx-lm
+    cannot differentiate packed weights)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten, tree_map
+    from mlx_lm.models import llama
+    from mlx_lm.utils import quantize_model
+
+    mx.random.seed(42)
+    model = llama.Model(llama.ModelArgs(**PARITY_MODEL))
+    model.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.1 + 1.0 if p.ndim == 1 else p,
+                          model.parameters()))
+    for d, quantized in ((float_dest, False), (dest, True)):
+        shutil.rmtree(d, ignore_errors=True)
+        write_tokenizer(d, vocab_size=PARITY_MODEL["vocab_size"])
+        config = dict(PARITY_MODEL)
+        if quantized:
+            model, config = quantize_model(model, config, group_size=32, bits=4)
+        mx.save_safetensors(str(d / "model.safetensors"), dict(tree_flatten(model.parameters())),
+                            metadata={"format": "mlx"})
+        (d / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def parity_data(dest):
+    """64 training and 16 validation Super Bowl records (held-out ones only)."""
+    sb = SHARED / "data" / "superbowl"
+    train = sb.joinpath("train.jsonl").read_text().splitlines()
+    seen = set(train)
+    valid = [l for l in sb.joinpath("valid.jsonl").read_text().splitlines() if l not in seen]
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "train.jsonl").write_text("\n".join(train[:64]) + "\n")
+    (dest / "valid.jsonl").write_text("\n".join(valid[:16]) + "\n")
+
+
+def parity_golden(dest):
+    import types
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.lora import CONFIG_DEFAULTS, train_model
+    from mlx_lm.tuner.datasets import load_dataset
+
+    parity_model(dest / "model", dest / "model_f32")
+    parity_data(dest / "data")
+    results = {}
+    for name, overrides in PARITY_RUNS.items():
+        args = dict(CONFIG_DEFAULTS)
+        args.update(data=str(dest / "data"), train=True, seed=7, num_layers=2, steps_per_report=1,
+                    save_every=1000, mask_prompt=True, max_seq_length=128,
+                    adapter_path=str(dest / ("adapters_" + name)))
+        args.update(overrides)
+        args["model"] = str(dest / overrides.get("model", "model"))
+        args = types.SimpleNamespace(**args)
+
+        class Record:
+            train, val = [], []
+
+            def on_train_loss_report(self, info):
+                self.train.append([info["iteration"], info["train_loss"], info["learning_rate"]])
+
+            def on_val_loss_report(self, info):
+                self.val.append([info["iteration"] + 1, info["val_loss"]])
+
+        rec = Record()
+        rec.train, rec.val = [], []
+        # mlx_lm.lora's run(): numpy seeded, model and data loaded, then train_model.
+        np.random.seed(args.seed)
+        model, tokenizer = load(args.model)
+        train_set, valid_set, _ = load_dataset(args, tokenizer)
+        train_model(args, model, train_set, valid_set, rec)
+        results[name] = {"config": {k: v for k, v in vars(args).items() if k != "config"},
+                         "train": rec.train, "val": rec.val}
+        print(f"parity {name}: loss {rec.train[0][1]:.4f} -> {rec.train[-1][1]:.4f}", file=sys.stderr)
+    (dest / "parity.json").write_text(json.dumps(results, default=str))
+
+
 def main():
     dest = out_dir("lora")
     dataset_golden(dest)
+    optimizer_golden(dest)
+    parity_golden(dest)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+// LoRA/DoRA targets and initialisation after mlx_lm/tuner/utils.py
+// (linear_to_lora_layers), tuner/lora.py (LoRALinear) and tuner/dora.py.
+#include "train/lora.h"
+
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+#include <mlx/random.h>
+
+#include "nn/linear.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::train {
+
+namespace {
+
+// A block's projections in mlx-lm's Module.named_modules() order: a stack walk
+// that visits children in reverse of their definition (mlp before self_attn;
+// up, down, gate; o, v, k, q).
+std::vector<const std::string*> walk_order(const nn::BlockNames& n) {
+  return {&n.up, &n.down, &n.gate, &n.o, &n.v, &n.k, &n.q};
+}
+
+std::string relative(const std::string& name, int layer) {
+  const std::string prefix = fmt::format("model.layers.{}.", layer);
+  return name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
+}
+
+int first_adapted(const models::Transformer& t, int num_layers) {
+  const int n = static_cast<int>(t.spec().blocks.size());
+  if (num_layers > n)
+    throw std::invalid_argument(fmt::format(
+        "[lora] num_layers {} but the model has {} layers (-1 adapts all)", num_layers, n));
+  return num_layers < 0 ? 0 : n - num_layers;
+}
+
+}  // namespace
+
+std::vector<std::string> lora_targets(const models::Transformer& t, int num_layers,
+                                      const std::vector<std::string>& keys) {
+  const auto& blocks = t.spec().blocks;
+  const int first = first_adapted(t, num_layers);
+  std::set<std::string> wanted(keys.begin(), keys.end()), matched;
+  std::vector<std::string> out;
+  for (int l = first; l < static_cast<int>(blocks.size()); ++l)
+    for (const std::string* name : walk_order(blocks[l].names())) {
+      const std::string rel = relative(*name, l);
+      if (!keys.empty() && !wanted.count(rel)) continue;
+      matched.insert(rel);
+      out.push_back(*name);
+    }
+  // Full names outside the adapted blocks (mlx-lm's second pass over model.named_modules()).
+  for (const std::string& k : keys) {
+    if (matched.count(k) || std::find(out.begin(), out.end(), k) != out.end()) continue;
+    const mx::array* w = t.weights().find(k + ".weight");
+    if (!w) continue;
+    if (k == t.spec().embed)
+      throw Unsupported(fmt::format("[lora] adapting the embedding '{}' is not supported; adapt the projections "
+                                    "or an untied lm_head",
+                                    k));
+    out.push_back(k);
+    matched.insert(k);
+  }
+  std::vector<std::string> block_keys;
+  for (const std::string* name : walk_order(blocks.front().names())) block_keys.push_back(relative(*name, 0));
+  for (const std::string& k : keys)
+    if (!matched.count(k) && !std::count(out.begin(), out.end(), k))
+      throw std::invalid_argument(fmt::format("[lora] lora_parameters.keys: '{}' matches no layer (in a block: {})", k,
+                                              fmt::join(block_keys, ", ")));
+  if (out.empty()) throw std::invalid_argument("[lora] no layer to adapt (num_layers 0?)");
+  return out;
+}
+
+std::vector<std::string> attach_lora(Model& m, const std::vector<std::string>& targets, const LoraParameters& p,
+                                     const std::string& kind, uint64_t seed) {
+  if (kind != "lora" && kind != "dora")
+    throw std::invalid_argument(fmt::format("[lora] unknown adapter kind '{}' (lora, dora)", kind));
+  Weights& w = m.weights();
+  mx::random::seed(seed);
+  std::vector<std::string> trainable;
+  for (const std::string& name : targets) {
+    nn::Linear l = nn::Linear::view(w, name);
+    const int in = l.in_features(), out = l.out_features();
+    if (w.adapter(name)) throw std::invalid_argument(fmt::format("[lora] '{}' already has an adapter", name));
+    (void)mx::random::KeySequence::default_().next();  // the nn.Linear mlx-lm builds, then replaces
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+    mx::array a = mx::random::uniform(mx::array(static_cast<float>(-bound)), mx::array(static_cast<float>(bound)),
+                                      {in, p.rank}, mx::float32);
+    w.set(name + ".lora_a", a);
+    w.set(name + ".lora_b", mx::zeros({p.rank, out}, mx::float32));
+    trainable.push_back(name + ".lora_a");
+    trainable.push_back(name + ".lora_b");
+    if (kind == "dora") {
+      mx::array dense = l.dense_weight(mx::float32);
+      w.set(name + ".m", mx::sqrt(mx::sum(mx::square(dense), -1)));
+      trainable.push_back(name + ".m");
+    }
+    w.set_adapter(name, AdapterSpec{.kind = kind, .scale = p.scale, .dropout = p.dropout});
+  }
+  return trainable;
+}
+
+std::vector<std::string> unfreeze_layers(Model& m, const models::Transformer& t, int num_layers) {
+  const auto& blocks = t.spec().blocks;
+  const int first = first_adapted(t, num_layers);
+  Weights& w = m.weights();
+  std::vector<std::string> trainable;
+  for (int l = first; l < static_cast<int>(blocks.size()); ++l) {
+    const std::string prefix = fmt::format("model.layers.{}.", l);
+    for (const std::string* name : blocks[l].names().projections()) {
+      if (!w.quant(*name)) continue;
+      mx::array dense = nn::Linear::view(w, *name).dense_weight(m.dtype());
+      mx::eval(dense);
+      w.erase(*name + ".scales");
+      w.erase(*name + ".biases");
+      w.clear_quant(*name);
+      w.set(*name + ".weight", dense);
+    }
+    for (const auto& [name, a] : w.items())
+      if (name.rfind(prefix, 0) == 0 && mx::issubdtype(a.dtype(), mx::floating)) trainable.push_back(name);
+  }
+  return trainable;
+}
+
+}  // namespace lmlab::train
