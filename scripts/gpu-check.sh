@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs on a GPU machine with the CUDA build carried over (see docs/gpu.md).
-#   scripts/gpu-check.sh PARTS_DIR [checks|bench|all]
+#   scripts/gpu-check.sh PARTS_DIR [checks|bench|all|profile]
 # PARTS_DIR holds the parts made by scripts/gpu-pack.sh (MANIFEST + *.part-*):
 # lmlab-cuda.tar.xz (lmlab, lmlab_tests, lib/, fixtures/, MLX headers for NVRTC,
 # the Llama 3 tokenizer) and the default model. `checks` runs the GPU core checks
@@ -23,7 +23,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "lmlab $(cat $W/COMMIT)"
 ldd $W/lmlab | grep -E "not found" && exit 1
 
-if [ "$WHAT" != bench ]; then
+if [ "$WHAT" = checks ] || [ "$WHAT" = all ]; then
   echo "== first token on a fresh machine (no kernel cache)"
   rm -rf /tmp/mlx
   /usr/bin/time -f "wall %e s" $W/lmlab generate --device gpu -p "What is the capital of France?" --max-tokens 32 --json \
@@ -35,9 +35,13 @@ if [ "$WHAT" != bench ]; then
     | python3 -c "import json,sys; d=json.load(sys.stdin); print(repr(d['text']), d['stats'])"
   echo "== core checks on the GPU"
   LOG=${OUT:-/tmp}/gpu-tests.log
+  # The fused step's checks in a process of their own: a fault elsewhere (a
+  # CUDA error is sticky for the process) does not hide their result.
+  LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests --gtest_filter='*CudaStep*' > "$LOG" 2>&1
+  echo "lmlab_tests (fused step) exit $?"
   LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests \
-    --gtest_filter='Tiny*:CudaStep*:Gguf*:ModelDir*:Sampler*:Rope*:StopStrings*' > "$LOG" 2>&1
-  echo "lmlab_tests exit $?"
+    --gtest_filter='Tiny*:Gguf*:ModelDir*:Sampler*:Rope*:StopStrings*-*CudaStep*' >> "$LOG" 2>&1
+  echo "lmlab_tests (the rest) exit $?"
   grep -E '^\[ cuda|FAILED|PASSED|Failure|Expected|Which is|actual' "$LOG" | head -60
   echo "== the fused step again without CUDA graphs (stream order only)"
   LMLAB_TEST_DEVICE=gpu MLX_USE_CUDA_GRAPHS=0 $W/lmlab_tests --gtest_filter='CudaStep*' 2>&1 | grep -E '^\[ cuda|FAILED|PASSED' | head -20
@@ -48,7 +52,7 @@ if [ "$WHAT" != bench ]; then
   done
 fi
 
-if [ "$WHAT" != checks ]; then
+if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   echo "== read bandwidth"
   python3 - <<'PY'
 import torch, json
@@ -77,5 +81,45 @@ PY
     [ -f /tmp/m/$shape/config.json ] || python3 $W/bench/random_model.py /tmp/m/$shape $shape $W/tokenizer
     run /tmp/m/$shape $shape-fused
     run /tmp/m/$shape $shape-composed --no-fused
+  done
+fi
+
+if [ "$WHAT" = profile ]; then
+  # Per-kernel GPU time of decode steps (Nsight Compute, one metric, clocks
+  # as they are) beside the step's wall time with and without CUDA graphs:
+  # what the kernels take and what the host adds.
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  python3 -c "print('The history of science is long. ' * 2, end='')" > /tmp/prompt16.txt
+  for shape in smollm2 ${SHAPES:-llama8b}; do
+    model=$M layers=30
+    if [ $shape != smollm2 ]; then
+      [ -f /tmp/m/$shape/config.json ] || python3 $W/bench/random_model.py /tmp/m/$shape $shape $W/tokenizer
+      model=/tmp/m/$shape layers=$(python3 -c "import json; print(json.load(open('/tmp/m/$shape/config.json'))['num_hidden_layers'])")
+    fi
+    for g in 1 0; do
+      MLX_USE_CUDA_GRAPHS=$g $W/lmlab generate --device gpu --model $model --no-chat-template --ignore-eos --max-tokens 128 --json \
+        < /tmp/prompt16.txt | python3 -c "import json,sys; s=json.load(sys.stdin)['stats']; print('$shape graphs=$g gen_tps', round(s['generation_tps'],1), 'ms/token', round(1e3/s['generation_tps'],3))"
+    done
+    MLX_USE_CUDA_GRAPHS=0 $NCU --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+      --launch-skip ${SKIP:-2000} --launch-count ${COUNT:-1000} \
+      $W/lmlab generate --device gpu --model $model --no-chat-template --ignore-eos --max-tokens 40 < /tmp/prompt16.txt \
+      > /tmp/ncu-$shape.csv 2>/tmp/ncu-$shape.err
+    cp /tmp/ncu-$shape.csv ${OUT:-/tmp}/ 2>/dev/null
+    python3 - /tmp/ncu-$shape.csv $layers $shape <<'PY'
+import csv, sys, collections
+path, layers, shape = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows = [l for l in open(path) if l.startswith('"')]
+t = collections.defaultdict(float); n = collections.Counter()
+for r in csv.DictReader(rows):
+    if r.get("Metric Name") != "gpu__time_duration.sum": continue
+    k = r["Kernel Name"].split("(")[0][:60]
+    t[k] += float(r["Metric Value"].replace(",", "")) / 1e3; n[k] += 1
+att = sum(c for k, c in n.items() if "lmlab_attention" in k)
+tokens = att / layers if att else 0
+total = sum(t.values())
+print(f"{shape}: {sum(n.values())} kernels, {tokens:.1f} decode steps, kernel time per step {total / max(tokens, 1):.1f} us")
+for k in sorted(t, key=t.get, reverse=True)[:16]:
+    print(f"  {k:60s} n={n[k]:5d} mean={t[k]/n[k]:8.2f} us  per-step={t[k]/max(tokens,1):8.1f} us")
+PY
   done
 fi

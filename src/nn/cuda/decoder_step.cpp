@@ -86,10 +86,11 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     const int I = in[layout_.proj[kGate].w].shape(0);
     const int cap = in[kKeys].shape(2);
     const int Lk = offset_ + L;
-    // Key ranges of 64 for decode (one warp each: enough warps in flight to
-    // cover the SMs even at short contexts), of 256 for prompt rows.
-    const int span = M <= 8 ? 64 : 256;
-    const int splits = std::clamp((Lk + span - 1) / span, 1, 64);
+    // Key ranges of 16 for decode (one warp each, two rounds of key loads:
+    // a warp's serial rounds are what a short context's step waits for; 64
+    // keys a warp took 21-25 us a layer on an H200), of 256 for prompt rows.
+    const int span = M <= 8 ? 16 : 256;
+    const int splits = std::clamp((Lk + span - 1) / span, 1, 128);
     const int split_len = (Lk + splits - 1) / splits;
     const size_t t = mx::size_of(h.dtype());
 
@@ -161,9 +162,13 @@ class LmlabCudaDecoderStep : public mx::Primitive {
           c.mat[j].out = static_cast<char*>(p.mat[j].out) +
                          r0 * (p.nmat == 1 ? p.out_stride : static_cast<long>(p.mat[j].n)) * t;
         const uint32_t smem = static_cast<uint32_t>(qgemv_smem(c.M, K, bits));
-        // Four blocks per multiprocessor at most: each warp then takes several
-        // rows and a block's staging of the inputs serves them all.
-        launch(enc, f, dim3(std::min((slots + 7) / 8, 4 * sms)), dim3(256), smem, c);
+        // A warp's task is two weight rows (kernels.cu, qgemv). One wave of
+        // blocks at most: each warp then takes several tasks and a block's
+        // staging of the inputs serves them all (a second wave would stage
+        // again and start its loads only when the first is done).
+        const int tasks = p.mode == 2 ? slots : (slots + 1) / 2;
+        const int wave = resident_blocks(f, 256, smem) * sms;
+        launch(enc, f, dim3(std::min((tasks + 7) / 8, wave)), dim3(256), smem, c);
       }
     };
     const void* norm_q = layout_.q_norm >= 0 ? cptr<void>(in[layout_.q_norm]) : nullptr;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <map>
+#include <tuple>
 #include <vector>
 #include <mutex>
 #include <stdexcept>
@@ -76,6 +77,14 @@ int multiprocessors() {
   int& n = counts[dev];
   if (n == 0) check(cuDeviceGetAttribute(&n, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev), "cuDeviceGetAttribute");
   return n;
+}
+
+int resident_blocks(CUfunction f, int threads, size_t smem) {
+  static std::map<std::tuple<CUfunction, int, size_t>, int> counts;
+  std::lock_guard lock(module_mutex());
+  int& n = counts[{f, threads, smem}];
+  if (n == 0) check(cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, threads, smem), "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  return std::max(n, 1);
 }
 
 namespace {

@@ -24,6 +24,11 @@ CUfunction kernel(const std::string& name);
 // Streaming multiprocessors of the current device.
 int multiprocessors();
 
+// Blocks of `threads` threads and `smem` dynamic shared memory bytes that one
+// multiprocessor holds at once for f (its registers decide, mostly): a grid of
+// this many per multiprocessor runs in one wave.
+int resident_blocks(CUfunction f, int threads, size_t smem);
+
 // `bytes` of device memory for an array the step writes, from lmlab's block
 // cache (device.cpp says why not MLX's unified allocator).
 mlx::core::allocator::Data device_memory(size_t bytes, mlx::core::cu::CommandEncoder& enc);

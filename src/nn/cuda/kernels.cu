@@ -184,77 +184,147 @@ __device__ __forceinline__ float activate(float gate, int act) {
 // Stages the block's input rows: optional RMSNorm, rounding to T, the
 // permuted piece layout, and chunk sums. smem: M rows of row_pieces(chunks)
 // 16-byte pieces, then M·chunks float sums (the host sizes it: qgemv_smem).
+// A thread takes whole 16-byte pieces of x (8 elements, one staged piece), so
+// its loads are few and issued together: element by element, a 14k-feature
+// row was 56 dependent round trips to L2 per thread before any weight was
+// read. A chunk's pieces belong to 2 or 4 neighbouring lanes, whose shuffle
+// reduction gives the chunk sum.
 template <class T, int BITS, int MR>
 __device__ void stage_inputs(const QGemvParams& p, uint4* xs, float* sums, float* red) {
   using C = Chunk<BITS>;
-  const int K = p.K, chunks = K / C::kElems;
-  T* xt = reinterpret_cast<T*>(xs);
-  const T* x = static_cast<const T*>(p.x);
-  const T* norm = static_cast<const T*>(p.norm);
+  const int K = p.K, chunks = K / C::kElems, pieces = K / 8;
+  const int lane = threadIdx.x % kWarp;
+  const uint4* norm = static_cast<const uint4*>(p.norm);
   for (int m = 0; m < p.M; ++m) {
-    const T* row = x + static_cast<long>(m) * p.x_stride;
+    const uint4* row = reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + static_cast<long>(m) * p.x_stride);
     float scale = 1.0f;
     if (norm) {
       float ss = 0.0f;
-      for (int k = threadIdx.x; k < K; k += blockDim.x) {
-        const float v = to_f(row[k]);
-        ss += v * v;
+#pragma unroll 4
+      for (int i = threadIdx.x; i < pieces; i += blockDim.x) {
+        const uint4 v = row[i];
+        const T* e = reinterpret_cast<const T*>(&v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) ss += to_f(e[j]) * to_f(e[j]);
       }
       ss = block_sum(ss, red);
       scale = rsqrtf(ss / static_cast<float>(K) + p.eps);
     }
-    uint4* rows = xs + static_cast<long>(m) * C::row_pieces(chunks);
-    T* rt = reinterpret_cast<T*>(rows);
-    for (int k = threadIdx.x; k < K; k += blockDim.x) {
-      float v = to_f(row[k]);
-      if (norm) v = round_t<T>(v * scale * round_t<T>(to_f(norm[k]) + p.norm_offset));
-      const int c = k / C::kElems, e = k % C::kElems;
-      const int piece = piece_index<BITS>(c, e / 8);
-      rt[piece * 8 + slot_in_piece<BITS>(e % 8)] = from_f<T>(v);
-    }
-    (void)xt;
-  }
-  __syncthreads();
-  // Chunk sums of the staged (rounded) values.
-  for (int i = threadIdx.x; i < p.M * chunks; i += blockDim.x) {
-    const int m = i / chunks, c = i % chunks;
-    const T* rt = reinterpret_cast<const T*>(xs + static_cast<long>(m) * C::row_pieces(chunks));
-    float s = 0.0f;
+    uint4* staged = xs + static_cast<long>(m) * C::row_pieces(chunks);
+    // The bound is the warp's first piece, so every lane runs the shuffles.
+#pragma unroll 4
+    for (int base = threadIdx.x - lane; base < pieces; base += blockDim.x) {
+      const int i = base + lane;
+      float s = 0.0f;
+      if (i < pieces) {
+        const uint4 v = row[i];
+        uint4 w = {}, out;
+        if (norm) w = norm[i];
+        const T* e = reinterpret_cast<const T*>(&v);
+        const T* we = reinterpret_cast<const T*>(&w);
+        T* o = reinterpret_cast<T*>(&out);
 #pragma unroll
-    for (int pc = 0; pc < C::kPieces; ++pc) {
-      const T* piece = rt + piece_index<BITS>(c, pc) * 8;
+        for (int j = 0; j < 8; ++j) {
+          float f = to_f(e[j]);
+          if (norm) f = round_t<T>(f * scale * round_t<T>(to_f(we[j]) + p.norm_offset));
+          const T t = from_f<T>(f);
+          s += to_f(t);
+          o[slot_in_piece<BITS>(j)] = t;
+        }
+        staged[piece_index<BITS>(i / C::kPieces, i % C::kPieces)] = out;
+      }
 #pragma unroll
-      for (int e = 0; e < 8; ++e) s += to_f(piece[e]);
+      for (int o = C::kPieces / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (i < pieces && i % C::kPieces == 0) sums[m * chunks + i / C::kPieces] = s;
     }
-    sums[i] = s;
   }
   __syncthreads();
 }
 
-// acc[m] += Σ over the warp's chunks of one weight row.
-template <class T, int BITS, int GS, int MR>
-__device__ __forceinline__ void row_dot(const QGemvParams& p, const lmlab::nn::cuda::QMat& mat, int n,
-                                        const uint4* xs, const float* sums, float* acc) {
+// One weight row a warp reads: its packed words, scales and biases.
+template <class T>
+struct RowRef {
+  const uint4* w = nullptr;  // null: no row (past the end)
+  const T* scales;
+  const T* biases;
+};
+
+template <class T, int BITS, int GS>
+__device__ __forceinline__ RowRef<T> row_ref(const lmlab::nn::cuda::QMat& mat, int n, int K) {
+  const int chunks = K / Chunk<BITS>::kElems;
+  return {reinterpret_cast<const uint4*>(mat.w) + static_cast<long>(n) * chunks,
+          static_cast<const T*>(mat.scales) + static_cast<long>(n) * (K / GS),
+          static_cast<const T*>(mat.biases) + static_cast<long>(n) * (K / GS)};
+}
+
+// acc[r][m] = Σ_k W_r[k] x_m[k] for R rows of weights, warp-reduced (every
+// lane gets the sums). Each round first issues all of its loads (U chunks of
+// each of the R rows per lane, four in all) and then does the arithmetic.
+template <class T, int BITS, int GS, int MR, int R>
+__device__ __forceinline__ void rows_dot(const QGemvParams& p, const RowRef<T> (&rows)[R], const uint4* xs,
+                                         const float* sums, float (&acc)[R][MR]) {
   using C = Chunk<BITS>;
+  constexpr int U = 4 / R;
   const int lane = threadIdx.x % kWarp;
-  const int K = p.K, chunks = K / C::kElems;
-  const uint4* w = reinterpret_cast<const uint4*>(mat.w) + static_cast<long>(n) * chunks;
-  const T* scales = static_cast<const T*>(mat.scales) + static_cast<long>(n) * (K / GS);
-  const T* biases = static_cast<const T*>(mat.biases) + static_cast<long>(n) * (K / GS);
-#pragma unroll 4
-  for (int c = lane; c < chunks; c += kWarp) {
-    const uint4 wv = load_stream(w + c);
-    const int g = c * C::kElems / GS;
-    const float s = to_f(scales[g]), b = to_f(biases[g]);
+  const int chunks = p.K / C::kElems;
+  const int row_pieces = C::row_pieces(chunks);
+  for (int c0 = lane; c0 < chunks; c0 += kWarp * U) {
+    uint4 wv[R][U];
+    float s[R][U], b[R][U];
 #pragma unroll
-    for (int m = 0; m < MR; ++m)
-      if (m < p.M) {
-        const uint4* xm = xs + static_cast<long>(m) * C::row_pieces(chunks) + piece_index<BITS>(c, 0);
-        acc[m] += s * chunk_dot<BITS>(wv, xm, T()) + b * sums[m * chunks + c];
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + u * kWarp;
+        if (rows[r].w && c < chunks) {
+          const int g = c * C::kElems / GS;
+          wv[r][u] = load_stream(rows[r].w + c);
+          s[r][u] = to_f(rows[r].scales[g]);
+          b[r][u] = to_f(rows[r].biases[g]);
+        }
       }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + u * kWarp;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int m = 0; m < MR; ++m)
+        if (m < p.M) {
+          const uint4* xm = xs + static_cast<long>(m) * row_pieces + piece_index<BITS>(c, 0);
+          const float xsum = sums[m * chunks + c];
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+            if (rows[r].w) acc[r][m] += s[r][u] * chunk_dot<BITS>(wv[r][u], xm, T()) + b[r][u] * xsum;
+        }
+    }
   }
 #pragma unroll
-  for (int m = 0; m < MR; ++m) acc[m] = warp_sum(acc[m]);
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MR; ++m) acc[r][m] = warp_sum(acc[r][m]);
+}
+
+// Writes row n of matrix mat for every input row: the bias, then the
+// residual (mode 1), each rounded to T as the composed ops would.
+template <class T>
+__device__ __forceinline__ void store_row(const QGemvParams& p, const lmlab::nn::cuda::QMat& mat, int n,
+                                          const float* acc) {
+  T* out = static_cast<T*>(mat.out);
+  const T* res = static_cast<const T*>(p.res);
+  const long stride = p.nmat == 1 ? p.out_stride : mat.n;
+  for (int m = 0; m < p.M; ++m) {
+    float y = round_t<T>(acc[m]);
+    if (mat.bias) y = round_t<T>(y + to_f(static_cast<const T*>(mat.bias)[n]));
+    if (p.mode == 1) y += to_f(res[static_cast<long>(m) * p.out_stride + n]);
+    out[static_cast<long>(m) * stride + n] = from_f<T>(y);
+  }
+}
+
+// Output row `slot` of the launch's matrices laid end to end: (matrix, row).
+__device__ __forceinline__ int find_matrix(const QGemvParams& p, int& n) {
+  int j = 0;
+  while (j < p.nmat - 1 && n >= p.mat[j].n) n -= p.mat[j++].n;
+  return j;
 }
 
 template <class T, int BITS, int GS, int MR>
@@ -267,42 +337,42 @@ __device__ void qgemv(const QGemvParams& p) {
   float* sums = reinterpret_cast<float*>(smem + static_cast<long>(p.M) * C::row_pieces(chunks));
   stage_inputs<T, BITS, MR>(p, xs, sums, red);
 
-  // Warps take output rows grid-stride, so a block stages its inputs once for
-  // several rows.
+  // A warp task is two weight rows read together: the gate and up rows of
+  // one output (gated mode), or two consecutive output rows. Warps take tasks
+  // grid-stride, so a block stages its inputs once for several tasks.
   const int warps = blockDim.x / kWarp, lane = threadIdx.x % kWarp;
   int slots = p.mat[0].n;
   if (p.mode != 2)
     for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
-  for (int slot = blockIdx.x * warps + threadIdx.x / kWarp; slot < slots; slot += gridDim.x * warps) {
+  const int tasks = p.mode == 2 ? slots : (slots + 1) / 2;
+  for (int task = blockIdx.x * warps + threadIdx.x / kWarp; task < tasks; task += gridDim.x * warps) {
+    float acc[2][MR] = {};
     if (p.mode == 2) {  // gated pair: out0 = act(gate) · up
-      float g[MR] = {}, u[MR] = {};
-      row_dot<T, BITS, GS, MR>(p, p.mat[0], slot, xs, sums, g);
-      row_dot<T, BITS, GS, MR>(p, p.mat[1], slot, xs, sums, u);
+      const RowRef<T> rows[2] = {row_ref<T, BITS, GS>(p.mat[0], task, p.K), row_ref<T, BITS, GS>(p.mat[1], task, p.K)};
+      rows_dot<T, BITS, GS, MR, 2>(p, rows, xs, sums, acc);
       if (lane != 0) continue;
       T* out = static_cast<T*>(p.mat[0].out);
       for (int m = 0; m < p.M; ++m) {
-        float gv = round_t<T>(g[m]), uv = round_t<T>(u[m]);
-        if (p.mat[0].bias) gv = round_t<T>(gv + to_f(static_cast<const T*>(p.mat[0].bias)[slot]));
-        if (p.mat[1].bias) uv = round_t<T>(uv + to_f(static_cast<const T*>(p.mat[1].bias)[slot]));
-        out[static_cast<long>(m) * p.out_stride + slot] = from_f<T>(activate<T>(gv, p.act) * uv);
+        float gv = round_t<T>(acc[0][m]), uv = round_t<T>(acc[1][m]);
+        if (p.mat[0].bias) gv = round_t<T>(gv + to_f(static_cast<const T*>(p.mat[0].bias)[task]));
+        if (p.mat[1].bias) uv = round_t<T>(uv + to_f(static_cast<const T*>(p.mat[1].bias)[task]));
+        out[static_cast<long>(m) * p.out_stride + task] = from_f<T>(activate<T>(gv, p.act) * uv);
       }
       continue;
     }
-    int n = slot, j = 0;
-    while (j < p.nmat - 1 && n >= p.mat[j].n) n -= p.mat[j++].n;
-    const auto& mat = p.mat[j];
-    float acc[MR] = {};
-    row_dot<T, BITS, GS, MR>(p, mat, n, xs, sums, acc);
+    int n[2] = {2 * task, 2 * task + 1}, j[2];
+    RowRef<T> rows[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      if (n[r] < slots) {
+        j[r] = find_matrix(p, n[r]);
+        rows[r] = row_ref<T, BITS, GS>(p.mat[j[r]], n[r], p.K);
+      }
+    rows_dot<T, BITS, GS, MR, 2>(p, rows, xs, sums, acc);
     if (lane != 0) continue;
-    T* out = static_cast<T*>(mat.out);
-    const T* res = static_cast<const T*>(p.res);
-    const long stride = p.nmat == 1 ? p.out_stride : mat.n;
-    for (int m = 0; m < p.M; ++m) {
-      float y = round_t<T>(acc[m]);
-      if (mat.bias) y = round_t<T>(y + to_f(static_cast<const T*>(mat.bias)[n]));
-      if (p.mode == 1) y += to_f(res[static_cast<long>(m) * p.out_stride + n]);
-      out[static_cast<long>(m) * stride + n] = from_f<T>(y);
-    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      if (rows[r].w) store_row<T>(p, p.mat[j[r]], n[r], acc[r]);
   }
 }
 
@@ -394,22 +464,30 @@ __device__ void attention_partial(const AttentionParams& p) {
   const long base = (static_cast<long>(b) * p.kv_heads + kv) * p.capacity;
   const T* keys = static_cast<const T*>(p.keys) + base * Dh;
   const T* values = static_cast<const T*>(p.values) + base * Dh;
-  // Keys in groups of kKeys: the group's loads are all in flight before the
-  // first score is reduced (one memory round trip per group, not per key).
+  // Keys in groups of kKeys: the group's keys and values are all loaded
+  // before the first score is reduced (one memory round trip per group, not
+  // one per key, nor a second one for the values).
   constexpr int kKeys = 8;
   for (int j = j0; j < j1; j += kKeys) {
+    T kv[kKeys][DPL], vv[kKeys][DPL];
+#pragma unroll
+    for (int g = 0; g < kKeys; ++g) {
+      const T* kr = keys + static_cast<long>(j + g) * Dh;
+      const T* vr = values + static_cast<long>(j + g) * Dh;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) {
+        const int d = lane + i * kWarp;
+        const bool in = j + g < j1 && d < Dh;
+        kv[g][i] = in ? kr[d] : from_f<T>(0.0f);
+        vv[g][i] = in ? vr[d] : from_f<T>(0.0f);
+      }
+    }
     float s[kKeys];
 #pragma unroll
     for (int g = 0; g < kKeys; ++g) {
       float acc = 0.0f;
-      if (j + g < j1) {
-        const T* kr = keys + static_cast<long>(j + g) * Dh;
 #pragma unroll
-        for (int i = 0; i < DPL; ++i) {
-          const int d = lane + i * kWarp;
-          if (d < Dh) acc += q[i] * to_f(kr[d]);
-        }
-      }
+      for (int i = 0; i < DPL; ++i) acc += q[i] * to_f(kv[g][i]);
       s[g] = acc;
     }
     float mnew = mx;
@@ -424,15 +502,10 @@ __device__ void attention_partial(const AttentionParams& p) {
     for (int i = 0; i < DPL; ++i) o[i] *= corr;
 #pragma unroll
     for (int g = 0; g < kKeys; ++g) {
-      if (j + g >= j1) break;
-      const float e = __expf(s[g] - mnew);
+      const float e = j + g < j1 ? __expf(s[g] - mnew) : 0.0f;
       sum += e;
-      const T* vr = values + static_cast<long>(j + g) * Dh;
 #pragma unroll
-      for (int i = 0; i < DPL; ++i) {
-        const int d = lane + i * kWarp;
-        if (d < Dh) o[i] += e * to_f(vr[d]);
-      }
+      for (int i = 0; i < DPL; ++i) o[i] += e * to_f(vv[g][i]);
     }
     mx = mnew;
   }
