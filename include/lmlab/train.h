@@ -173,4 +173,15 @@ class Trainer {
   std::unique_ptr<State> s_;
 };
 
+// ---------------------------------------------------------------- fuse
+
+// Merges every adapter attached in `w` into its projection, as mlx-lm's fuse:
+// W' = W + scale·Bᵀ Aᵀ (DoRA: each row then scaled to m / ‖row‖), computed in
+// float32 and stored in the layer's float dtype (a packed layer: its scales'),
+// then quantized back to the layer's own bits and group size; with
+// `dequantize`, every quantized layer of the model becomes float instead.
+// Returns the fused modules. Throws lmlab::Unsupported, changing nothing, when
+// a layer's scheme (raw GGUF blocks) cannot be quantized back.
+std::vector<std::string> fuse_adapters(Weights& w, bool dequantize);
+
 }  // namespace lmlab::train

@@ -30,5 +30,6 @@ void setup_data(CLI::App& app);
 void setup_models(CLI::App& app);
 void setup_bench(CLI::App& app);
 void setup_lora(CLI::App& app);
+void setup_fuse(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -26,6 +26,7 @@ const lmlab::cli::Command kCommands[] = {
     {"models", "models in the lmlab and Hugging Face caches (size, format, quantization); rm", lmlab::cli::setup_models},
     {"bench", "prompt and generation tok/s, mean ± std over runs (llama-bench)", lmlab::cli::setup_bench},
     {"lora", "fine-tune with LoRA, DoRA or full fine-tuning (mlx_lm.lora's flags and YAML)", lmlab::cli::setup_lora},
+    {"fuse", "merge fine-tuned adapters into the base model (re-quantized, or --dequantize)", lmlab::cli::setup_fuse},
 };
 
 }  // namespace

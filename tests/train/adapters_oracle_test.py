@@ -7,10 +7,13 @@ a Super Bowl prompt has the same token ids as `lmlab generate --adapter-path`.
 The reverse: adapters trained by mlx_lm.lora (the golden run) give the same
 greedy ids in lmlab as in mlx-lm. Also checks the run's files: mlx-lm's
 adapter_config.json keys, a periodic NNNNNNN_adapters.safetensors, the CSV log
-and the SVG curve, and no temp file left behind."""
+and the SVG curve, and no temp file left behind. `lmlab fuse` (re-quantized and
+--dequantize) writes the same tensors as `mlx_lm fuse` from the same adapters,
+and the fused model's greedy ids equal the adapted model's in lmlab and mlx-lm."""
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -87,6 +90,39 @@ class Adapters(unittest.TestCase):
     def test_mlx_lm_adapters_load_in_lmlab(self):
         self.check_both_engines_agree(FIXTURES / "adapters_lora")
         self.check_both_engines_agree(FIXTURES / "adapters_dora")
+
+    def check_fuse(self, adapters, *extra):
+        tmp = Path(tempfile.mkdtemp(prefix="lmlab-fuse-"))
+        ours, theirs = tmp / "lmlab", tmp / "mlx_lm"
+        lmlab("fuse", "--model", str(self.model), "--adapter-path", str(adapters), "--save-path", str(ours), *extra)
+        subprocess.run([sys.executable, "-m", "mlx_lm", "fuse", "--model", str(self.model), "--adapter-path",
+                        str(adapters), "--save-path", str(theirs), *extra], check=True, capture_output=True)
+        a, b = {}, {}
+        for d, w in ((ours, a), (theirs, b)):
+            for f in d.glob("*.safetensors"):
+                w.update(mx.load(str(f)))
+        self.assertEqual(sorted(a), sorted(b))
+        for k in a:
+            self.assertEqual(a[k].dtype, b[k].dtype, k)
+            # Packed words and scales are the same quantize call on the same
+            # merged weight; the float merge may differ in summation order.
+            self.assertTrue(mx.allclose(a[k], b[k], rtol=1e-5, atol=1e-6).item(), k)
+        prompt, adapted = lmlab_greedy(self.model, adapters)
+        out = json.loads(lmlab("generate", "--model", str(ours), "--prompt", PROMPT, "--max-tokens", str(TOKENS),
+                               "--temp", "0", "--ignore-eos", "--json"))
+        self.assertEqual(out["prompt_tokens"], prompt)
+        m, _ = load(str(theirs))
+        ids = [int(t) for t, _ in generate_step(mx.array(prompt), m, max_tokens=TOKENS,
+                                                sampler=lambda x: mx.argmax(x, -1))]
+        self.assertEqual(out["tokens"], ids, "lmlab and mlx-lm on the fused models")
+        if "--dequantize" in extra:
+            self.assertEqual(out["tokens"], adapted, "the fused float model and the adapted one")
+
+    def test_fuse_equals_mlx_lm_fuse(self):
+        for kind in ("lora", "dora"):
+            with self.subTest(kind=kind):
+                self.check_fuse(FIXTURES / f"adapters_{kind}")
+                self.check_fuse(FIXTURES / f"adapters_{kind}", "--dequantize")
 
 
 if __name__ == "__main__":
