@@ -152,6 +152,8 @@ struct TrainResult {
   double seconds = 0;
 };
 
+struct GradientReducer;  // src/train/reducer.h: combines gradients across processes
+
 class Trainer {
  public:
   // Attaches adapters (or unfreezes the last layers), tokenizes the data and
@@ -166,6 +168,9 @@ class Trainer {
   const Dataset& data() const;
   // Trains (and tests when cfg.test), saving adapters under cfg.adapter_path.
   TrainResult run(const TrainCallbacks& cb = {});
+  // Data-parallel training: `r` averages the gradients across processes before
+  // every optimizer update, and the reported losses and token counts.
+  void set_reducer(std::shared_ptr<GradientReducer> r);
 
   struct State;
 

@@ -19,6 +19,7 @@
 #include "train/memory_plan.h"
 #include "train/numpy_random.h"
 #include "train/optimizer.h"
+#include "train/reducer.h"
 #include "train/run_log.h"
 
 namespace fs = std::filesystem;
@@ -71,6 +72,7 @@ struct Trainer::State {
   RunState run;  // the position of the run (what a checkpoint saves)
   std::optional<std::vector<array>> grad_accum;
   RunLog log;
+  std::shared_ptr<GradientReducer> reducer;  // null: one process
 
   State(LoadedModel& model, TrainConfig c);
   std::vector<array> params() const;
@@ -214,10 +216,14 @@ double Trainer::State::evaluate(const Split& s, const std::vector<std::vector<in
     for (int i = 0; i < n; ++i) {
       Batch b = make_batch(s.examples, batches[order[i]], cfg.max_seq_length, cfg.mask_prompt);
       auto [loss, toks] = batch_loss(t, b, LossOptions{.pad_target = cfg.mlx_lm_compat});
-      mx::eval(loss, toks);
-      const int64_t k = toks.item<int>();
-      all_losses += loss.item<float>() * static_cast<float>(k);  // float32, as mlx-lm accumulates
-      ntokens += k;
+      array loss_sum = mx::multiply(loss, mx::astype(toks, mx::float32));
+      if (reducer) {
+        loss_sum = reducer->sum(loss_sum);
+        toks = reducer->sum(toks);
+      }
+      mx::eval(loss_sum, toks);
+      all_losses += loss_sum.item<float>();  // float32, as mlx-lm accumulates
+      ntokens += toks.item<int>();
     }
   }
   m.model->set_training(true);
@@ -246,8 +252,13 @@ std::pair<float, int64_t> Trainer::State::step(const std::vector<int>& indices, 
   if (grad_accum)
     for (size_t i = 0; i < grads.size(); ++i) grads[i] = mx::add(grads[i], (*grad_accum)[i]);
   const int k = cfg.grad_accumulation_steps;
+  if (reducer) {
+    values[0] = reducer->average({values[0]})[0];
+    values[1] = reducer->sum(values[1]);
+  }
   std::vector<array> to_eval{values[0], values[1]};
   if (it % k == 0) {
+    if (reducer) grads = reducer->average(std::move(grads));
     if (k > 1)
       for (auto& g : grads) g = mx::divide(g, array(static_cast<float>(k), g.dtype()));
     std::vector<array> updated = opt->update(p, grads);
@@ -272,6 +283,7 @@ Trainer::Trainer(LoadedModel& m, TrainConfig cfg) : s_(std::make_unique<State>(m
   }
 }
 Trainer::~Trainer() = default;
+void Trainer::set_reducer(std::shared_ptr<GradientReducer> r) { s_->reducer = std::move(r); }
 const TrainPlan& Trainer::plan() const { return s_->plan; }
 const TrainConfig& Trainer::config() const { return s_->cfg; }
 const Dataset& Trainer::data() const { return s_->data; }
