@@ -4,8 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+
+namespace mlx::core::distributed {
+struct Group;
+}
 
 namespace lmlab {
 
@@ -16,7 +21,15 @@ struct ContextOptions {
   std::optional<uint64_t> seed;        // default: time-based
   std::optional<size_t> memory_limit;  // bytes; MLX throttles scheduling above it
   std::optional<size_t> cache_limit;   // bytes of freed buffers kept for reuse
+  // Join the other ranks when this process was started by `lmlab launch` (or
+  // MLX's own variables describe a group); see launch.h.
+  bool join_launch = true;
+  std::optional<double> init_timeout;  // seconds; default LMLAB_INIT_TIMEOUT, else 60
 };
+
+// Whether a GPU backend with at least one device is present (the CUDA build
+// reports one even on machines without a GPU; this counts devices).
+bool gpu_available();
 
 class Context {
  public:
@@ -26,6 +39,11 @@ class Context {
   std::string device_name() const;  // "cpu" or "gpu (cuda)" / "gpu (metal)"
   uint64_t seed() const { return seed_; }
 
+  // The group of launched ranks this process joined; nullptr when it runs alone.
+  const mlx::core::distributed::Group* group() const { return group_.get(); }
+  int rank() const;        // 0 when alone
+  int world_size() const;  // 1 when alone
+
   // Memory statistics of the engine, in bytes.
   static size_t active_memory();
   static size_t peak_memory();
@@ -34,6 +52,7 @@ class Context {
  private:
   bool gpu_ = false;
   uint64_t seed_ = 0;
+  std::shared_ptr<const mlx::core::distributed::Group> group_;
 };
 
 }  // namespace lmlab

@@ -31,5 +31,6 @@ void setup_models(CLI::App& app);
 void setup_bench(CLI::App& app);
 void setup_lora(CLI::App& app);
 void setup_fuse(CLI::App& app);
+void setup_launch(CLI::App& app);
 
 }  // namespace lmlab::cli

@@ -1,6 +1,9 @@
 // lmlab: one binary, one command table. Errors from the library arrive here as
 // exceptions and leave as one line on stderr with a non-zero exit code (2 for
 // a wrong command line, 1 otherwise); with --json that line is a JSON object.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -8,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/errors.h"
+#include "lmlab/launch.h"
 
 namespace {
 
@@ -27,7 +31,16 @@ const lmlab::cli::Command kCommands[] = {
     {"bench", "prompt and generation tok/s, mean ± std over runs (llama-bench)", lmlab::cli::setup_bench},
     {"lora", "fine-tune with LoRA, DoRA or full fine-tuning (mlx_lm.lora's flags and YAML)", lmlab::cli::setup_lora},
     {"fuse", "merge fine-tuned adapters into the base model (re-quantized, or --dequantize)", lmlab::cli::setup_fuse},
+    {"launch", "run a command on N ranks for MLX's distributed backends (ring, nccl)", lmlab::cli::setup_launch},
 };
+
+// Under `lmlab launch`, rank 0 speaks for the job: the other ranks compute in
+// step with it and keep their stdout quiet (errors still reach stderr).
+void quiet_unless_rank_zero() {
+  if (lmlab::launched_rank() <= 0) return;
+  int null = ::open("/dev/null", O_WRONLY);
+  if (null >= 0) ::dup2(null, STDOUT_FILENO), ::close(null);
+}
 
 }  // namespace
 
@@ -36,5 +49,6 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lmlab 0.1.0");
   for (const auto& c : kCommands) c.setup(*app.add_subcommand(c.name, c.summary));
+  quiet_unless_rank_zero();
   return lmlab::cli::run(app, argc, argv);
 }
