@@ -38,6 +38,10 @@ struct LoadOptions {
   // An mlx-lm adapter folder (adapter_config.json + adapters.safetensors) to
   // apply: LoRA/DoRA adapters attached, or full fine-tuned layers swapped in.
   std::string adapter_path;
+  // Under `lmlab launch`, split the model over the Context's ranks (tensor
+  // parallelism: each rank loads only its shard; forward passes are
+  // collective). Off for data parallelism, where every rank holds it whole.
+  bool tensor_parallel = true;
 };
 
 struct LoadedModel {
@@ -48,6 +52,7 @@ struct LoadedModel {
   std::string format;  // "gguf" or "safetensors"
   Metadata gguf_metadata;  // empty for directories
   double load_seconds = 0;
+  size_t weight_bytes = 0;  // held by this process: its shard under tensor parallelism
 };
 
 // Throws std::runtime_error for missing/unreadable/corrupt files and

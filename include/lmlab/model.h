@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <mlx/array.h>
+#include <mlx/distributed/distributed.h>
 #include <nlohmann/json.hpp>
 
 #include "lmlab/nn.h"
@@ -65,6 +66,9 @@ class Model {
   Weights& weights() { return weights_; }
   mlx::core::Dtype dtype() const { return dtype_; }
   std::unique_ptr<nn::KVCache> make_cache() const;
+  // The group of ranks this model is split over by tensor parallelism (each
+  // holds a shard; forward() is collective), or nullptr for a whole model.
+  const mlx::core::distributed::Group* tensor_group() const { return tensor_group_ ? &*tensor_group_ : nullptr; }
 
  protected:
   ModelConfig config_;
@@ -72,15 +76,19 @@ class Model {
   mlx::core::Dtype dtype_;
   bool training_ = false;
   bool fused_ = true;
+  std::optional<mlx::core::distributed::Group> tensor_group_;
 };
 
 // Builds the family registered for config.model_type (aliases included):
 // sanitizes the checkpoint (the family's quirks, unused tensors), casts float
 // tensors to `dtype`, and checks every required tensor is present with the
 // right shape and that the config describes the weights (no layer left over).
-// Throws lmlab::Unsupported for unknown model types.
+// Throws lmlab::Unsupported for unknown model types. With `tensor_parallel`
+// (a group of more than one rank) each rank keeps only its shard of every
+// block (models/shard.h), cut before the weights are evaluated.
 std::unique_ptr<Model> make_model(const nlohmann::json& config, Weights weights,
-                                  mlx::core::Dtype dtype);
+                                  mlx::core::Dtype dtype,
+                                  const mlx::core::distributed::Group* tensor_parallel = nullptr);
 
 // model_type names lmlab can build.
 std::vector<std::string> supported_model_types();

@@ -154,7 +154,10 @@ LoadedModel load(const Context& ctx, const ModelOptions& o) {
                                     .adapter_path = o.adapter_path});
   }
   if (o.verbose)
-    fmt::print(stderr, "Loaded {} ({}) in {:.3f} s on {}\n", m.path, m.format, m.load_seconds, ctx.device_name());
+    fmt::print(stderr, "Loaded {} ({}) in {:.3f} s on {}{}: {:.1f} MB of weights\n", m.path, m.format,
+               m.load_seconds, ctx.device_name(),
+               ctx.world_size() > 1 ? fmt::format(", rank {} of {}", ctx.rank(), ctx.world_size()) : "",
+               m.weight_bytes / 1e6);
   return m;
 }
 

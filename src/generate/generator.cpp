@@ -6,6 +6,7 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <mlx/distributed/ops.h>
 #include <mlx/mlx.h>
 
 #include "generate/sampler.h"
@@ -24,6 +25,18 @@ namespace {
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Under tensor parallelism every rank runs the generation loop on identical
+// logits; all of them take rank 0's draw (one 4-byte all-sum per token), so no
+// difference in a reduction's last bit or in a sampler's state can ever make
+// their token streams, and so their collective forward passes, diverge.
+// The other ranks contribute token · 0, not a constant zero: their draw must
+// depend on their forward pass, or MLX would run this all-sum without it and
+// the ranks' collectives would fall out of step.
+mx::array follow_rank_zero(const mx::array& token, const mx::distributed::Group& group) {
+  const mx::array keep(group.rank() == 0 ? 1 : 0, token.dtype());
+  return mx::distributed::all_sum(mx::multiply(token, keep), group);
 }
 
 std::vector<int> eos_set(const LoadedModel& m) {
@@ -115,6 +128,7 @@ struct Generator::State {
     if (opts.sampler.repetition_penalty != 1.0f && !recent.empty())
       hist = mx::array(recent.begin(), {static_cast<int>(recent.size())}, mx::int32);
     Pending p{.token = sampler.sample(logits, hist), .logprob = {}, .top_ids = {}, .top_logprobs = {}};
+    if (const auto* group = m.model->tensor_group()) p.token = follow_rank_zero(p.token, *group);
     if (opts.logprobs >= 0) {
       mx::array flat = mx::astype(mx::reshape(logits, {-1}), mx::float32);
       mx::array lp = mx::subtract(flat, mx::logsumexp(flat, -1, /*keepdims=*/true));

@@ -44,6 +44,10 @@ void choose_activations(const Context& ctx, const LoadOptions& opts, Weights& w)
   }
 }
 
+const mx::distributed::Group* shard_group(const Context& ctx, const LoadOptions& opts) {
+  return opts.tensor_parallel ? ctx.group() : nullptr;
+}
+
 std::optional<ChatTemplate> template_from(const std::string& source, const std::string& where) {
   if (source.empty()) return std::nullopt;
   try {
@@ -58,7 +62,7 @@ void load_gguf(const Context& ctx, const LoadOptions& opts, const fs::path& path
   json config = models::gguf_config(g);
   Weights weights = models::gguf_weights(io::read_gguf_tensors(g), config);
   choose_activations(ctx, opts, weights);
-  out.model = make_model(config, std::move(weights), compute_dtype(ctx, opts, config));
+  out.model = make_model(config, std::move(weights), compute_dtype(ctx, opts, config), shard_group(ctx, opts));
   out.tokenizer = Tokenizer::from_gguf(g.meta);
   out.chat_template = template_from(out.tokenizer.chat_template(), path.string());
   out.format = "gguf";
@@ -69,7 +73,7 @@ void load_dir(const Context& ctx, const LoadOptions& opts, const fs::path& dir, 
   io::ModelDir m = io::read_model_dir(dir);
   auto dtype = compute_dtype(ctx, opts, m.config);
   choose_activations(ctx, opts, m.weights);
-  out.model = make_model(m.config, std::move(m.weights), dtype);
+  out.model = make_model(m.config, std::move(m.weights), dtype, shard_group(ctx, opts));
   out.tokenizer = Tokenizer::from_file(dir);
   out.chat_template = template_from(out.tokenizer.chat_template(), dir.string());
   out.format = "safetensors";
@@ -106,6 +110,7 @@ LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   out.model->set_fused(opts.fused);
   if (!opts.adapter_path.empty()) io::apply_adapters(out.model->weights(), io::read_adapter_dir(opts.adapter_path));
   mx::eval(out.model->weights().arrays());
+  out.weight_bytes = out.model->weights().nbytes();
   out.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

@@ -10,6 +10,7 @@
 
 #include "lmlab/core.h"
 #include "models/family.h"
+#include "models/shard.h"
 
 namespace mx = mlx::core;
 using json = nlohmann::json;
@@ -138,7 +139,8 @@ std::unique_ptr<nn::KVCache> Model::make_cache() const {
   return std::make_unique<nn::KVCache>(config_.num_hidden_layers);
 }
 
-std::unique_ptr<Model> make_model(const json& config_in, Weights weights, mx::Dtype dtype) {
+std::unique_ptr<Model> make_model(const json& config_in, Weights weights, mx::Dtype dtype,
+                                  const mx::distributed::Group* tensor_parallel) {
   const std::string type = config_in.is_object() && config_in.contains("model_type") && config_in["model_type"].is_string()
                                ? config_in["model_type"].get<std::string>()
                                : std::string();
@@ -158,7 +160,13 @@ std::unique_ptr<Model> make_model(const json& config_in, Weights weights, mx::Dt
   models::drop_unused(weights, c);
   models::cast_floats(weights, dtype);
   models::check_layer_count(weights, c);
-  return family->make(c, std::move(weights), dtype);
+  std::unique_ptr<Model> model = family->make(c, std::move(weights), dtype);
+  if (tensor_parallel && tensor_parallel->size() > 1) {
+    auto* t = dynamic_cast<models::Transformer*>(model.get());
+    if (!t) throw Unsupported(fmt::format("[model] {} models cannot be split over ranks", family->name));
+    models::shard(*t, *tensor_parallel);
+  }
+  return model;
 }
 
 std::vector<std::string> supported_model_types() {

@@ -46,6 +46,12 @@ Transformer::Transformer(ModelConfig config, TransformerSpec spec, Weights weigh
   for (const auto& b : spec_.blocks) b.check(weights_);
 }
 
+void Transformer::set_blocks(std::vector<nn::DecoderBlock> blocks, const mx::distributed::Group& group) {
+  for (const auto& b : blocks) b.check(weights_);
+  spec_.blocks = std::move(blocks);
+  tensor_group_ = group;
+}
+
 const std::string& Transformer::head_module() const {
   return weights_.contains(spec_.head + ".weight") ? spec_.head : spec_.embed;
 }

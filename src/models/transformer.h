@@ -43,6 +43,9 @@ class Transformer : public Model {
   // The module the output head reads: spec.head, or the embedding when tied.
   const std::string& head_module() const;
   const TransformerSpec& spec() const { return spec_; }
+  // Replaces the blocks with their tensor-parallel shards (models/shard.cpp,
+  // after it cut the weights) and checks them against the weights.
+  void set_blocks(std::vector<nn::DecoderBlock> blocks, const mlx::core::distributed::Group& group);
 
  private:
   mlx::core::array run(const mlx::core::array& tokens, nn::KVCache* cache, nn::Hooks* hooks,

@@ -6,8 +6,10 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <mlx/distributed/ops.h>
 #include <mlx/mlx.h>
 
+#include "lmlab/core.h"
 #include "nn/cpu/cpu_attention.h"
 #include "nn/cpu/decoder_step.h"
 #include "nn/cuda/decoder_step.h"
@@ -116,13 +118,14 @@ array DecoderBlock::norm(const Weights& w, const std::string& name, const array&
 
 array DecoderBlock::operator()(const Weights& w, const array& h, ForwardState& st) const {
   if (auto out = fused(w, h, st)) return *out;
+  const bool hooks_here = hooked(st);
   array a = attention(w, norm(w, names_.in_norm, h), st);
   if (spec_.sandwich_norms) a = norm(w, names_.attn_out_norm, a);
   array h1 = mx::add(h, a);
   array m = mlp(w, norm(w, names_.mlp_norm, h1), st);
   if (spec_.sandwich_norms) m = norm(w, names_.mlp_out_norm, m);
   array out = mx::add(h1, m);
-  if (st.hooks && st.hooks->wants(layer_)) {
+  if (hooks_here) {
     out = st.hooks->apply(names_.hook_residual, out);
     if (st.hooks->residual) st.hooks->capture(names_.hook_residual, out);
   }
@@ -140,7 +143,7 @@ array DecoderBlock::attention(const Weights& w, const array& x, ForwardState& st
   array q = rope(heads(names_.q, spec_.heads, spec_.qk_norm ? &names_.q_norm : nullptr), st.offset);
   array k = rope(heads(names_.k, spec_.kv_heads, spec_.qk_norm ? &names_.k_norm : nullptr), st.offset);
   array v = heads(names_.v, spec_.kv_heads, nullptr);
-  const bool hooked = st.hooks && st.hooks->wants(layer_);
+  const bool hooked = this->hooked(st);
   if (hooked) {
     const std::string& p = names_.hook_attn;
     q = st.hooks->apply(p + ".q", q);
@@ -155,25 +158,51 @@ array DecoderBlock::attention(const Weights& w, const array& x, ForwardState& st
   if (st.cache) std::tie(k, v) = st.cache->update(layer_, k, v);
   array o = attend(q, k, v, spec_.scale(), spec_.sliding_window, st.hooks, hooked, names_.hook_attn);
   o = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, L, spec_.heads * Dh});
-  return Linear::view(w, names_.o)(o, st.training);
+  return project_to_all(w, names_.o, o, st.training);
 }
 
 array DecoderBlock::mlp(const Weights& w, const array& x, ForwardState& st) const {
   array gate = Linear::view(w, names_.gate)(x, st.training);
   array up = Linear::view(w, names_.up)(x, st.training);
   array act = spec_.activation == Activation::silu ? swiglu(gate, up) : geglu(gate, up);
-  if (st.hooks && st.hooks->wants(layer_)) {
+  if (hooked(st)) {
     act = st.hooks->apply(names_.hook_mlp, act);
     if (st.hooks->mlp) st.hooks->capture(names_.hook_mlp, act);
   }
-  return Linear::view(w, names_.down)(act, st.training);
+  return project_to_all(w, names_.down, act, st.training);
+}
+
+array DecoderBlock::project_to_all(const Weights& w, const std::string& name, const array& x, bool training) const {
+  Linear l = Linear::view(w, name);
+  if (!spec_.group) return l(x, training);
+  // mlx-lm's ShardedToAllLinear: each rank multiplies its slice of the inputs
+  // by its slice of W's columns; the sum over ranks is x Wᵀ, then the bias.
+  std::optional<array> bias = std::move(l.bias);
+  l.bias.reset();
+  array y = mx::distributed::all_sum(l(x, training), *spec_.group);
+  return bias ? mx::add(y, *bias) : y;
+}
+
+bool DecoderBlock::hooked(const ForwardState& st) const {
+  if (!st.hooks || !st.hooks->wants(layer_)) return false;
+  if (!spec_.group) return true;
+  if (st.hooks->attention || st.hooks->qkv || st.hooks->mlp || st.hooks->edit)
+    throw Unsupported(fmt::format(
+        "[block] layer {}: under tensor parallelism a rank holds {} of the model's heads, so attention, q/k/v and "
+        "MLP captures and activation edits are not available; run without lmlab launch (residual captures work)",
+        layer_, spec_.heads));
+  return true;
 }
 
 std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, ForwardState& st) const {
   const int B = h.shape(0), L = h.shape(1);
   const bool gpu = mx::default_device() == mx::Device::gpu;
   const int max_rows = gpu ? cuda::kMaxRows : cpu::kDecoderStepMaxRows;
-  if (!st.fused || !st.cache || st.hooks || st.training || B * L > max_rows || spec_.mlp != MlpKind::dense) return std::nullopt;
+  // Under tensor parallelism the step would need an all-sum between its
+  // attention and MLP halves: it declines, and the composed block runs.
+  if (spec_.group || !st.fused || !st.cache || st.hooks || st.training || B * L > max_rows ||
+      spec_.mlp != MlpKind::dense)
+    return std::nullopt;
   if (gpu ? (h.dtype() != mx::float16 && h.dtype() != mx::bfloat16) : h.dtype() != mx::float32) return std::nullopt;
   std::optional<QuantizedLinear> p[7];
   const auto projections = names_.projections();

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <mlx/array.h>
+#include <mlx/distributed/distributed.h>
 
 #include "lmlab/nn.h"
 #include "lmlab/weights.h"
@@ -45,6 +46,11 @@ struct BlockSpec {
   // Shared by the blocks that use the same rotation, so a forward pass builds
   // each rotary table once.
   std::shared_ptr<const RoPE> rope;
+  // Tensor parallelism (models/shard.cpp): this rank holds `heads`/`kv_heads`
+  // of the model's heads and a slice of the MLP's columns; the o and down
+  // projections' partial products are all-summed over the group (their biases
+  // added once, after the sum), so the block's output is the whole model's.
+  std::optional<mlx::core::distributed::Group> group;
 
   float scale() const;
 };
@@ -96,6 +102,11 @@ class DecoderBlock {
   array norm(const Weights& w, const std::string& name, const array& x) const;
   array attention(const Weights& w, const array& x, ForwardState& st) const;
   array mlp(const Weights& w, const array& x, ForwardState& st) const;
+  // x through a row-split projection (o, down): the sum over the group's ranks.
+  array project_to_all(const Weights& w, const std::string& name, const array& x, bool training) const;
+  // Whether hooks see this layer's internals (never under tensor parallelism,
+  // where a rank holds only some heads: it refuses hooks that ask for them).
+  bool hooked(const ForwardState& st) const;
   // The fused CPU step when it applies; nullopt leaves h to the composed block.
   std::optional<array> fused(const Weights& w, const array& h, ForwardState& st) const;
 
