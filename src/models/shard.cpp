@@ -6,6 +6,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/core.h"
+#include "lmlab/ggml.h"
 #include "nn/linear.h"
 
 namespace mx = mlx::core;
@@ -75,11 +76,16 @@ void cut_outputs(Weights& w, const std::string& name, int begin, int end, std::v
 // (in, r) by row. The bias stays whole: the block adds it after the all-sum.
 void cut_inputs(Weights& w, const std::string& name, int begin, int end, std::vector<array>& made, int layer) {
   const QuantSpec* q = w.quant(name);
-  const int words_per = q ? 32 : 1, bits = q ? q->bits : 1, gs = q ? q->group_size : 1;
+  const int gs = q ? q->group_size : 1;
+  // Stored columns per group: uint32 words of `bits`-bit values (affine), or
+  // one whole block's bytes (raw ggml blocks, whose group is the block).
+  int stored_per_group = q ? gs * q->bits / 32 : 1;
+  if (q && io::is_ggml_mode(q->mode))
+    stored_per_group = io::ggml_block(static_cast<uint32_t>(io::ggml_mode_type(q->mode)))->bytes;
   auto put = [&](const std::string& t, int axis, int b, int e) {
     if (const array* a = w.find(t)) w.set(t, cut(*a, axis, b, e)), made.push_back(w.at(t));
   };
-  put(name + ".weight", 1, begin * bits / words_per, end * bits / words_per);
+  put(name + ".weight", 1, begin / gs * stored_per_group, end / gs * stored_per_group);
   put(name + ".scales", 1, begin / gs, end / gs);
   put(name + ".biases", 1, begin / gs, end / gs);
   put(name + ".lora_a", 0, begin, end);

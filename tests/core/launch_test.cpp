@@ -222,8 +222,10 @@ TEST(Launch, CommandThatCannotRunIsAnError) {
 
 TEST(Launch, StdinReachesEveryRank) {
   auto dir = temp_dir("launch-stdin");
+  // Each rank writes its line at once: rank 0's bytes pass through as they
+  // come, so a line it wrote in two pieces could have rank 1's line between them.
   const std::string cmd = "printf 'hello' | " + lmlab_binary() +
-                          " launch -n 2 -- sh -c 'cat; echo \" $MLX_RANK\"' > " + (dir / "out").string();
+                          " launch -n 2 -- sh -c 'x=$(cat); echo \"$x $MLX_RANK\"' > " + (dir / "out").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::ifstream f(dir / "out");
   std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -42,8 +42,10 @@ namespace {
 
 namespace mx = mlx::core;
 
-const std::vector<std::string> kTiny = {"llama",  "llama_q4", "llama3_scaled", "llama3_scaled_q4", "mistral",
-                                        "mistral_q4", "qwen2", "qwen2_q4",     "qwen3",            "qwen3_q4"};
+const std::vector<std::string> kTiny = {"llama",      "llama_q4",    "llama3_scaled",  "llama3_scaled_q4",
+                                        "mistral",    "mistral_q4",  "qwen2",          "qwen2_q4",
+                                        "qwen3",      "qwen3_q4",    "gemma3_text",    "gemma3_text_q4",
+                                        "gemma3_text_q5"};
 
 // ---------------------------------------------------------------------------
 // The rank side.
@@ -60,7 +62,7 @@ const mx::distributed::Group& group() {
 }
 
 std::unique_ptr<Model> load_tiny(const std::string& name, bool sharded) {
-  io::ModelDir d = io::read_model_dir(fixtures_dir() / "model" / "tiny" / name);
+  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
   auto m = make_model(d.config, std::move(d.weights), mx::float32, sharded ? &group() : nullptr);
   mx::eval(m->weights().arrays());
   return m;
@@ -133,7 +135,7 @@ TEST(TensorParallelRank, TinyFamiliesMatchTheWholeModel) {
     EXPECT_NE(shard->tensor_group(), nullptr);
     expect_exact_slices(*whole, *shard, name);
     expect_partition(*whole, *shard, whole->config().num_key_value_heads < group().size(), name);
-    auto [g, _] = mx::load_safetensors((fixtures_dir() / "model" / "tiny" / name / "golden.safetensors").string());
+    auto [g, _] = mx::load_safetensors((tiny_checkpoint_dir(name) / "golden.safetensors").string());
     const float full = max_diff(shard->forward(g.at("ids")), whole->forward(g.at("ids")));
     std::vector<int> ids = {5, 9, 2, 41, 7, 3, 11, 19};
     EXPECT_EQ(greedy(*shard, ids, 12), greedy(*whole, ids, 12)) << name;
