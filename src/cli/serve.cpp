@@ -29,6 +29,11 @@ void run_serve(ServeCliOptions o) {
     throw std::invalid_argument(fmt::format("[serve] --max-tokens {} is above --max-tokens-limit {}",
                                             o.serve.limits.default_max_tokens, o.serve.limits.max_tokens));
   Context ctx = make_context(o.model);
+  // Every rank would need each request rank 0 receives (docs/distributed.md).
+  if (ctx.world_size() > 1)
+    throw Unsupported(fmt::format("[serve] serving from {} ranks (lmlab launch) is not supported yet: the other ranks "
+                                  "do not receive rank 0's requests; run lmlab serve as one process",
+                                  ctx.world_size()));
   LoadedModel m = load(ctx, o.model);
   o.serve.device = ctx.device_name();
   server::serve(m, o.serve, [&](const std::string& url) {
