@@ -173,6 +173,8 @@ int run(CLI::App& app, int argc, char** argv) {
     return report({e.what(), "invalid_argument", 1}, json);
   } catch (const std::bad_alloc&) {
     return report({"[memory] out of memory; try a smaller model, prompt or selection", "runtime_error", 1}, json);
+  } catch (const ExitError& e) {
+    return report({e.what(), "runtime_error", e.code}, json);
   } catch (const std::runtime_error& e) {
     return report({e.what(), "runtime_error", 1}, json);
   } catch (const std::exception& e) {

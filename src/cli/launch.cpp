@@ -63,10 +63,7 @@ void run_launch(LaunchCliOptions& o) {
       fmt::print(stderr, "[launch] rank {}: pid {}, {} after {:.2f} s, peak resident {:.1f} MB\n", e.rank, e.pid,
                  e.signal ? fmt::format("signal {}", e.signal) : fmt::format("exit {}", e.status), e.seconds,
                  e.max_rss_kb / 1024.0);
-  if (r.exit_code() == 0) return;
-  std::fflush(stdout);
-  fmt::print(stderr, "error: {}\n", r.failure());
-  throw CLI::RuntimeError(r.exit_code());
+  if (r.exit_code() != 0) throw ExitError(r.failure(), r.exit_code());
 }
 
 }  // namespace

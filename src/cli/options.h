@@ -26,6 +26,14 @@ class UsageError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// A failure that carries its own exit code (lmlab launch exits with the
+// failing rank's status); reported like a runtime_error.
+class ExitError : public std::runtime_error {
+ public:
+  ExitError(const std::string& what, int code) : std::runtime_error(what), code(code) {}
+  int code;
+};
+
 // Runs `check` (a library validate call) and reports what it throws as a usage error.
 template <typename F>
 void check_usage(F&& check) {
