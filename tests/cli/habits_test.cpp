@@ -55,18 +55,21 @@ TEST(Habits, EachShortFlagMeansOneThingInEveryCommand) {
   // lmlab bench takes llama-bench's flags, as its users type them: there -p
   // and -n are the prompt and generation lengths (lists), the same two
   // quantities the other commands' -p (the prompt) and -n (tokens) name.
-  std::map<std::string, std::set<std::string>> bench;
+  // lmlab launch takes mlx.launch's: -n is the number of ranks.
+  std::map<std::string, std::set<std::string>> bench, launch;
   for (const auto& c : cmds) {
     CliRun r = lmlab(c + " --help");
     ASSERT_EQ(r.code, 0) << c;
     std::istringstream help(r.out);
     for (std::string line; std::getline(help, line);) {
       std::smatch m;
-      if (std::regex_search(line, m, flag) && m[1] != "-h") (c == "bench" ? bench : meaning)[m[1]].insert(m[2]);
+      if (!std::regex_search(line, m, flag) || m[1] == "-h") continue;
+      (c == "bench" ? bench : c == "launch" ? launch : meaning)[m[1]].insert(m[2]);
     }
   }
   EXPECT_EQ(bench["-p"], std::set<std::string>{"--prompt-lengths"});
   EXPECT_EQ(bench["-n"], std::set<std::string>{"--gen-lengths"});
+  EXPECT_EQ(launch["-n"], std::set<std::string>{"--ranks"});
   for (const auto& [s, longs] : meaning)
     EXPECT_EQ(longs.size(), 1u) << s << " means " << testing::PrintToString(longs);
   EXPECT_EQ(meaning["-n"], std::set<std::string>{"--max-tokens"});  // llama.cpp's -n
