@@ -108,6 +108,10 @@ LoadedModel load_model(const Context& ctx, const LoadOptions& opts) {
   if (fs::is_directory(path)) load_dir(ctx, opts, path, out);
   else load_gguf(ctx, opts, path, out);
   out.model->set_fused(opts.fused);
+  if (!opts.adapter_path.empty() && out.model->tensor_group())
+    throw Unsupported(fmt::format("[load] {}: adapters on a model split over {} ranks are not supported yet (each "
+                                  "rank holds a slice of every projection); run without lmlab launch",
+                                  opts.adapter_path, out.model->tensor_group()->size()));
   if (!opts.adapter_path.empty()) io::apply_adapters(out.model->weights(), io::read_adapter_dir(opts.adapter_path));
   mx::eval(out.model->weights().arrays());
   out.weight_bytes = out.model->weights().nbytes();
