@@ -82,6 +82,11 @@ void run_lora(const LoraCliOptions& o) {
   ModelOptions mo{.model = cfg.model, .dtype = cfg.dtype, .device = o.device};
   if (!cfg.train) mo.adapter_path = cfg.adapter_path;  // --test alone: evaluate the saved adapters
   Context ctx = make_context(mo, cfg.seed);
+  // Every rank would train its own copy and write the same files (docs/distributed.md).
+  if (ctx.world_size() > 1)
+    throw Unsupported(fmt::format("[lora] training on {} ranks (lmlab launch) is not supported yet: the ranks would "
+                                  "not share batches or gradients; run lmlab lora as one process",
+                                  ctx.world_size()));
   fmt::print("Loading pretrained model\n");
   std::fflush(stdout);
   LoadedModel m = load(ctx, mo);
