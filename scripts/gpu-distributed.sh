@@ -6,7 +6,8 @@
 #   scripts/gpu-distributed.sh RUN_DIR
 #
 # RUN_DIR holds lmlab (the CUDA build), lib/ (its non-system shared libraries)
-# and make_models.py (../shared/tools/gpu-bench/). Expected elsewhere, as
+# and tokenizer/ (the Llama 3 tokenizer), as gpu-check.sh unpacks gpu-pack.sh's
+# archive into /tmp/lmlab-gpu, plus make_models.py (../shared/tools/gpu-bench/). Expected elsewhere, as
 # gpu-check.sh and the gpu-bench calls lay them out:
 #   /tmp/mlx/mlx/lib/libmlx.so and /tmp/mlx/mlx/include  (MLX CUDA, headers for NVRTC)
 #   /tmp/home/models/SmolLM2-135M-Instruct.Q4_1.gguf     (the default model)
@@ -21,7 +22,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTHONUNBUFFERED=1 PYTHONPATH=$SITE LMLAB_HOME=/tmp/home MLX_ENABLE_TF32=0
 export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NV=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o -type d -path '*site-packages/nvidia/*/lib' -print 2>/dev/null | tr '\n' ':')
-export LD_LIBRARY_PATH=/tmp/mlx/mlx/lib:$R/lib:$NV${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=/tmp/mlx/mlx/lib:$R/lib:$SITE/mlx/lib:$NV${LD_LIBRARY_PATH:-}
 L=$R/lmlab
 OUT=${OUT:-/tmp/dist-out}
 mkdir -p "$OUT" /tmp/m
@@ -56,7 +57,7 @@ python3 -c "import json; print(json.load(open('$OUT/two_float32.json'))['text'][
 
 echo "== step 3: the 8B-shaped 4-bit model (random weights, Llama-3-8B shape, group 64)"
 M8=/tmp/m/llama8b-4bit
-[ -f $M8/config.json ] || TOK_DIR=${TOK_DIR:-$R/tokenizers/llama3} python3 $R/make_models.py mlx $M8 llama8b 2>&1 | tail -2
+[ -f $M8/config.json ] || TOK_DIR=${TOK_DIR:-$R/tokenizer} python3 $R/make_models.py mlx $M8 llama8b 2>&1 | tail -2
 python3 -c "print('The history of science is long. ' * 73, end='')" > /tmp/prompt512.txt
 # Warm-up: MLX compiles its CUDA kernels at first use (NVRTC); both layouts, so the cache holds both.
 timeout 600 $L generate --device gpu -m $M8 --no-chat-template --ignore-eos --max-tokens 8 --json < /tmp/prompt512.txt > /dev/null
