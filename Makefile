@@ -60,8 +60,8 @@ fixtures: setup-test model
 	scripts/make-fixtures.sh
 
 # libFuzzer targets (tokenizer.json, chat templates, serve's request bodies,
-# GGUF, safetensors and config.json), run briefly from the corpora in tests/fuzz/seeds.
-FUZZERS = tokenizer chat_template http_body gguf safetensors config
+# GGUF, safetensors, config.json and fine-tuning JSONL), run briefly from the corpora in tests/fuzz/seeds.
+FUZZERS = tokenizer chat_template http_body gguf safetensors config jsonl
 fuzz: setup-test
 	$(STAMP)
 	CXX=clang++-14 cmake -S . -B build-fuzz -DLMLAB_BUILD_FUZZERS=ON -DLMLAB_BUILD_TESTS=OFF > build-fuzz.configure.log 2>&1 || (cat build-fuzz.configure.log; exit 1)

@@ -24,6 +24,12 @@ std::vector<std::string> match_tensors(const Model& m, const std::string& patter
   std::vector<std::string> out;
   for (const auto& [name, a] : w.items())
     if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) out.push_back(name);
+  // A tied model has no head of its own: the logits come from the embedding.
+  if (out.empty() && m.config().tie_word_embeddings && pattern.starts_with("lm_head"))
+    throw std::invalid_argument(fmt::format(
+        "[weights] no tensor matches '{}': this model ties its output head to its input embedding "
+        "(tie_word_embeddings), so the head is 'model.embed_tokens.weight' (editing it changes both)",
+        pattern));
   if (out.empty())
     throw std::invalid_argument(fmt::format(
         "[weights] no tensor matches '{}' (try 'lmlab inspect' for the names, or a glob like "
