@@ -1,5 +1,6 @@
 // Generator (the token stream behind generate()) on the default model: steps
-// concatenate to generate()'s text and tokens, stop() ends the stream, stop
+// concatenate to generate()'s text and tokens, greedy output with a repetition
+// penalty and chunked prefill is mlx-lm's, stop() ends the stream, stop
 // strings never reach the text, max_tokens bounds it, bad prompts throw.
 #include "lmlab/generate.h"
 #include "models/model_test_util.h"
@@ -33,6 +34,33 @@ TEST(Generator, StepsMakeUpGenerateResult) {
   EXPECT_EQ(g.result().stats.generation_tokens, static_cast<int>(tokens.size()));
   EXPECT_GT(g.result().stats.prompt_tps, 0);
   EXPECT_FALSE(g.next());  // stays ended
+}
+
+TEST(Generator, GreedyWithRepetitionPenaltyMatchesMlxLm) {
+  // mlx-lm's generate_step on the float32 copy of the same weights
+  // (model_golden.py): 5-token prefill chunks, a repetition penalty over the
+  // last 20 tokens of prompt and output, greedy picks. The logits agree within
+  // ~1e-4, so every step whose penalized top-2 margin exceeds 1e-3 must pick
+  // the same token; the comparison ends at the first closer call.
+  const auto path = fixtures_dir() / "model" / "mlxlm_generate_penalty.json";
+  LMLAB_REQUIRE_FILE(path);
+  const auto golden = read_json(path);
+  ASSERT_GE(golden["cases"].size(), 4u);
+  GenerateOptions opts{.max_tokens = 32, .stop_at_eos = false, .prefill_step = golden["prefill_step"].get<int>()};
+  opts.sampler.repetition_penalty = golden["repetition_penalty"].get<float>();
+  opts.sampler.repetition_context = golden["repetition_context"].get<int>();
+  int compared = 0;
+  for (const auto& c : golden["cases"]) {
+    const auto want = c["greedy"].get<std::vector<int>>();
+    const auto margins = c["margins"].get<std::vector<float>>();
+    const auto got = generate(model(), c["ids"].get<std::vector<int>>(), opts).tokens;
+    ASSERT_EQ(got.size(), want.size());
+    size_t i = 0;
+    for (; i < want.size() && margins[i] > 1e-3f; ++i) ASSERT_EQ(got[i], want[i]) << "step " << i;
+    compared += static_cast<int>(i);
+  }
+  EXPECT_GE(compared, 100);
+  std::printf("[ generate ] %d penalized greedy steps match mlx-lm\n", compared);
 }
 
 TEST(Generator, StopEndsTheStream) {

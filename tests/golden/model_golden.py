@@ -5,8 +5,10 @@
 2. mlx-lm on MLX-format copies of the same model made without lmlab's code:
    the GGUF is dequantized to float32 with the `gguf` package (q/k rows
    un-permuted back to the HF layout) and written as an HF safetensors dir;
-   `mlx_lm.convert -q` makes a 4-bit group-32 MLX dir from it. Logits and greedy
-   continuations of mlx-lm on both are saved for the same prompt ids.
+   `mlx_lm.convert -q` makes a 4-bit group-32 MLX dir from it. Logits, top-5
+   next-token probabilities and greedy continuations of mlx-lm on both are
+   saved for the same prompt ids, and mlx-lm's generation loop (chunked
+   prefill, repetition penalty) on the float32 copy.
 3. Tiny random-weight checkpoints of every family lmlab supports, built with
    mlx-lm's own model classes, with their float32 logits on random ids.
 """
@@ -173,8 +175,41 @@ def mlxlm_golden(model_dir, cases, out_file):
             tok = int(mx.argmax(out[0, -1]).item())
             greedy.append(tok)
             out = model(mx.array([[tok]]), cache=cache)
-        res.append({"ids": ids, "logits": np.array(logits).tolist(), "greedy": greedy})
+        # The next-token distribution at temperatures 1 and 0.5, by mlx-lm's MLX
+        # (softmax of logits / t): the independent value behind `predict`'s test.
+        top = np.argsort(-np.array(logits))[:5]
+        probs = {t: np.array(mx.softmax(logits / t)) for t in (1.0, 0.5)}
+        top_probs = [[int(i), float(probs[1.0][i]), float(probs[0.5][i])] for i in top]
+        res.append({"ids": ids, "logits": np.array(logits).tolist(), "greedy": greedy, "top": top_probs})
     out_file.write_text(json.dumps({"cases": res}))
+
+
+PENALTY = 1.3  # repetition penalty of the generation golden, over the last 20 tokens
+PENALTY_PREFILL_STEP = 5
+
+
+def mlxlm_generation_golden(model_dir, cases, out_file):
+    """mlx-lm's own generation loop (generate_step: chunked prefill, the
+    repetition penalty as a logits processor, greedy sampler) on the first
+    prompts, with the top-2 margin of each step's penalized log-probabilities."""
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.generate import generate_step
+    from mlx_lm.sample_utils import make_logits_processors
+
+    model, _ = load(str(model_dir))
+    res = []
+    for c in cases[:4]:
+        procs = make_logits_processors(repetition_penalty=PENALTY, repetition_context_size=20)
+        tokens, margins = [], []
+        for tok, logprobs in generate_step(mx.array(c["ids"]), model, max_tokens=GREEDY_TOKENS,
+                                           logits_processors=procs, prefill_step_size=PENALTY_PREFILL_STEP):
+            top2 = np.sort(np.array(logprobs, dtype=np.float32))[-2:]
+            tokens.append(int(tok))
+            margins.append(float(top2[1] - top2[0]))
+        res.append({"ids": c["ids"], "greedy": tokens, "margins": margins})
+    out_file.write_text(json.dumps({"repetition_penalty": PENALTY, "repetition_context": 20,
+                                    "prefill_step": PENALTY_PREFILL_STEP, "cases": res}))
 
 
 TINY = {
@@ -200,11 +235,13 @@ TINY = {
     "mistral": ("llama", dict(model_type="mistral", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
                               num_attention_heads=8, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=160,
                               rope_theta=1000000.0, tie_word_embeddings=False)),
+    # Qwen checkpoints use eps 1e-6, which moves these tiny logits by only ~4e-5;
+    # 2e-5 and 3e-5 (neither a default) make a dropped or misread eps show (~1e-3).
     "qwen2": ("qwen2", dict(model_type="qwen2", hidden_size=64, num_hidden_layers=2, intermediate_size=96,
-                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, vocab_size=160,
+                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=2e-5, vocab_size=160,
                             tie_word_embeddings=True)),
     "qwen3": ("qwen3", dict(model_type="qwen3", hidden_size=64, num_hidden_layers=2, intermediate_size=96,
-                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, vocab_size=160,
+                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=3e-5, vocab_size=160,
                             max_position_embeddings=512, head_dim=32, tie_word_embeddings=False,
                             rope_theta=1000000.0)),
 }
@@ -256,6 +293,7 @@ def main():
     shutil.rmtree(f32, ignore_errors=True)
     write_hf_f32(f32)
     mlxlm_golden(f32, cases, dest / "mlxlm_f32.json")
+    mlxlm_generation_golden(f32, cases, dest / "mlxlm_generate_penalty.json")
     q4 = dest / "smollm2-mlx-q4"
     shutil.rmtree(q4, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "mlx_lm", "convert", "--hf-path", str(f32), "--mlx-path", str(q4),
