@@ -1,6 +1,6 @@
 // Every family on a tiny random-weight checkpoint built with mlx-lm's own model
 // code (tests/golden/model_golden.py, and families_golden.py for the families
-// added later): float32 logits agree within 2.5e-5, float
+// added later): float32 logits agree within 10x the measured difference, float
 // and quantized (4-bit group 32 with an 8-bit per-layer override), and decoding
 // token by token through the KV cache equals the full forward pass.
 #include <fmt/format.h>
@@ -28,10 +28,13 @@ TEST_P(Family, LogitsMatchMlxLm) {
   auto [g, _] = mx::load_safetensors((dir / "golden.safetensors").string());
   mx::array got = mx::astype(model->forward(g.at("ids")), mx::float32);
   float diff = mx::max(mx::abs(mx::subtract(got, g.at("logits")))).item<float>();
-  // Measured <= 2.5e-6 (x86-64); the bound is 10x that. RMSNorm without its
-  // epsilon moves these logits by 7e-4 or more (model_golden.py picks the eps).
-  std::printf("[ family   ] %s: max |logit diff| = %.3g (bound 2.5e-5)\n", GetParam().c_str(), diff);
-  EXPECT_LT(diff, 2.5e-5f);
+  // Measured <= 2.5e-6 on the Llama-style checkpoints (x86-64) and <= 3e-5 on
+  // Gemma 3's, whose logits are ~3x larger and pass four norms per block; each
+  // bound is 10x its measured value. RMSNorm without its epsilon moves the
+  // Llama-style logits by 7e-4 or more (model_golden.py picks the eps).
+  const float bound = GetParam().rfind("gemma3", 0) == 0 ? 3e-4f : 2.5e-5f;
+  std::printf("[ family   ] %s: max |logit diff| = %.3g (bound %.2g)\n", GetParam().c_str(), diff, bound);
+  EXPECT_LT(diff, bound);
 }
 
 TEST_P(Family, CachedDecodeEqualsFullForward) {
