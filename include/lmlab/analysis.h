@@ -268,6 +268,9 @@ enum class EditOp {
   ShiftWords,   // packed words: uint32(int64(word) - value), the seed notebook's edit
   ShiftFields,  // every n-bit field + value, clamped to [0, 2^bits - 1]
   FlipBits,     // flip stored bits at `rate` or at `positions` (flat bit indices)
+  Requantize,   // affine re-quantization to `value` bits, group `group_size`: a quantized
+                // module changes its format; a dense tensor keeps its dtype and takes the
+                // dequantized values (the same numbers a quantized copy would hold)
 };
 EditOp parse_edit_op(const std::string& name);  // "zero", "scale", ... "flip-bits"
 std::string edit_op_name(EditOp op);
@@ -280,6 +283,7 @@ struct EditSpec {
   double rate = 0;                  // FlipBits: probability per bit
   std::vector<int64_t> positions{};   // FlipBits: flat bit indices into the stored tensor
   uint64_t seed = 0;                // Noise and FlipBits
+  int group_size = 64;              // Requantize
 };
 
 struct EditRecord {
@@ -298,8 +302,8 @@ uint64_t weights_hash(const Model& m, const std::vector<std::string>& names = {}
 
 // A reversible edit log over a model's Weights. Edits replace array handles in
 // the model (never writing into shared buffers); restore() puts the original
-// handles back, so the model is bit-exactly what it was (check with
-// weights_hash). Borrows the model, which must outlive it; not thread-safe,
+// handles (and quantization formats) back, so the model is bit-exactly what it
+// was (check with weights_hash). Borrows the model, which must outlive it; not thread-safe,
 // and no forward pass may run on the model during apply/restore.
 class Surgery {
  public:

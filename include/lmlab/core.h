@@ -82,4 +82,7 @@ std::filesystem::path default_model_path();
 // Writes `data` to `path` atomically: a temp file in the same folder, then rename.
 void write_file_atomic(const std::filesystem::path& path, const std::string& data);
 
+// lmlab's version ("0.1.0"), from the build (CMake's project version).
+const char* version();
+
 }  // namespace lmlab

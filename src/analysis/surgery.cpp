@@ -25,20 +25,26 @@ using mx::array;
 
 namespace lmlab::analysis {
 
+// The first state of a tensor (value) or of a module's format (is_format:
+// name is the module prefix, format its quantization or none).
 struct Surgery::Original {
   std::string name;
-  array value;
+  std::optional<array> value;
+  bool is_format = false;
+  std::optional<QuantSpec> format;
 };
 
 namespace {
 
 using Changes = std::map<std::string, array>;
+// Modules whose quantization format an edit changes (Requantize).
+using Formats = std::map<std::string, QuantSpec>;
 
 const std::map<std::string, EditOp> kOps = {
     {"zero", EditOp::Zero},          {"scale", EditOp::Scale},
     {"noise", EditOp::Noise},        {"set", EditOp::Set},
     {"shift-words", EditOp::ShiftWords}, {"shift-fields", EditOp::ShiftFields},
-    {"flip-bits", EditOp::FlipBits}};
+    {"flip-bits", EditOp::FlipBits},     {"requantize", EditOp::Requantize}};
 
 // (R, W) uint32 words → (R, W * 32/bits) fields, low bits first (MLX's order).
 array unpack(const array& words, int bits) {
@@ -132,6 +138,19 @@ array noise(const mx::Shape& shape, double sigma, uint64_t seed) {
                       mx::array(static_cast<float>(sigma)));
 }
 
+// (bits, group size) of a Requantize spec, checked against the row length.
+std::pair<int, int> requant_format(const std::string& name, int row, const EditSpec& s) {
+  const int bits = static_cast<int>(s.value);
+  if (s.value != bits || (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8))
+    throw std::invalid_argument(fmt::format("[surgery] {}: requantize to {} bits; choose 2, 3, 4, 5, 6 or 8", name, s.value));
+  if (s.group_size != 32 && s.group_size != 64 && s.group_size != 128)
+    throw std::invalid_argument(fmt::format("[surgery] {}: group size {}; choose 32, 64 or 128", name, s.group_size));
+  if (row % s.group_size)
+    throw std::invalid_argument(
+        fmt::format("[surgery] {}: rows of {} values do not split into groups of {}", name, row, s.group_size));
+  return {bits, s.group_size};
+}
+
 void edit_dense(const std::string& name, const array& a, const EditSpec& s, Changes& out) {
   auto same = [&](const array& x) { return mx::astype(x, a.dtype()); };
   const float v = static_cast<float>(s.value);
@@ -159,6 +178,15 @@ void edit_dense(const std::string& name, const array& a, const EditSpec& s, Chan
       throw std::invalid_argument(
           fmt::format("[surgery] {}: shift-fields needs a quantized weight", name));
     case EditOp::FlipBits: out.emplace(name, flip_bits(name, a, s)); return;
+    case EditOp::Requantize: {
+      auto [bits, group] = requant_format(name, a.shape(-1), s);
+      if (a.ndim() < 2 || !mx::issubdtype(a.dtype(), mx::floating))
+        throw std::invalid_argument(fmt::format(
+            "[surgery] {}: requantize needs a float matrix, the tensor is {}-D {}", name, a.ndim(), dtype_name(a.dtype())));
+      auto q = mx::quantize(a, group, bits);
+      out.emplace(name, mx::dequantize(q[0], q[1], q[2], group, bits, "affine", std::nullopt, a.dtype()));
+      return;
+    }
   }
 }
 
@@ -275,7 +303,30 @@ void edit_quantized(const Weights& w, const std::string& prefix, const EditSpec&
       return;
     case EditOp::ShiftWords:
     case EditOp::FlipBits: edit_dense(wn, weight, s, out); return;
+    case EditOp::Requantize: return;  // a change of format: requantize_module
   }
+}
+
+// The module re-quantized from its exact values at the spec's bits and group
+// size; scales and biases keep their dtype.
+void requantize_module(const Weights& w, const std::string& prefix, const EditSpec& s, Changes& out,
+                       Formats& formats) {
+  const QuantSpec& q = *w.quant(prefix);
+  const std::string wn = prefix + ".weight", sn = prefix + ".scales", bn = prefix + ".biases";
+  if (q.mode != "affine" || !w.find(bn))
+    throw std::invalid_argument(fmt::format("[surgery] {}: requantize needs affine quantization ({} mode)", wn, q.mode));
+  const array values = logical_tensor(w, wn);
+  auto [bits, group] = requant_format(wn, values.shape(-1), s);
+  auto r = mx::quantize(values, group, bits);
+  const mx::Dtype dt = w.at(sn).dtype();
+  out.emplace(wn, r[0]);
+  out.emplace(sn, mx::astype(r[1], dt));
+  out.emplace(bn, mx::astype(r[2], dt));
+  QuantSpec spec = q;
+  spec.bits = bits;
+  spec.group_size = group;
+  if (bits != 4 && bits != 8) spec.activations.clear();  // int8 activations exist for 4/8-bit kernels only
+  formats.emplace(prefix, spec);
 }
 
 int64_t changed_elements(const array& a, const array& b) {
@@ -293,7 +344,7 @@ EditOp parse_edit_op(const std::string& name) {
   auto it = kOps.find(name);
   if (it == kOps.end())
     throw std::invalid_argument(fmt::format(
-        "[surgery] unknown edit '{}' (zero, scale, noise, set, shift-words, shift-fields, flip-bits)", name));
+        "[surgery] unknown edit '{}' (zero, scale, noise, set, shift-words, shift-fields, flip-bits, requantize)", name));
   return it->second;
 }
 
@@ -354,6 +405,7 @@ const EditRecord& Surgery::apply(const EditSpec& spec) {
   validate(spec);
   Weights& w = model_.weights();
   Changes changes;
+  Formats formats;
   std::vector<std::string> names = match_tensors(model_, spec.target);
   auto matched = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
   for (const auto& name : names) {
@@ -369,31 +421,64 @@ const EditRecord& Surgery::apply(const EditSpec& spec) {
     if (companion) continue;
     std::string prefix = quant_prefix(w, name);
     if (prefix.empty()) edit_dense(name, w.at(name), spec, changes);
+    else if (spec.op == EditOp::Requantize) requantize_module(w, prefix, spec, changes, formats);
     else edit_quantized(w, prefix, spec, changes);
   }
+  auto reformatted = [&](const std::string& name) {
+    const size_t dot = name.rfind('.');
+    return dot != std::string::npos && formats.count(name.substr(0, dot)) > 0;
+  };
   EditRecord rec{.spec = spec};
   for (auto& [name, value] : changes) {
     mx::eval(value);
     const array& old = w.at(name);
-    if (old.shape() != value.shape() || old.dtype() != value.dtype())
-      throw std::logic_error(fmt::format("[surgery] {}: edit changed shape or dtype", name));
-    rec.elements_changed += changed_elements(old, value);
+    if (reformatted(name)) {
+      rec.elements_changed += static_cast<int64_t>(value.size());  // a new packing: every element is new
+    } else {
+      if (old.shape() != value.shape() || old.dtype() != value.dtype())
+        throw std::logic_error(fmt::format("[surgery] {}: edit changed shape or dtype", name));
+      rec.elements_changed += changed_elements(old, value);
+    }
     rec.tensors.push_back(name);
   }
   // Everything computed: only now touch the model.
-  for (auto& [name, value] : changes) {
+  auto remember = [&](const std::string& name, bool is_format) {
     auto seen = std::find_if(originals_.begin(), originals_.end(),
-                             [&](const auto& o) { return o->name == name; });
-    if (seen == originals_.end()) originals_.push_back(std::make_shared<Original>(Original{name, w.at(name)}));
+                             [&](const auto& o) { return o->name == name && o->is_format == is_format; });
+    if (seen != originals_.end()) return;
+    Original o{.name = name, .is_format = is_format};
+    if (is_format) {
+      if (const QuantSpec* q = w.quant(name)) o.format = *q;
+    } else {
+      o.value = w.at(name);
+    }
+    originals_.push_back(std::make_shared<Original>(std::move(o)));
+  };
+  for (auto& [name, value] : changes) {
+    remember(name, false);
     w.set(name, value);
+  }
+  for (auto& [prefix, q] : formats) {
+    remember(prefix, true);
+    w.set_quant(prefix, q);
   }
   log_.push_back(std::move(rec));
   return log_.back();
 }
 
 int Surgery::restore() {
-  for (const auto& o : originals_) model_.weights().set(o->name, o->value);
-  int n = static_cast<int>(originals_.size());
+  Weights& w = model_.weights();
+  int n = 0;
+  for (const auto& o : originals_) {
+    if (!o->is_format) {
+      w.set(o->name, *o->value);
+      ++n;
+    } else if (o->format) {
+      w.set_quant(o->name, *o->format);
+    } else {
+      w.clear_quant(o->name);
+    }
+  }
   originals_.clear();
   log_.clear();
   return n;
@@ -401,7 +486,8 @@ int Surgery::restore() {
 
 std::vector<std::string> Surgery::edited() const {
   std::vector<std::string> out;
-  for (const auto& o : originals_) out.push_back(o->name);
+  for (const auto& o : originals_)
+    if (!o->is_format) out.push_back(o->name);
   return out;
 }
 

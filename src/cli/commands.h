@@ -32,5 +32,8 @@ void setup_bench(CLI::App& app);
 void setup_lora(CLI::App& app);
 void setup_fuse(CLI::App& app);
 void setup_launch(CLI::App& app);
+void setup_ppl(CLI::App& app);
+void setup_sweep(CLI::App& app);
+void setup_convert(CLI::App& app);
 
 }  // namespace lmlab::cli

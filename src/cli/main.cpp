@@ -32,6 +32,9 @@ const lmlab::cli::Command kCommands[] = {
     {"lora", "fine-tune with LoRA, DoRA or full fine-tuning (mlx_lm.lora's flags and YAML)", lmlab::cli::setup_lora},
     {"fuse", "merge fine-tuned adapters into the base model (re-quantized, or --dequantize)", lmlab::cli::setup_fuse},
     {"launch", "run a command on N ranks for MLX's distributed backends (ring, nccl)", lmlab::cli::setup_launch},
+    {"sweep", "an edit at a schedule of strengths, tipping points, the sensitivity atlas (--atlas)", lmlab::cli::setup_sweep},
+    {"ppl", "perplexity over a text; KL divergence against a reference model", lmlab::cli::setup_ppl},
+    {"convert", "GGUF / HF / MLX model → MLX directory: quantize (uniform, mixed, atlas recipes) or de-quantize", lmlab::cli::setup_convert},
 };
 
 // Under `lmlab launch`, rank 0 speaks for the job: the other ranks compute in
@@ -47,7 +50,7 @@ void quiet_unless_rank_zero() {
 int main(int argc, char** argv) {
   CLI::App app{"lmlab — a laboratory for large language models"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "lmlab 0.1.0");
+  app.set_version_flag("--version", std::string("lmlab ") + lmlab::version());
   for (const auto& c : kCommands) c.setup(*app.add_subcommand(c.name, c.summary));
   quiet_unless_rank_zero();
   return lmlab::cli::run(app, argc, argv);

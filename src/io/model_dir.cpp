@@ -46,6 +46,38 @@ void register_quantized(Weights& w, const json& config, const fs::path& dir) {
   }
 }
 
+// config.json's "quantization": the caller's when it describes every quantized
+// module exactly (mlx_lm writes one entry per module for a mixed recipe, and
+// convert writes what mlx_lm would), else the first module's format with an
+// entry for each module that differs.
+json quantization_entry(const json& given, const Weights& w) {
+  auto describes = [&] {
+    if (!given.is_object()) return false;
+    for (auto& [key, v] : given.items())
+      if ((v.is_object() || v.is_boolean()) && !w.quant(key) && !(v.is_boolean() && !v.get<bool>())) return false;
+    std::vector<std::string> prefixes;
+    for (auto& [p, _] : w.quantized_modules()) prefixes.push_back(p);
+    std::map<std::string, QuantSpec> read;
+    try {
+      read = quantization_from_config({{"quantization", given}}, prefixes, "quantization");
+    } catch (const std::invalid_argument&) {
+      return false;
+    }
+    for (auto& [p, s] : w.quantized_modules())
+      if (!read.count(p) || !read.at(p).same_format(s)) return false;
+    return true;
+  };
+  if (describes()) return given;
+  json q = json::object();
+  const QuantSpec& first = w.quantized_modules().begin()->second;
+  q["group_size"] = first.group_size;
+  q["bits"] = first.bits;
+  q["mode"] = first.mode;
+  for (auto& [p, s] : w.quantized_modules())
+    if (!s.same_format(first)) q[p] = {{"group_size", s.group_size}, {"bits", s.bits}, {"mode", s.mode}};
+  return q;
+}
+
 }  // namespace
 
 ModelDir read_model_dir(const fs::path& dir) {
@@ -115,13 +147,7 @@ void save_model_dir(const fs::path& dir,
   try {
     json cfg = config;
     if (!weights.quantized_modules().empty()) {
-      json q = json::object();
-      const QuantSpec& first = weights.quantized_modules().begin()->second;
-      q["group_size"] = first.group_size;
-      q["bits"] = first.bits;
-      q["mode"] = first.mode;
-      for (auto& [p, s] : weights.quantized_modules())
-        if (!s.same_format(first)) q[p] = {{"group_size", s.group_size}, {"bits", s.bits}, {"mode", s.mode}};
+      json q = quantization_entry(cfg.contains("quantization") ? cfg["quantization"] : json(), weights);
       cfg["quantization"] = q;
       cfg["quantization_config"] = q;
     } else {
@@ -131,14 +157,17 @@ void save_model_dir(const fs::path& dir,
     for (auto k : {"lmlab_rope_dims"}) cfg.erase(k);
     std::unordered_map<std::string, mx::array> arrays;
     json weight_map = json::object();
-    size_t total = 0;
+    size_t total = 0, params = 0;  // params as mlx_lm counts them: a quantized weight by its logical size
     for (auto& [n, a] : weights.items()) {
       arrays.emplace(n, a);
       weight_map[n] = "model.safetensors";
       total += a.nbytes();
+      const std::string p = n.substr(0, n.rfind('.'));
+      if (const QuantSpec* q = weights.quant(p)) params += n == p + ".weight" ? a.size() * 32 / q->bits : 0;
+      else params += a.size();
     }
     mx::save_safetensors((tmp / "model.safetensors").string(), arrays, {{"format", "mlx"}});
-    json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    json index = {{"metadata", {{"total_size", total}, {"total_parameters", params}}}, {"weight_map", weight_map}};
     write_text(tmp / "model.safetensors.index.json", index.dump(4));
     write_text(tmp / "config.json", cfg.dump(4));
     for (auto& f : extra_files)

@@ -1,0 +1,55 @@
+// Pieces the sweep and atlas sources share: the baseline a run compares every
+// point with, and what an edit did to the stored numbers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <mlx/mlx.h>
+
+#include "lmlab/sweep.h"
+#include "lmlab/weights.h"
+
+namespace lmlab::analysis::detail {
+
+// The unperturbed model's log-probabilities over the evaluation text, batch by
+// batch, computed once per run.
+struct Baseline {
+  std::vector<quant::Window> windows;
+  std::vector<mlx::core::array> logprobs;  // per batch, evaluated
+  std::vector<mlx::core::array> targets;
+  double ppl = 0;
+};
+Baseline make_baseline(const Model& m, const std::vector<int>& tokens, const quant::WindowOptions& o);
+
+// The model now against the baseline.
+struct Divergence {
+  quant::Summary kl;
+  double top1 = 0, ppl = 0;
+};
+Divergence diverge(const Model& m, const std::vector<int>& tokens, const quant::WindowOptions& o,
+                   const Baseline& b);
+
+// The evaluation text's tokens: `given`, or the built-in text; checked against the vocabulary.
+std::vector<int> eval_tokens(const LoadedModel& m, const std::vector<int>& given);
+
+// What an edit did, comparing the weights before (a copy of the handles taken
+// before Surgery::apply) with the model's weights now, over the edited
+// tensors; and per field position, the histogram of field changes of edited
+// quantized weights whose words changed in place (nullopt when none did).
+struct Measured {
+  Change change;
+  std::optional<FieldHistogram> fields;
+};
+Measured measure(const Weights& before, const Weights& after, const std::vector<std::string>& edited);
+// The first `count` words of row 0 of the first edited quantized weight.
+std::vector<WordExample> example_words(const Weights& before, const Weights& after,
+                                       const std::vector<std::string>& edited, int count);
+// The mean packed word (as an unsigned integer) of the target's quantized weights; 0 when dense.
+double mean_word(const Weights& w, const std::vector<std::string>& tensors);
+
+// "0x5098B7A7".
+std::string hex_word(uint32_t w);
+std::string hex64(uint64_t h);
+
+}  // namespace lmlab::analysis::detail

@@ -1,0 +1,7 @@
+#include "lmlab/core.h"
+
+namespace lmlab {
+
+const char* version() { return LMLAB_VERSION; }
+
+}  // namespace lmlab
