@@ -47,10 +47,10 @@ struct Window {
 // Throws std::invalid_argument when there are fewer than 2 tokens.
 std::vector<Window> plan_windows(int64_t tokens, const WindowOptions& o);
 
-// Token ids of an evaluation file: JSONL (".jsonl": one document per line,
-// "text" (EOS appended), or "prompt" + "completion", or "messages", the last
-// two through the chat template when the model has one, as mlx-lm's datasets
-// do) or plain text (anything else, encoded whole). Documents are concatenated; max_tokens > 0
+// Token ids of an evaluation file: JSONL (".jsonl", records in mlx-lm's
+// formats read as fine-tuning data is, lmlab/data.h: "text" with EOS appended,
+// "prompt" + "completion" or "messages" through the chat template) or plain
+// text (anything else, encoded whole). Records are concatenated; max_tokens > 0
 // keeps the first max_tokens. Throws naming the file (and line) for unreadable
 // or malformed input, and for a text with fewer than 2 tokens.
 std::vector<int> tokenize_file(const LoadedModel& m, const std::filesystem::path& file,

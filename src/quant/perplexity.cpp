@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "lmlab/generate.h"
+#include "lmlab/data.h"
 #include "lmlab/model.h"
 #include "quant/scoring.h"
 
@@ -143,65 +143,22 @@ KlComparison compare(const Model& m, const Model& reference, std::span<const int
   return k;
 }
 
-namespace {
-
-std::vector<int> document_tokens(const LoadedModel& m, const json& doc, const std::string& where) {
-  auto text_of = [&](const char* key) {
-    if (!doc.at(key).is_string())
-      throw std::invalid_argument(fmt::format("[ppl] {}: \"{}\" must be a string", where, key));
-    return doc.at(key).get<std::string>();
-  };
-  if (!doc.is_object())
-    throw std::invalid_argument(fmt::format("[ppl] {}: expected a JSON object per line", where));
-  if (doc.contains("text")) {
-    // mlx-lm's TextDataset: each document ends with EOS.
-    std::vector<int> ids = m.tokenizer.encode(text_of("text"), /*add_special_tokens=*/true);
-    const auto& eos = m.tokenizer.eos_ids();
-    if (!eos.empty() && (ids.empty() || ids.back() != eos.front())) ids.push_back(eos.front());
-    return ids;
-  }
-  json messages;
-  if (doc.contains("messages")) {
-    messages = doc["messages"];
-    if (!messages.is_array())
-      throw std::invalid_argument(fmt::format("[ppl] {}: \"messages\" must be an array", where));
-  } else if (doc.contains("prompt") && doc.contains("completion")) {
-    if (!m.chat_template) return m.tokenizer.encode(text_of("prompt") + text_of("completion"), true);
-    messages = json::array({{{"role", "user"}, {"content", text_of("prompt")}},
-                            {{"role", "assistant"}, {"content", text_of("completion")}}});
-  } else {
-    throw std::invalid_argument(fmt::format(
-        "[ppl] {}: expected \"text\", \"prompt\" and \"completion\", or \"messages\"", where));
-  }
-  try {
-    return build_chat_prompt(m, messages, nullptr, /*add_generation_prompt=*/false);
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(fmt::format("[ppl] {}: {}", where, e.what()));
-  }
-}
-
-}  // namespace
-
 std::vector<int> tokenize_file(const LoadedModel& m, const fs::path& file, int64_t max_tokens) {
-  std::ifstream f(file, std::ios::binary);
-  if (!f) throw std::runtime_error(fmt::format("[ppl] cannot read {}", file.string()));
   std::vector<int> ids;
-  auto full = [&] { return max_tokens > 0 && static_cast<int64_t>(ids.size()) >= max_tokens; };
   if (file.extension() == ".jsonl") {
-    std::string line;
-    for (int n = 1; std::getline(f, line) && !full(); ++n) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = fmt::format("{}:{}", file.string(), n);
-      json doc;
-      try {
-        doc = json::parse(line);
-      } catch (const json::parse_error& e) {
-        throw std::invalid_argument(fmt::format("[ppl] {}: not JSON ({})", where, e.what()));
-      }
-      std::vector<int> d = document_tokens(m, doc, where);
-      ids.insert(ids.end(), d.begin(), d.end());
+    // The fine-tuning data reader, so a JSONL file means the same tokens here as in training.
+    train::DataOptions o;
+    o.path = file.string();
+    o.valid_fraction = 0;
+    const ChatTemplate* tmpl = m.chat_template ? &*m.chat_template : nullptr;
+    train::Dataset d = train::load_dataset(o, m.tokenizer, tmpl, /*strict=*/true);
+    for (const auto& e : d.train.examples) {
+      ids.insert(ids.end(), e.tokens.begin(), e.tokens.end());
+      if (max_tokens > 0 && static_cast<int64_t>(ids.size()) >= max_tokens) break;
     }
   } else {
+    std::ifstream f(file, std::ios::binary);
+    if (!f) throw std::runtime_error(fmt::format("[ppl] cannot read {}", file.string()));
     std::stringstream s;
     s << f.rdbuf();
     ids = m.tokenizer.encode(s.str(), /*add_special_tokens=*/true);
