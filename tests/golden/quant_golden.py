@@ -24,7 +24,7 @@ from _common import FIXTURES, SHARED, out_dir
 
 CONTEXT, STRIDE = 64, 32
 JSONL_LINES = 12
-LLAMACPP_TOKENS = 321
+LLAMACPP_TOKENS = 161  # five windows: llama.cpp runs float32 matmuls slowly on 2 cores
 CONVERSIONS = {
     # name: mlx_lm.convert keyword arguments
     "uniform_q4_g64_bf16": dict(quantize=True, q_bits=4, q_group_size=64, dtype="bfloat16"),
