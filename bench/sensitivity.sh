@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The runs behind docs/sensitivity.md: the seed notebook's lm_head shift
+# experiment on the default model in two layouts, a bisection for its tipping
+# point, the sensitivity atlas, and uniform / mixed / atlas quantization
+# recipes compared at equal bits per weight with `lmlab ppl`.
+# Reports land in docs/sensitivity/ (small: markdown, CSV, JSON, SVG); the
+# converted models in $WORK (default /tmp/lmlab-sensitivity), which is not kept.
+#   bench/sensitivity.sh [seed|bisect|atlas|recipes|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-build/lmlab}
+WORK=${WORK:-/tmp/lmlab-sensitivity}
+OUT=docs/sensitivity
+GGUF=$(scripts/fetch-model.sh)
+# A GGUF carries no tokenizer.json; mlx_lm needs one in every directory convert
+# writes. make test's fixtures hold the default model's (written by the gguf package).
+TOK=${TOK:-.deps/fixtures/model/smollm2-f32}
+F32=${F32:-.deps/fixtures/model/smollm2-f32.gguf}
+TEXT=$WORK/superbowl-valid.jsonl
+mkdir -p "$WORK" "$OUT"
+[ -f "$TEXT" ] || head -n 40 ../shared/data/superbowl/valid.jsonl > "$TEXT"
+what=${1:-all}
+
+q4() {  # the default model in MLX 4-bit group-64 layout, made by convert from the GGUF
+  [ -d "$WORK/smollm2-q4-g64" ] || $B convert -m "$GGUF" --tokenizer "$TOK" -q --q-bits 4 --q-group-size 64 \
+    --dtype float16 -o "$WORK/smollm2-q4-g64"
+}
+
+if [[ $what == seed || $what == all ]]; then
+  q4
+  # The seed's shift list, "What is 2+2?", 10 greedy tokens; the head is tied on this model.
+  $B sweep shift-words lm_head -m "$WORK/smollm2-q4-g64" -o "$OUT/seed-mlx-q4-g64" --restart
+  $B sweep shift-words lm_head -m "$WORK/smollm2-q4-g64" --untie -o "$OUT/seed-mlx-q4-g64-untied" --restart
+  $B sweep shift-words lm_head -m "$GGUF" -o "$OUT/seed-gguf-q8_0" --restart
+  $B sweep shift-words lm_head -m "$GGUF" --untie -o "$OUT/seed-gguf-q8_0-untied" --restart
+fi
+
+if [[ $what == bisect || $what == all ]]; then
+  q4
+  $B sweep shift-words lm_head -m "$WORK/smollm2-q4-g64" --untie --bisect 1000000:100000000 --resolution 1 \
+    --until status\>=degraded -o "$OUT/bisect-mlx-q4-g64-untied" --restart
+fi
+
+if [[ $what == atlas || $what == all ]]; then
+  # Noise of one quantization step (sigma) on every tensor of the GGUF as loaded.
+  /usr/bin/time -v $B sweep --atlas --atlas-mode noise --level 1 -m "$GGUF" -o "$OUT/atlas-noise" 2> "$WORK/atlas-noise.time"
+  grep -E 'Elapsed|Maximum resident' "$WORK/atlas-noise.time"
+  # Re-quantization to 3 bits, group 64, of the 4-bit MLX copy: what the atlas recipe reads.
+  q4
+  /usr/bin/time -v $B sweep --atlas --atlas-mode requantize --bits 3 --group-size 64 -m "$WORK/smollm2-q4-g64" \
+    -o "$OUT/atlas-requantize-3bit" 2> "$WORK/atlas-rq.time"
+  grep -E 'Elapsed|Maximum resident' "$WORK/atlas-rq.time"
+fi
+
+if [[ $what == recipes || $what == all ]]; then
+  # Every recipe quantizes the float32 copy of the default model; the float32 model is the reference.
+  FLOAT=$WORK/smollm2-f32-mlx
+  [ -d "$FLOAT" ] || $B convert -m "$F32" --tokenizer "$TOK" -d --dtype float32 -o "$FLOAT"
+  [ -f "$WORK/atlas-f32.json" ] || { $B sweep --atlas --atlas-mode requantize --bits 3 --group-size 64 -m "$FLOAT" \
+    -o "$WORK/atlas-f32" > /dev/null && cp "$WORK/atlas-f32/atlas.json" "$WORK/atlas-f32.json"; }
+  run() {  # name, convert flags...
+    local name=$1; shift
+    rm -rf "$WORK/$name"
+    $B convert -m "$FLOAT" --dtype float16 -o "$WORK/$name" "$@" --json > "$WORK/$name.convert.json"
+    $B ppl -m "$WORK/$name" --reference "$FLOAT" --text "$TEXT" --context 512 --stride 256 --tokens 4096 --json \
+      > "$WORK/$name.ppl.json"
+  }
+  run uniform-q4-g64 -q --q-bits 4 --q-group-size 64
+  run mixed_3_6-g64 -q --recipe mixed_3_6 --q-group-size 64
+  run mixed_4_6-g64 -q --recipe mixed_4_6 --q-group-size 64
+  run mixed_3_4-g32 -q --recipe mixed_3_4 --q-group-size 32
+  for name in uniform-q4-g64 mixed_3_6-g64 mixed_4_6-g64 mixed_3_4-g32; do
+    bpw=$(.deps/py/bin/python -c "import json;print(json.load(open('$WORK/$name.convert.json'))['bits_per_weight'])")
+    run "atlas-as-$name" -q --recipe atlas --atlas "$WORK/atlas-f32.json" --target-bpw "$bpw" --q-group-size 64
+  done
+  .deps/py/bin/python bench/sensitivity_table.py "$WORK" > "$OUT/recipes.md"
+  cat "$OUT/recipes.md"
+fi
