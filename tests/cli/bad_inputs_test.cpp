@@ -331,6 +331,18 @@ const Case kCases[] = {
     {"surgery --save where nothing can be written", "surgery zero model.norm --save /proc/lmlab-out", 1, "/proc"},
     {"attention --svg into a file", "attention -p hi --svg {dir}/file", 1, "cannot create --svg folder",
      "file-parent"},
+    // Measuring commands: unknown tensors, impossible schedules, unwritable reports
+    {"sweep: no such tensor", "sweep shift-words no.such.tensor -v 1 -o {out}", 1, "no tensor matches 'no.such.tensor'"},
+    {"sweep: log grid from 0", "sweep shift-words lm_head --log-grid 0:10:5 -o {out}", 2,
+     "a log grid needs 0 < lo < hi (got 0 to 10)"},
+    {"sweep: two schedules", "sweep shift-words lm_head -v 1 --bisect 1:2 -o {out}", 2,
+     "give one of --values, --log-grid and --bisect"},
+    {"sweep -o where nothing can be written", "sweep shift-words lm_head -v 0 -o /proc/lmlab-out", 1,
+     "cannot create /proc/lmlab-out"},
+    {"ppl: missing text", "ppl --text {dir}/none.txt", 1, "cannot read"},
+    {"ppl --stride 0", "ppl --text {dir}/none.txt --stride 0", 2, "stride 0 outside [1, context = 512]"},
+    {"convert --q-bits 7", "convert -q --q-bits 7 -o {out}", 2, "7 bits: choose 2, 3, 4, 5, 6 or 8"},
+    {"convert into an existing folder", "convert -q -o {dir}/out", 1, "already exists", "existing-out"},
 };
 
 // ---------------------------------------------------------------- runner
