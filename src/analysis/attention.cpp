@@ -10,6 +10,7 @@
 
 #include "analysis/internal.h"
 #include "lmlab/model.h"
+#include "lmlab/report.h"
 
 namespace mx = mlx::core;
 
@@ -92,20 +93,7 @@ AttentionCapture capture_attention(const Model& m, const std::vector<int>& ids,
 
 namespace {
 
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default:
-        if (static_cast<unsigned char>(ch) >= 0x20 || ch == '\t') out += ch;
-    }
-  }
-  return out;
-}
+using report::xml_escape;
 
 // White (0) to dark blue (1), with a square-root ramp so small weights stay visible.
 std::string color(float p) {
