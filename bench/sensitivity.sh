@@ -28,29 +28,24 @@ q4() {  # the default model in MLX 4-bit group-64 layout, made by convert from t
 
 if [[ $what == seed || $what == all ]]; then
   q4
-  # The seed's shift list, "What is 2+2?", 10 greedy tokens; the head is tied on this model.
-  $B sweep shift-words lm_head -m "$WORK/smollm2-q4-g64" -o "$OUT/seed-mlx-q4-g64" --restart
+  # The seed's shift list, "What is 2+2?", 10 greedy tokens, on an untied head as the seed's was
+  # (the head is tied on this model): in MLX 4-bit g64 layout, and in the GGUF's own (Q8_0 head).
   $B sweep shift-words lm_head -m "$WORK/smollm2-q4-g64" --untie -o "$OUT/seed-mlx-q4-g64-untied" --restart
-  $B sweep shift-words lm_head -m "$GGUF" -o "$OUT/seed-gguf-q8_0" --restart
   $B sweep shift-words lm_head -m "$GGUF" --untie -o "$OUT/seed-gguf-q8_0-untied" --restart
 fi
 
 if [[ $what == bisect || $what == all ]]; then
-  q4
-  $B sweep shift-words lm_head -m "$WORK/smollm2-q4-g64" --untie --bisect 1000000:100000000 --resolution 1 \
-    --until status\>=degraded -o "$OUT/bisect-mlx-q4-g64-untied" --restart
+  # Where the GGUF's head stops being healthy between shift 1 (healthy) and 1e6 (dead).
+  $B sweep shift-words lm_head -m "$GGUF" --untie --bisect 1:1000000 --resolution 1 \
+    --until 'status>=degraded' -o "$OUT/bisect-gguf-q8_0-untied" --restart
 fi
 
 if [[ $what == atlas || $what == all ]]; then
   # Noise of one quantization step (sigma) on every tensor of the GGUF as loaded.
   /usr/bin/time -v $B sweep --atlas --atlas-mode noise --level 1 -m "$GGUF" -o "$OUT/atlas-noise" 2> "$WORK/atlas-noise.time"
-  grep -E 'Elapsed|Maximum resident' "$WORK/atlas-noise.time"
-  # Re-quantization to 3 bits, group 64, of the 4-bit MLX copy: what the atlas recipe reads.
-  q4
-  /usr/bin/time -v $B sweep --atlas --atlas-mode requantize --bits 3 --group-size 64 -m "$WORK/smollm2-q4-g64" \
-    -o "$OUT/atlas-requantize-3bit" 2> "$WORK/atlas-rq.time"
-  grep -E 'Elapsed|Maximum resident' "$WORK/atlas-rq.time"
+  grep -E 'Elapsed|User time|System time|Maximum resident' "$WORK/atlas-noise.time"
 fi
+rm -f "$OUT"/*/sweep-state.json  # the resume state is not part of a report
 
 if [[ $what == recipes || $what == all ]]; then
   # Every recipe quantizes the float32 copy of the default model; the float32 model is the reference.
