@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lmlab/context.h"
 #include "lmlab/data.h"
 #include "lmlab/loader.h"
 #include "lmlab/weights.h"
@@ -154,6 +155,10 @@ struct TrainResult {
 
 struct GradientReducer;  // src/train/reducer.h: combines gradients across processes
 
+// The reducer over the ranks of `lmlab launch` (ctx.group(): one all-sum of the
+// gradients per update); null when ctx runs alone.
+std::shared_ptr<GradientReducer> launch_reducer(const Context& ctx);
+
 class Trainer {
  public:
   // Attaches adapters (or unfreezes the last layers), tokenizes the data and
@@ -168,8 +173,12 @@ class Trainer {
   const Dataset& data() const;
   // Trains (and tests when cfg.test), saving adapters under cfg.adapter_path.
   TrainResult run(const TrainCallbacks& cb = {});
-  // Data-parallel training: `r` averages the gradients across processes before
-  // every optimizer update, and the reported losses and token counts.
+  // Data-parallel training: this process trains on its share of every batch
+  // (every r.size()-th example from r.rank()), its gradients weighted by its
+  // target tokens and summed across processes by `r` before every optimizer
+  // update, so the step is the combined batch's; reported losses and token
+  // counts are the combined batch's; rank 0 alone writes files. Throws
+  // std::invalid_argument when batch_size does not split over r.size().
   void set_reducer(std::shared_ptr<GradientReducer> r);
 
   struct State;

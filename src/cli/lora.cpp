@@ -79,22 +79,24 @@ void print_event(const train::TrainEvent& e) {
 
 void run_lora(const LoraCliOptions& o) {
   train::TrainConfig cfg = resolve_train_config(*o.flags);
-  ModelOptions mo{.model = cfg.model, .dtype = cfg.dtype, .device = o.device};
+  // Under lmlab launch: data parallelism, the whole model on every rank
+  // (docs/distributed.md).
+  ModelOptions mo{.model = cfg.model, .dtype = cfg.dtype, .device = o.device, .tensor_parallel = false};
   if (!cfg.train) mo.adapter_path = cfg.adapter_path;  // --test alone: evaluate the saved adapters
   Context ctx = make_context(mo, cfg.seed);
-  // Every rank would train its own copy and write the same files (docs/distributed.md).
-  if (ctx.world_size() > 1)
-    throw Unsupported(fmt::format("[lora] training on {} ranks (lmlab launch) is not supported yet: the ranks would "
-                                  "not share batches or gradients; run lmlab lora as one process",
-                                  ctx.world_size()));
   fmt::print("Loading pretrained model\n");
   std::fflush(stdout);
   LoadedModel m = load(ctx, mo);
   fmt::print("Loading datasets\n");
   train::Trainer trainer(m, cfg);
+  if (auto reducer = train::launch_reducer(ctx)) trainer.set_reducer(reducer);
   const train::TrainPlan& plan = trainer.plan();
   if (cfg.train)
     for (const auto& line : plan.lines()) fmt::print("{}\n", line);
+  if (ctx.world_size() > 1)
+    fmt::print("Data parallel over {} ranks: {} of each batch's {} examples per rank, one all-sum of the gradients "
+               "per update; rank 0 writes the files\n",
+               ctx.world_size(), cfg.batch_size / ctx.world_size(), cfg.batch_size);
   const auto& mem = plan.memory;
   if (cfg.memory_limit_gb > 0 && mem.total_gb > cfg.memory_limit_gb) {
     std::string advice;

@@ -151,7 +151,7 @@ LoadedModel load(const Context& ctx, const ModelOptions& o) {
     Activity busy("loading the model");
     m = load_model(ctx, LoadOptions{.model = path, .revision = o.revision, .dtype = o.dtype,
                                     .activations = o.activations, .fused = !o.no_fused,
-                                    .adapter_path = o.adapter_path});
+                                    .adapter_path = o.adapter_path, .tensor_parallel = o.tensor_parallel});
   }
   if (o.verbose)
     fmt::print(stderr, "Loaded {} ({}) in {:.3f} s on {}{}: {:.1f} MB of weights\n", m.path, m.format,

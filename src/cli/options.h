@@ -56,6 +56,7 @@ struct ModelOptions {
   std::string device = "auto";
   bool no_fused = false;
   bool verbose = false;
+  bool tensor_parallel = true;  // under lmlab launch: each rank its shard (false: the whole model)
 
   void add(CLI::App& app);
 };

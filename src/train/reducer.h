@@ -1,8 +1,10 @@
 // Where data-parallel training meets the trainer: each process computes the
-// loss and gradients of its own share of a batch, and a reducer combines them
-// across processes before the optimizer update, as mlx-lm's trainer does with
-// average_gradients and mx.distributed.all_sum. Without one, the trainer runs
-// on one process.
+// loss and gradients of its own share of every batch (every size()-th example
+// from its rank, as mlx-lm's iterate_batches splits a batch), and the reducer
+// sums across processes. The trainer weights each share by its target tokens
+// before the sum (train/data_parallel.h), so that N processes take the step
+// one process takes on the combined batch, whatever the shares' lengths.
+// Without one, the trainer runs on one process.
 #pragma once
 
 #include <vector>
@@ -13,11 +15,12 @@ namespace lmlab::train {
 
 struct GradientReducer {
   virtual ~GradientReducer() = default;
-  // The mean over processes of each array (gradients summed over the
-  // accumulation steps, right before each update; each iteration's mean loss).
-  virtual std::vector<mlx::core::array> average(std::vector<mlx::core::array> xs) = 0;
-  // The sum over processes (token counts; validation loss·tokens and tokens).
-  virtual mlx::core::array sum(const mlx::core::array& x) = 0;
+  virtual int rank() const = 0;  // this process, 0 ≤ rank < size; rank 0 alone writes files
+  virtual int size() const = 0;  // the processes sharing each batch
+  // Each array summed over the processes (one collective for the list), the
+  // same on every process. Called with the gradients once per optimizer update
+  // (after accumulation) and with [loss·tokens, tokens] once per batch.
+  virtual std::vector<mlx::core::array> sum(std::vector<mlx::core::array> xs) = 0;
 };
 
 }  // namespace lmlab::train

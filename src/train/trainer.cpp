@@ -14,6 +14,7 @@
 #include "lmlab/train.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/lora.h"
 #include "train/loss.h"
 #include "train/memory_plan.h"
@@ -73,6 +74,12 @@ struct Trainer::State {
   std::optional<std::vector<array>> grad_accum;
   RunLog log;
   std::shared_ptr<GradientReducer> reducer;  // null: one process
+
+  bool writes() const { return !reducer || reducer->rank() == 0; }  // rank 0 alone writes files
+  std::vector<int> share(const std::vector<int>& batch) const {
+    return reducer ? rank_share(batch, reducer->rank(), reducer->size()) : batch;
+  }
+  void set_reducer(std::shared_ptr<GradientReducer> r);
 
   State(LoadedModel& model, TrainConfig c);
   std::vector<array> params() const;
@@ -188,7 +195,7 @@ MemoryInputs Trainer::State::memory_inputs() const {
   in.intermediate = c.intermediate_size;
   in.vocab = c.vocab_size;
   in.lora_rank = cfg.fine_tune_type == "full" ? 0 : cfg.lora_parameters.rank;
-  in.batch = cfg.batch_size;
+  in.batch = cfg.batch_size / (reducer ? reducer->size() : 1);  // each rank holds its share
   int longest = 0;
   for (const auto& b : train_batches)
     for (int i : b) longest = std::max(longest, static_cast<int>(data.train.examples[i].tokens.size()));
@@ -214,12 +221,12 @@ double Trainer::State::evaluate(const Split& s, const std::vector<std::vector<in
   if (n > 0) {
     std::vector<int> order = rng.permutation(static_cast<int>(batches.size()));
     for (int i = 0; i < n; ++i) {
-      Batch b = make_batch(s.examples, batches[order[i]], cfg.max_seq_length, cfg.mask_prompt);
+      Batch b = make_batch(s.examples, share(batches[order[i]]), cfg.max_seq_length, cfg.mask_prompt);
       auto [loss, toks] = batch_loss(t, b, LossOptions{.pad_target = cfg.mlx_lm_compat});
       array loss_sum = mx::multiply(loss, mx::astype(toks, mx::float32));
       if (reducer) {
-        loss_sum = reducer->sum(loss_sum);
-        toks = reducer->sum(toks);
+        std::vector<array> all = reducer->sum({loss_sum, toks});
+        loss_sum = all[0], toks = all[1];
       }
       mx::eval(loss_sum, toks);
       all_losses += loss_sum.item<float>();  // float32, as mlx-lm accumulates
@@ -231,9 +238,10 @@ double Trainer::State::evaluate(const Split& s, const std::vector<std::vector<in
 }
 
 std::pair<float, int64_t> Trainer::State::step(const std::vector<int>& indices, int it) {
-  Batch b = make_batch(data.train.examples, indices, cfg.max_seq_length, cfg.mask_prompt);
-  // Dropout masks from (seed, iteration): a resumed run draws the same ones.
-  const uint64_t step_seed = cfg.seed * 1000003ull + static_cast<uint64_t>(it);
+  Batch b = make_batch(data.train.examples, share(indices), cfg.max_seq_length, cfg.mask_prompt);
+  // Dropout masks from (seed, iteration, rank): a resumed run draws the same ones.
+  const uint64_t rank = reducer ? reducer->rank() : 0;
+  const uint64_t step_seed = cfg.seed * 1000003ull + static_cast<uint64_t>(it) + rank * 0x9E3779B97F4A7C15ull;
   mx::random::seed(step_seed);
   LossOptions lo{.pad_target = cfg.mlx_lm_compat,
                  .checkpoint = cfg.grad_checkpoint,
@@ -249,16 +257,19 @@ std::pair<float, int64_t> Trainer::State::step(const std::vector<int>& indices, 
   };
   auto [values, grads] = mx::value_and_grad(loss_of, argnums)(p);
   set_params(p);
+  if (reducer) {
+    // This share's part of the combined batch's gradient; the ranks' parts
+    // are summed right before the update.
+    CombinedShare c = combine_share(values[0], values[1], std::move(grads), *reducer);
+    values = {c.loss, c.tokens};
+    grads = std::move(c.grads);
+  }
   if (grad_accum)
     for (size_t i = 0; i < grads.size(); ++i) grads[i] = mx::add(grads[i], (*grad_accum)[i]);
   const int k = cfg.grad_accumulation_steps;
-  if (reducer) {
-    values[0] = reducer->average({values[0]})[0];
-    values[1] = reducer->sum(values[1]);
-  }
   std::vector<array> to_eval{values[0], values[1]};
   if (it % k == 0) {
-    if (reducer) grads = reducer->average(std::move(grads));
+    if (reducer) grads = reducer->sum(std::move(grads));
     if (k > 1)
       for (auto& g : grads) g = mx::divide(g, array(static_cast<float>(k), g.dtype()));
     std::vector<array> updated = opt->update(p, grads);
@@ -283,7 +294,19 @@ Trainer::Trainer(LoadedModel& m, TrainConfig cfg) : s_(std::make_unique<State>(m
   }
 }
 Trainer::~Trainer() = default;
-void Trainer::set_reducer(std::shared_ptr<GradientReducer> r) { s_->reducer = std::move(r); }
+void Trainer::set_reducer(std::shared_ptr<GradientReducer> r) { s_->set_reducer(std::move(r)); }
+
+void Trainer::State::set_reducer(std::shared_ptr<GradientReducer> r) {
+  if (r && cfg.batch_size % r->size() != 0)
+    throw std::invalid_argument(fmt::format("[lora] --batch-size {} does not split over {} ranks (each rank takes an "
+                                            "equal share of every batch); use a multiple of {}",
+                                            cfg.batch_size, r->size(), r->size()));
+  reducer = std::move(r);
+  plan.memory = plan_memory(memory_inputs(), cfg.memory_limit_gb);
+  // A restored accumulator is the ranks' sum (save() sums it): rank 0 carries it.
+  if (grad_accum && !writes())
+    for (auto& g : *grad_accum) g = mx::zeros_like(g);
+}
 const TrainPlan& Trainer::plan() const { return s_->plan; }
 const TrainConfig& Trainer::config() const { return s_->cfg; }
 const Dataset& Trainer::data() const { return s_->data; }
@@ -313,6 +336,13 @@ TrainEvent event(TrainEvent::Kind kind, int it, int iters) {
 }  // namespace
 
 void Trainer::State::save(int it, const TrainCallbacks& cb) {
+  // Mid-accumulation, every rank holds its own part: the checkpoint keeps their sum.
+  std::optional<std::vector<array>> accum = grad_accum;
+  if (accum && reducer) {
+    accum = reducer->sum(*accum);
+    mx::eval(*accum);  // a collective: every rank takes part
+  }
+  if (!writes()) return;
   auto weights = named(names, params());
   io::save_safetensors_atomic(dir / "adapters.safetensors", weights);
   const fs::path checkpoint = checkpoint_adapters(dir, it);
@@ -326,8 +356,8 @@ void Trainer::State::save(int it, const TrainCallbacks& cb) {
   for (size_t i = 0; i < slots.size(); ++i)
     for (size_t k = 0; k < slots[i].size(); ++k)
       s.arrays.emplace(fmt::format("optimizer.{}.{}", slot_names[k], names[i]), slots[i][k]);
-  if (grad_accum)
-    for (auto& [n, g] : named(names, *grad_accum, "grad_accum.")) s.arrays.emplace(n, g);
+  if (accum)
+    for (auto& [n, g] : named(names, *accum, "grad_accum.")) s.arrays.emplace(n, g);
   // The state file lands after its adapters: a checkpoint counts once both exist.
   save_state(checkpoint_state(dir, it), s);
   if (cb.on_event) {
@@ -393,12 +423,14 @@ TrainResult Trainer::run(const TrainCallbacks& cb) {
   TrainResult result;
   result.predicted_peak_gb = s.plan.memory.total_gb;
   auto t_start = Clock::now();
-  if (cfg.train) {
+  if (cfg.train && s.writes()) {
     fs::create_directories(s.dir);
     remove_stale_temps(s.dir);
     nlohmann::json config = cfg.to_json();
     config["iters"] = s.plan.iters;
     write_file_atomic(s.dir / "adapter_config.json", config.dump(4));
+  }
+  if (cfg.train) {
     s.m.model->set_training(true);
     const int iters = s.plan.iters;
     RunState& r = s.run;
@@ -412,7 +444,7 @@ TrainResult Trainer::run(const TrainCallbacks& cb) {
         e.val_loss = last_val;
         e.seconds = seconds_since(tic);
         s.log.add({.iteration = it, .val_loss = last_val, .peak_memory_gb = e.peak_memory_gb});
-        s.log.write();
+        if (s.writes()) s.log.write();
         if (cb.on_event) cb.on_event(e);
         tic = Clock::now();
       }
@@ -444,13 +476,13 @@ TrainResult Trainer::run(const TrainCallbacks& cb) {
                    .tokens_per_sec = e.tokens_per_sec,
                    .trained_tokens = e.trained_tokens,
                    .peak_memory_gb = e.peak_memory_gb});
-        s.log.write();
+        if (s.writes()) s.log.write();
         if (cb.on_event) cb.on_event(e);
         r.losses = 0, r.n_tokens = 0, r.steps = 0, r.train_time = 0;
       }
       if (it % cfg.save_every == 0) s.save(it, cb);
     }
-    io::save_safetensors_atomic(s.dir / "adapters.safetensors", named(s.names, s.params()));
+    if (s.writes()) io::save_safetensors_atomic(s.dir / "adapters.safetensors", named(s.names, s.params()));
     result.iterations = iters;
     result.final_train_loss = last_train;
     result.final_val_loss = last_val;

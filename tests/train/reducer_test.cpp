@@ -1,13 +1,15 @@
 // The trainer's data-parallel seam (src/train/reducer.h), on the 4-bit parity
 // checkpoint with SGD (sensitive to the gradient's scale) and gradient
 // accumulation 2:
-//  - a reducer standing for two processes that saw the same batch (sum = 2x,
-//    average = sum / 2) leaves every loss equal to the one-process run, with
-//    twice the trained tokens;
+//  - a reducer standing for two processes that saw the same batch (rank 0 of
+//    a group of one that takes the whole batch, every sum doubled) leaves
+//    every loss equal to the one-process run, with twice the trained tokens:
+//    each process's share is weighted by its tokens over all tokens, 1/2 here;
 //  - it is asked for the gradients once per optimizer update (after the
-//    accumulation), and for the loss once per iteration;
+//    accumulation), and for the loss and tokens once per batch;
 //  - a reducer that cancels the gradients leaves lora_b at its zero start:
 //    the update uses what the reducer returns.
+// tests/train/data_parallel_test.cpp has shares of unequal lengths and real ranks.
 #include <mlx/mlx.h>
 
 #include "lmlab/train.h"
@@ -21,17 +23,16 @@ namespace mx = mlx::core;
 using mx::array;
 
 struct TwoProcesses : train::GradientReducer {
-  int gradient_calls = 0, loss_calls = 0;
+  int gradient_calls = 0, batch_calls = 0;
   bool cancel = false;
-  std::vector<array> average(std::vector<array> xs) override {
-    (xs.size() > 1 ? gradient_calls : loss_calls) += 1;
-    for (auto& x : xs) {
-      array sum = mx::add(x, x);
-      x = cancel && xs.size() > 1 ? mx::zeros_like(x) : mx::divide(sum, array(2.0f, x.dtype()));
-    }
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::vector<array> sum(std::vector<array> xs) override {
+    const bool gradients = xs.size() > 2;  // else [loss·tokens, tokens]
+    (gradients ? gradient_calls : batch_calls) += 1;
+    for (auto& x : xs) x = cancel && gradients ? mx::zeros_like(x) : mx::add(x, x);
     return xs;
   }
-  array sum(const array& x) override { return mx::add(x, x); }
 };
 
 struct TrainRun {
@@ -83,7 +84,7 @@ TEST(Reducer, TwoEqualProcessesTrainAsOne) {
   for (const auto& [it, loss] : one.val) EXPECT_NEAR(both.val[it], loss, 1e-6) << "validation at " << it;
   EXPECT_GT(std::abs(one.train[8] - one.train[1]), 1e-3) << "the run must learn something for this to test anything";
   EXPECT_EQ(two->gradient_calls, 4);  // 8 iterations, an update every 2
-  EXPECT_EQ(two->loss_calls, 8);
+  EXPECT_EQ(two->batch_calls, 8 + 3 * 2);  // and 3 validations of 2 batches
 }
 
 TEST(Reducer, TheUpdateUsesTheReducedGradients) {

@@ -1,0 +1,84 @@
+// Running `lmlab launch` from a test: to completion under a time limit, or in
+// the background to kill one of its ranks.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "test_util.h"
+
+namespace lmlab::test {
+
+struct LaunchRun {
+  int code = -1;
+  std::string out, err;
+  double seconds = 0;
+};
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// `lmlab launch ARGS`, bounded by coreutils' timeout so that a hang fails the test.
+inline LaunchRun launch_cli(const std::string& args, int limit_s = 240) {
+  auto dir = temp_dir("launch");
+  const std::string cmd = fmt::format("timeout -k 5 {} {} launch {} < /dev/null > {} 2> {}", limit_s, lmlab_binary(),
+                                      args, (dir / "out").string(), (dir / "err").string());
+  const auto t0 = std::chrono::steady_clock::now();
+  const int status = std::system(cmd.c_str());
+  LaunchRun r{WEXITSTATUS(status), slurp(dir / "out"), slurp(dir / "err")};
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// Starts `lmlab launch` in the background with its output in files.
+inline pid_t start_launch(const std::string& args, const std::filesystem::path& dir) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::freopen("/dev/null", "r", stdin);
+    ::freopen((dir / "out").c_str(), "w", stdout);
+    ::freopen((dir / "err").c_str(), "w", stderr);
+    ::execl("/bin/sh", "sh", "-c", ("exec " + lmlab_binary() + " launch " + args).c_str(), (char*)nullptr);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The pid of the launcher's child whose environment says MLX_RANK=rank.
+inline pid_t rank_pid(pid_t launcher, int rank) {
+  std::ifstream children(fmt::format("/proc/{}/task/{}/children", launcher, launcher));
+  for (pid_t child; children >> child;) {
+    std::ifstream env(fmt::format("/proc/{}/environ", child));
+    std::string var;
+    while (std::getline(env, var, '\0'))
+      if (var == fmt::format("MLX_RANK={}", rank)) return child;
+  }
+  return -1;
+}
+
+// Waits up to `limit_s` for the process; its exit code, or -1 if it is still running (then killed).
+inline int wait_exit(pid_t pid, double limit_s) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
+  int st = 0;
+  while (::waitpid(pid, &st, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+}  // namespace lmlab::test
