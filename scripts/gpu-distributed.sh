@@ -1,6 +1,7 @@
 #!/bin/bash
-# Tensor parallelism on NVIDIA GPUs over MLX's NCCL backend, on a machine with
-# two GPUs and the CUDA build carried over (docs/gpu.md, docs/distributed.md).
+# Tensor-parallel inference and data-parallel LoRA on NVIDIA GPUs over MLX's
+# NCCL backend, on a machine with two GPUs and the CUDA build carried over
+# (docs/gpu.md, docs/distributed.md).
 # Each measurement is one step; a short table is printed last.
 #
 #   scripts/gpu-distributed.sh RUN_DIR
@@ -109,7 +110,7 @@ else
   row "mlx-lm decode tok/s" "-" "not run" "mlx_lm is not importable from $SITE"
 fi
 
-echo "== step 6: LoRA training tokens/s on 1 GPU (lmlab lora refuses N ranks until data parallelism lands)"
+echo "== step 6: LoRA training tokens/s on 1 and 2 GPUs (data parallel: the same combined batch of 8)"
 if $L lora --help > /dev/null 2>&1; then
   python3 - <<'EOF'
 import json, random
@@ -120,11 +121,17 @@ with open("/tmp/lora-train.jsonl", "w") as f:
         f.write(json.dumps({"text": " ".join(random.choice(words) for _ in range(400))}) + "\n")
 EOF
   mkdir -p /tmp/lora-data && cp /tmp/lora-train.jsonl /tmp/lora-data/train.jsonl && head -32 /tmp/lora-train.jsonl > /tmp/lora-data/valid.jsonl
-  timeout 600 $L lora --device gpu --model $M8 --train --data /tmp/lora-data \
-    --iters 30 --batch-size 4 --max-seq-length 512 --steps-per-report 10 --adapter-path /tmp/adapters-1 \
-    > $OUT/lora_1.txt 2>&1
-  row "lmlab lora tokens/s, 8B 4-bit, batch 4" "1 GPU" "$(grep -oE 'Tokens/sec [0-9.]+' $OUT/lora_1.txt | tail -1)" "rc=$?"
-  row "lmlab lora tokens/s" "2 GPUs" "not run" "data-parallel lora is not in this build"
+  LA="lora --device gpu --model $M8 --train --data /tmp/lora-data --iters 30 --batch-size 8 --max-seq-length 512
+      --steps-per-report 10 --steps-per-eval 1000 --val-batches 2 --save-every 1000 --seed 0"
+  rm -rf /tmp/adapters-1 /tmp/adapters-2
+  timeout 600 $L $LA --adapter-path /tmp/adapters-1 > $OUT/lora_1.txt 2>&1; rc1=$?
+  timeout 600 $L launch -n 2 --backend nccl -- $L $LA --adapter-path /tmp/adapters-2 > $OUT/lora_2.txt 2>&1; rc2=$?
+  # The last report (iterations 21-30) leaves the first steps' warm-up out.
+  row "lmlab lora tokens/s, 8B 4-bit, batch 8" "1 GPU" "$(grep -oE 'Tokens/sec [0-9.]+' $OUT/lora_1.txt | tail -1)" "rc=$rc1"
+  row "lmlab lora tokens/s, 8B 4-bit, batch 8" "2 GPUs" "$(grep -oE 'Tokens/sec [0-9.]+' $OUT/lora_2.txt | tail -1)" "rc=$rc2; 4 per GPU, token-weighted all-sum"
+  # Two ranks train as one process on the combined batch: the same losses.
+  diff=$(python3 -c "import re,sys; a,b=[[float(x) for x in re.findall(r'Train loss ([0-9.]+)', open(f).read())] for f in sys.argv[1:]]; print(f'max |diff| {max(abs(x-y) for x,y in zip(a,b)):.4f} over {len(a)} reports' if a and len(a)==len(b) else 'missing')" $OUT/lora_1.txt $OUT/lora_2.txt)
+  row "lmlab lora train losses, 2 GPUs vs 1" "1 vs 2" "$diff" "printed to 3 decimals"
 else
   row "lmlab lora tokens/s" "1 and 2 GPUs" "not run" "this build has no lmlab lora"
 fi
