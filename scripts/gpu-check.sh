@@ -6,7 +6,8 @@
 # the Llama 3 tokenizer) and the default model. `checks` runs the GPU core checks
 # (fused GPU step against MLX's composed ops, every tiny family, the default
 # model's greedy text); `bench` times decode on the default model and on
-# random-weight Llama 8B/3B/1B shapes (fused and composed) and the read bandwidth.
+# random-weight Llama 8B/3B/1B shapes (fused and composed), warm prefill with
+# MLX's quantized GEMM and with the dequantized GEMM, and the read bandwidth.
 set -u
 P=$1
 WHAT=${2:-all}
@@ -74,13 +75,21 @@ PY
         < /tmp/prompt512.txt | python3 -c "import json,sys; s=json.load(sys.stdin)['stats']; print('$label', s['prompt_tokens'], round(s['prompt_tps'],1), round(s['generation_tps'],1), round(s['peak_memory_gb'],3))"
     done
   }
+  prefill() {  # model label: warm prompt tok/s (lmlab bench), MLX's quantized GEMM vs dequantize + GEMM
+    for d in 0 16; do
+      LMLAB_GPU_DENSE_ROWS=$d $W/lmlab bench --device gpu --model $1 -p 512,2048 -n 0 -r 3 2>&1 \
+        | grep -E "^\| pp" | sed "s/^/$2 dense_rows=$d /"
+    done
+  }
   echo "== decode (label prompt_tokens prompt_tps gen_tps peak_gb), 3 runs each"
   run $M smollm2-fused
   run $M smollm2-composed --no-fused
+  prefill $M smollm2
   for shape in ${SHAPES:-llama1b llama3b llama8b}; do
     [ -f /tmp/m/$shape/config.json ] || python3 $W/bench/random_model.py /tmp/m/$shape $shape $W/tokenizer
     run /tmp/m/$shape $shape-fused
     run /tmp/m/$shape $shape-composed --no-fused
+    prefill /tmp/m/$shape $shape
   done
 fi
 

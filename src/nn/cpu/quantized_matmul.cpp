@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "nn/cpu/compute_pool.h"
 #include "nn/cpu/cpu_arrays.h"
 #include "nn/cpu/quantized_matmul_kernels.h"
+#include "nn/cuda/qgemv.h"
 
 namespace mx = mlx::core;
 
@@ -385,9 +388,39 @@ bool quantized_matmul_is_native(const array& x, const array& w, const array& sca
   return cpu::native_weights(w, scales, biases, group_size, bits, mode, x.shape(-1));
 }
 
+namespace {
+
+// Whether a GPU stream multiplies x by the dequantized weights with MLX's dense
+// GEMM (cuBLAS) rather than mx::quantized_matmul: a prompt's rows (16 or more;
+// LMLAB_GPU_DENSE_ROWS moves it, 0 turns it off, for measurements) on a matrix
+// of at least 4M weights. The dequantized copy lives only for this product. On
+// an H200, MLX's quantized GEMM took an 8B model's 512-token prompt at 7.8k
+// tokens/s and this at 16k (2048 tokens: 8.9k and 32k); on the 135M model's
+// small matrices the extra dequantize launches cost more than they save (80k
+// and 38k), hence the floor (docs/gpu.md, run 6).
+bool gpu_dense(const array& x, const array& w, const mx::StreamOrDevice& s) {
+  static const size_t min_rows = [] {
+    const char* v = std::getenv("LMLAB_GPU_DENSE_ROWS");
+    if (!v || !*v) return size_t{16};
+    const long long n = std::atoll(v);
+    return n <= 0 ? std::numeric_limits<size_t>::max() : static_cast<size_t>(n);
+  }();
+  if (cpu::on_cpu(s) || x.ndim() < 1 || x.shape(-1) <= 0 || w.ndim() != 2) return false;
+  const size_t K = static_cast<size_t>(x.shape(-1));
+  return x.size() / K >= min_rows && static_cast<size_t>(w.shape(0)) * K >= (size_t{1} << 22);
+}
+
+}  // namespace
+
 array quantized_matmul(const array& x, const array& w, const array& scales,
                        const std::optional<array>& biases, int group_size, int bits,
                        const std::string& mode, const std::string& activations, mx::StreamOrDevice s) {
+  if (cuda::qgemv_is_native(x, w, scales, biases, group_size, bits, mode, s))
+    return cuda::qgemv(x, w, scales, *biases, group_size, bits, s);
+  if (gpu_dense(x, w, s)) {
+    array dense = mx::dequantize(w, scales, biases, group_size, bits, mode, std::nullopt, x.dtype(), s);
+    return mx::matmul(x, mx::transpose(dense, s), s);
+  }
   const ActQuant act = cpu::parse_activations(activations);
   if (!quantized_matmul_is_native(x, w, scales, biases, group_size, bits, mode, s) ||
       !cpu::native_activations(bits, activations))

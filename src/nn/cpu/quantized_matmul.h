@@ -1,8 +1,9 @@
 // lmlab's CPU quantized matmul: y = x @ dequantize(w)ᵀ for MLX affine
 // quantization, as an MLX primitive with AVX2 kernels and a small thread pool.
 // MLX's own CPU quantized_matmul is single-threaded scalar code on Linux
-// (docs/mlx-reference.md §4); on other devices and for unsupported cases this
-// falls back to mx::quantized_matmul.
+// (docs/mlx-reference.md §4). On a GPU stream, up to 8 rows take lmlab's GEMV
+// (nn/cuda/qgemv.h) and prompts on large matrices the dequantized weights
+// through MLX's GEMM; everything else falls back to mx::quantized_matmul.
 //
 // Contract: float32 activations; runs on MLX's CPU stream thread plus lmlab's
 // compute pool, split over output columns; reads the packed weights, scales and

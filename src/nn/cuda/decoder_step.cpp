@@ -12,6 +12,7 @@
 
 #include "nn/cuda/device.h"
 #include "nn/cuda/kernel_params.h"
+#include "nn/cuda/qgemv_launch.h"
 
 namespace mx = mlx::core;
 
@@ -48,24 +49,6 @@ T* ptr(mx::array& a) {
 template <class T>
 const T* cptr(const mx::array& a) {
   return mx::gpu_ptr<T>(a);
-}
-
-// Shared memory a GEMV launch stages for M rows of K features (kernels.cu,
-// stage_inputs): each row's 16-byte pieces, padded to whole warps of chunks,
-// and a float sum per chunk.
-long qgemv_smem(int M, int K, int bits) {
-  const int elems = 128 / bits, chunks = K / elems;
-  const long row_pieces = static_cast<long>((chunks + 31) / 32) * 32 * (elems / 8);
-  return M * (row_pieces * 16 + static_cast<long>(chunks) * 4);
-}
-
-constexpr long kSmemLimit = 190 * 1024;
-
-// Rows per GEMV launch: 8 or 4 when as many fit the shared memory, else 1.
-int rows_per_launch(int M, int K, int bits) {
-  if (M > 4 && qgemv_smem(8, K, bits) <= kSmemLimit) return 8;
-  if (M > 1 && qgemv_smem(4, K, bits) <= kSmemLimit) return 4;
-  return 1;
 }
 
 class LmlabCudaDecoderStep : public mx::Primitive {
@@ -138,38 +121,17 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     };
 
     const std::string ty = type_name(h.dtype());
-    const int sms = multiprocessors();
     auto quant = [&](int p) {
       const LinearSlots& s = layout_.proj[p];
       return QMat{cptr<uint32_t>(in[s.w]), cptr<void>(in[s.w + 1]), cptr<void>(in[s.w + 2]),
                   s.bias >= 0 ? cptr<void>(in[s.bias]) : nullptr, nullptr, in[s.w].shape(0)};
     };
-    // One GEMV over all M rows, in launches of up to 8 rows; `first` names the
-    // projection whose format (bits, group size) the launch's matrices share.
-    auto gemv = [&](QGemvParams p, int K, int slots, int first, std::initializer_list<int> outputs = {}) {
-      const LinearSlots& fmt_of = layout_.proj[first];
-      const int bits = fmt_of.bits;
-      const int mr = rows_per_launch(M, K, bits);
-      CUfunction f = kernel(fmt::format("lmlab_qgemv_{}_b{}_g{}_m{}", ty, bits, fmt_of.group_size, mr));
-      for (int r0 = 0; r0 < M; r0 += mr) {
-        if (r0 > 0) uses({}, outputs);
-        QGemvParams c = p;
-        c.M = std::min(mr, M - r0);
-        c.K = K;
-        c.x = static_cast<const char*>(p.x) + r0 * p.x_stride * t;
-        if (p.res) c.res = static_cast<const char*>(p.res) + r0 * p.out_stride * t;
-        for (int j = 0; j < p.nmat; ++j)
-          c.mat[j].out = static_cast<char*>(p.mat[j].out) +
-                         r0 * (p.nmat == 1 ? p.out_stride : static_cast<long>(p.mat[j].n)) * t;
-        const uint32_t smem = static_cast<uint32_t>(qgemv_smem(c.M, K, bits));
-        // A warp's task is two weight rows (kernels.cu, qgemv). One wave of
-        // blocks at most: each warp then takes several tasks and a block's
-        // staging of the inputs serves them all (a second wave would stage
-        // again and start its loads only when the first is done).
-        const int tasks = p.mode == 2 ? slots : (slots + 1) / 2;
-        const int wave = resident_blocks(f, 256, smem) * sms;
-        launch(enc, f, dim3(std::min((tasks + 7) / 8, wave)), dim3(256), smem, c);
-      }
+    // One GEMV over all M rows; `first` names the projection whose format
+    // (bits, group size) the launch's matrices share.
+    auto gemv = [&](QGemvParams p, int K, int first, std::initializer_list<int> outputs = {}) {
+      p.M = M;
+      add_qgemv(enc, p, K, layout_.proj[first].bits, layout_.proj[first].group_size, h.dtype(),
+                [&] { uses({}, outputs); });
     };
     const void* norm_q = layout_.q_norm >= 0 ? cptr<void>(in[layout_.q_norm]) : nullptr;
     const void* norm_k = layout_.k_norm >= 0 ? cptr<void>(in[layout_.k_norm]) : nullptr;
@@ -186,7 +148,7 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     p.mat[0].out = q, p.mat[1].out = k, p.mat[2].out = v;
     for (int j : {kQ, kK, kV}) projection_inputs(j);
     uses({kH, kInNorm}, {});
-    gemv(p, D, p.mat[0].n + p.mat[1].n + p.mat[2].n, kQ);
+    gemv(p, D, kQ);
 
     // 2. q/k norms, RoPE, cache write.
     RopeCacheParams r{};
@@ -230,7 +192,7 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     o.mat[0].out = h1;
     projection_inputs(kO);
     uses({kH}, {});
-    gemv(o, H * Dh, D, kO);
+    gemv(o, H * Dh, kO);
 
     // 6. RMSNorm + gate and up + activation.
     QGemvParams g{};
@@ -244,7 +206,7 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     projection_inputs(kGate);
     projection_inputs(kUp);
     uses({kPostNorm}, {});
-    gemv(g, D, I, kGate);
+    gemv(g, D, kGate);
 
     // 7. Down projection + residual.
     QGemvParams d{};
@@ -256,7 +218,7 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     d.mat[0].out = ptr<void>(out[0]);
     projection_inputs(kDown);
     uses({}, {0, 1, 2});
-    gemv(d, I, D, kDown, {0, 1, 2});
+    gemv(d, I, kDown, {0, 1, 2});
   }
 
   std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&, const std::vector<int>&,
@@ -327,7 +289,7 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
   }
   // The GEMV stages a launch's rows in shared memory (one row at least).
   for (int i = 0; i < kProjections; ++i)
-    if (qgemv_smem(1, in_dims[i], projection(w, i).bits) > kSmemLimit) return false;
+    if (qgemv_smem(1, in_dims[i], projection(w, i).bits) > kQGemvSmemLimit) return false;
   return h.flags().row_contiguous;
 }
 
