@@ -118,7 +118,33 @@ void check_vector(const Weights& w, const std::string& name, int n) {
     throw std::invalid_argument(fmt::format("[model] '{}' has shape {}, expected ({})", name, shape_str(*a), n));
 }
 
+namespace {
+
+// Refuses ids outside the table when they are already evaluated (a prompt the
+// caller built): MLX's take does not check and would read past the table.
+// Ids still being computed (the argmax of the previous step's logits, during
+// decoding) are in range by construction and are not waited for.
+void check_ids(const Linear& table, const array& ids) {
+  if (!ids.is_available() || ids.size() == 0 || !ids.flags().row_contiguous) return;
+  const int64_t rows = table.weight.shape(0);
+  auto scan = [&](const auto* p) {
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (static_cast<int64_t>(p[i]) < 0 || static_cast<int64_t>(p[i]) >= rows)
+        throw std::out_of_range(fmt::format("[embedding] {}: token id {} outside the vocabulary (0..{})", *table.name,
+                                            static_cast<int64_t>(p[i]), rows - 1));
+  };
+  switch (ids.dtype()) {
+    case mx::int32: return scan(ids.data<int32_t>());
+    case mx::int64: return scan(ids.data<int64_t>());
+    case mx::uint32: return scan(ids.data<uint32_t>());
+    default: return;
+  }
+}
+
+}  // namespace
+
 array embedding_rows(const Linear& table, const array& ids, mx::Dtype dtype) {
+  check_ids(table, ids);
   // Every row gather runs one (element, index) type pair: on a GPU, MLX
   // compiles its gather kernel for each pair at first use (about 2 s each, the
   // whole wait before a first token). So: int32 ids, and rows of 2- or 4-byte

@@ -60,7 +60,8 @@ void check_linear(const Weights& w, const std::string& name, int out, int in);
 void check_vector(const Weights& w, const std::string& name, int n);
 
 // The rows `ids` of an embedding table viewed as a Linear (dequantized when
-// packed), in `dtype`. ids: (B, L) int → (B, L, D).
+// packed), in `dtype`. ids: (B, L) int → (B, L, D). Evaluated ids outside
+// the table throw std::out_of_range naming the table and the id.
 array embedding_rows(const Linear& table, const array& ids, mlx::core::Dtype dtype);
 
 }  // namespace lmlab::nn

@@ -75,6 +75,29 @@ TEST_P(Family, HalfPrecisionRunsWithRightShapes) {
   EXPECT_LT(diff, 0.06f * mx::max(mx::abs(want)).item<float>());
 }
 
+// Ids outside the vocabulary are refused with one message (MLX's gather does
+// not check: it read past the table), and nothing is computed.
+TEST_P(Family, OutOfVocabularyIdsAreRefused) {
+  (void)cpu_context();
+  auto dir = tiny_checkpoint_dir(GetParam());
+  LMLAB_REQUIRE_FILE(dir / "config.json");
+  auto model = load_tiny(dir);
+  const int V = model->config().vocab_size;
+  for (int bad : {V, -1, V + 100000}) {
+    std::vector<int> ids = {1, 2, bad, 3};
+    try {
+      (void)model->forward(mx::array(ids.begin(), {1, 4}, mx::int32));
+      ADD_FAILURE() << "id " << bad << " was accepted";
+    } catch (const std::out_of_range& e) {
+      EXPECT_NE(std::string(e.what()).find(fmt::format("token id {} outside the vocabulary (0..{})", bad, V - 1)),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  std::vector<int> ok = {0, V - 1};
+  EXPECT_EQ(model->forward(mx::array(ok.begin(), {1, 2}, mx::int32)).shape(), (mx::Shape{1, 2, V}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Tiny, Family,
                          ::testing::Values("llama", "llama_q4", "llama3_scaled", "llama3_scaled_q4",
                                            "llama_linear_rope", "llama_linear_rope_q4", "llama_yarn",
