@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -79,6 +81,27 @@ inline int wait_exit(pid_t pid, double limit_s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// Kills rank 1 of a running 2-rank launch (output in dir/out, dir/err) and
+// expects the job to end within 10 s with SIGKILL's code and, last, one line
+// naming the rank. `tag` labels the printed timing.
+inline void kill_rank_one_and_expect_one_line(pid_t launcher, const std::filesystem::path& dir, const char* tag) {
+  const pid_t victim = rank_pid(launcher, 1);
+  ASSERT_GT(victim, 0) << "rank 1 not found; output: " << slurp(dir / "out") << slurp(dir / "err");
+  ::kill(victim, SIGKILL);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int code = wait_exit(launcher, 30);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string err = slurp(dir / "err");
+  std::printf("[ %-8s] ended %.2f s after the kill; stderr:\n%s", tag, s, err.c_str());
+  EXPECT_EQ(code, 128 + SIGKILL) << err;
+  EXPECT_LT(s, 10.0);
+  const size_t at = err.rfind("error: ");
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string last = err.substr(at);
+  EXPECT_EQ(last.rfind("error: [launch] rank 1 of 2 was killed by signal 9 (SIGKILL)", 0), 0u) << err;
+  EXPECT_EQ(std::count(last.begin(), last.end(), '\n'), 1) << last;
 }
 
 }  // namespace lmlab::test

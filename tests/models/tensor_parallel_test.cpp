@@ -222,20 +222,7 @@ TEST(TensorParallel, KilledRankEndsTheJobWithOneLine) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (slurp(dir / "out").size() < 20 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const pid_t victim = rank_pid(launcher, 1);
-  ASSERT_GT(victim, 0) << "rank 1 not found; output: " << slurp(dir / "out") << slurp(dir / "err");
-  ::kill(victim, SIGKILL);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int code = wait_exit(launcher, 30);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const std::string err = slurp(dir / "err");
-  std::printf("[ tp kill  ] ended %.2f s after the kill; stderr:\n%s", s, err.c_str());
-  EXPECT_EQ(code, 128 + SIGKILL) << err;
-  EXPECT_LT(s, 10.0);
-  // The last line names the rank and how it ended.
-  const std::string last = err.substr(err.rfind("error: "));
-  EXPECT_EQ(last.rfind("error: [launch] rank 1 of 2 was killed by signal 9 (SIGKILL)", 0), 0u) << err;
-  EXPECT_EQ(std::count(last.begin(), last.end(), '\n'), 1) << last;
+  kill_rank_one_and_expect_one_line(launcher, dir, "tp kill");
 }
 
 TEST(TensorParallel, RankThatNeverJoinsTimesOutNamingTheFlag) {

@@ -255,19 +255,7 @@ TEST(DataParallel, KilledRankEndsTrainingWithOneLine) {
   while (slurp(dir / "out").find("Iter 2: Train loss") == std::string::npos && std::chrono::steady_clock::now() < until &&
          ::waitpid(launcher, nullptr, WNOHANG) == 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const pid_t victim = rank_pid(launcher, 1);
-  ASSERT_GT(victim, 0) << "rank 1 not found; output: " << slurp(dir / "out") << slurp(dir / "err");
-  ::kill(victim, SIGKILL);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int code = wait_exit(launcher, 30);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const std::string err = slurp(dir / "err");
-  std::printf("[ dp kill ] ended %.2f s after the kill; stderr:\n%s", s, err.c_str());
-  EXPECT_EQ(code, 128 + SIGKILL) << err;
-  EXPECT_LT(s, 10.0);
-  const std::string last = err.substr(err.rfind("error: "));
-  EXPECT_EQ(last.rfind("error: [launch] rank 1 of 2 was killed by signal 9 (SIGKILL)", 0), 0u) << err;
-  EXPECT_EQ(std::count(last.begin(), last.end(), '\n'), 1) << last;
+  kill_rank_one_and_expect_one_line(launcher, dir, "dp kill");
 }
 
 }  // namespace
