@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "lmlab/analysis.h"
+#include "lmlab/io.h"
 #include "lmlab/model.h"
 #include "lmlab/train.h"
 
@@ -28,6 +29,7 @@ void run_fuse(FuseCliOptions o) {
   if (std::filesystem::exists(o.save_path))
     throw std::invalid_argument(
         fmt::format("[fuse] {} already exists; give another --save-path or remove it", o.save_path));
+  if (!o.model.adapter_path.empty()) (void)io::read_adapter_dir(o.model.adapter_path);  // before the model loads
   Context ctx = make_context(o.model);
   fmt::print("Loading pretrained model\n");
   LoadedModel m = load(ctx, o.model);

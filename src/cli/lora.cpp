@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/train_options.h"
+#include "lmlab/io.h"
 #include "lmlab/train.h"
 
 namespace lmlab::cli {
@@ -83,6 +85,12 @@ void run_lora(const LoraCliOptions& o) {
   // (docs/distributed.md).
   ModelOptions mo{.model = cfg.model, .dtype = cfg.dtype, .device = o.device, .tensor_parallel = false};
   if (!cfg.train) mo.adapter_path = cfg.adapter_path;  // --test alone: evaluate the saved adapters
+  // Inputs that need no model are checked before it loads (one line, nothing printed).
+  if (!std::filesystem::exists(cfg.data))
+    throw std::invalid_argument(fmt::format("[data] {} does not exist", cfg.data));
+  if (!cfg.resume_adapter_file.empty() && !std::filesystem::is_regular_file(cfg.resume_adapter_file))
+    throw std::invalid_argument(fmt::format("[lora] resume_adapter_file {} is not a file", cfg.resume_adapter_file));
+  if (!mo.adapter_path.empty()) (void)io::read_adapter_dir(mo.adapter_path);
   Context ctx = make_context(mo, cfg.seed);
   fmt::print("Loading pretrained model\n");
   std::fflush(stdout);

@@ -138,7 +138,10 @@ TrainConfig TrainConfig::from_json(const json& j) {
       check_optimizer_config(v);
       c.optimizer_config = v;
     } else if (k == "seed") c.seed = static_cast<uint64_t>(get_int(v, k, 0));
-    else if (k == "num_layers") c.num_layers = get_int(v, k, -1);
+    else if (k == "num_layers") {
+      c.num_layers = get_int(v, k, -1);
+      if (c.num_layers == 0) bad(k, "0 adapts no layer; give -1 (every layer) or a count ≥ 1");
+    }
     else if (k == "batch_size") c.batch_size = get_int(v, k, 1);
     else if (k == "iters") c.iters = get_int(v, k, 1);
     else if (k == "epochs") c.epochs = get_double(v, k, 0.0);

@@ -343,6 +343,14 @@ const Case kCases[] = {
     {"ppl --stride 0", "ppl --text {dir}/none.txt --stride 0", 2, "stride 0 outside [1, context = 512]"},
     {"convert --q-bits 7", "convert -q --q-bits 7 -o {out}", 2, "7 bits: choose 2, 3, 4, 5, 6 or 8"},
     {"convert into an existing folder", "convert -q -o {dir}/out", 1, "already exists", "existing-out"},
+    // Fine-tuning: inputs that need no model are refused before it loads
+    {"lora: no such data", "lora --data {dir}/none --adapter-path {out}", 1, "/none does not exist"},
+    {"lora --num-layers 0", "lora --data {dir} --num-layers 0 --adapter-path {out}", 1,
+     "num_layers: 0 adapts no layer; give -1 (every layer) or a count ≥ 1"},
+    {"lora --resume-adapter-file missing", "lora --data {dir} --resume-adapter-file {dir}/none.safetensors --adapter-path {out}",
+     1, "is not a file"},
+    {"fuse: no such adapters", "fuse --adapter-path {dir}/none --save-path {out}", 1,
+     "none is not a folder (expected adapter_config.json and adapters.safetensors)"},
 };
 
 // ---------------------------------------------------------------- runner
