@@ -83,7 +83,8 @@ void run_lora(const LoraCliOptions& o) {
   train::TrainConfig cfg = resolve_train_config(*o.flags);
   // Under lmlab launch: data parallelism, the whole model on every rank
   // (docs/distributed.md).
-  ModelOptions mo{.model = cfg.model, .dtype = cfg.dtype, .device = o.device, .tensor_parallel = false};
+  ModelOptions mo;
+  mo.model = cfg.model, mo.dtype = cfg.dtype, mo.device = o.device, mo.tensor_parallel = false;
   if (!cfg.train) mo.adapter_path = cfg.adapter_path;  // --test alone: evaluate the saved adapters
   // Inputs that need no model are checked before it loads (one line, nothing printed).
   if (!std::filesystem::exists(cfg.data))
