@@ -325,9 +325,12 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
       if (arg != 0)
         throw std::invalid_argument(
             "[lmlab::nn::quantized_matmul] gradients only with respect to x, not the quantized weights");
-      // d(x Wᵀ)/dx applied to g: g W.
-      grads.push_back(mx::quantized_matmul(cotangents[0], primals[1], primals[2], primals[3],
-                                           /*transpose=*/false, group_size_, bits_, "affine", stream()));
+      // d(x Wᵀ)/dx applied to g: g W, with W dequantized to float32 for BLAS's
+      // threaded GEMM (MLX's CPU quantized_matmul is scalar and single-threaded).
+      const mx::array w = mx::dequantize(primals[1], primals[2], primals[3], group_size_, bits_, "affine",
+                                         std::nullopt, mx::float32, stream());
+      grads.push_back(mx::astype(mx::matmul(mx::astype(cotangents[0], mx::float32, stream()), w, stream()),
+                                 cotangents[0].dtype(), stream()));
     }
     return grads;
   }
