@@ -44,9 +44,16 @@ namespace detail {
 
 std::vector<std::span<const Window>> batches(const std::vector<Window>& windows, const WindowOptions& o) {
   const size_t rows = std::max<size_t>(1, static_cast<size_t>(o.batch_tokens / o.context));
+  // A batch is padded to its widest window, so a text's short last window runs on
+  // its own: padded, 41 tokens left over after a 256-token window cost 256.
+  auto width = [](const Window& w) { return w.end - w.begin; };
   std::vector<std::span<const Window>> out;
-  for (size_t i = 0; i < windows.size(); i += rows)
-    out.emplace_back(windows.data() + i, std::min(rows, windows.size() - i));
+  for (size_t i = 0; i < windows.size();) {
+    size_t n = 1;
+    while (n < rows && i + n < windows.size() && width(windows[i + n]) == width(windows[i])) ++n;
+    out.emplace_back(windows.data() + i, n);
+    i += n;
+  }
   return out;
 }
 

@@ -12,7 +12,7 @@
 
 namespace lmlab::quant::detail {
 
-// Consecutive windows that run as one forward pass: rows × context ≤ batch_tokens.
+// Consecutive windows of one width that run as one forward pass: rows × context ≤ batch_tokens.
 std::vector<std::span<const Window>> batches(const std::vector<Window>& windows, const WindowOptions& o);
 
 // The scored positions of `windows` (one batch), in token order.
@@ -20,7 +20,7 @@ struct Scored {
   mlx::core::array logprobs;  // (n, V) float32, log-softmax of the logits
   mlx::core::array targets;   // (n) int32, the tokens that followed
 };
-// One forward pass over the batch (the shorter last window padded on the
+// One forward pass over the batch (a shorter window would be padded on the
 // right, which a causal model never sees from earlier positions).
 Scored score(const Model& m, std::span<const int> tokens, std::span<const Window> windows);
 

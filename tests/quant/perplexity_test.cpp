@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "lmlab/quant.h"
+#include "quant/scoring.h"
 #include "analysis/lab_test_util.h"
 
 namespace lmlab::test {
@@ -41,6 +42,28 @@ TEST(Perplexity, WindowsScoreEveryTokenOnceWithTheirContext) {
   EXPECT_THROW(q::plan_windows(10, {.context = 1, .stride = 1}), std::invalid_argument);
   EXPECT_THROW(q::plan_windows(10, {.context = 4, .stride = 5}), std::invalid_argument);
   EXPECT_THROW(q::plan_windows(10, {.context = 4, .stride = 0}), std::invalid_argument);
+}
+
+TEST(Perplexity, BatchesHoldWindowsOfOneWidth) {
+  // 297 tokens in windows of 256: [0,256) and the 41-token tail [256,297). Padded into one
+  // batch they would cost 512 positions; each runs alone, 297 positions in all.
+  auto w = q::plan_windows(297, {.context = 256, .stride = 256});
+  ASSERT_EQ(w.size(), 2u);
+  auto b = q::detail::batches(w, {.context = 256, .stride = 256});
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[0].size(), 1u);
+  EXPECT_EQ(b[1][0].end - b[1][0].begin, 41);
+  // Full windows still share a batch up to batch_tokens / context rows.
+  auto s = q::plan_windows(10, {.context = 4, .stride = 2});  // four windows of width 4
+  auto sb = q::detail::batches(s, {.context = 4, .stride = 2, .batch_tokens = 12});
+  ASSERT_EQ(sb.size(), 2u);
+  EXPECT_EQ(sb[0].size(), 3u);
+  EXPECT_EQ(sb[1].size(), 1u);
+  auto t = q::plan_windows(11, {.context = 4, .stride = 2});  // widths 4, 4, 4, 4, 3
+  auto tb = q::detail::batches(t, {.context = 4, .stride = 2});
+  ASSERT_EQ(tb.size(), 2u);
+  EXPECT_EQ(tb[0].size(), 4u);
+  EXPECT_EQ(tb[1].size(), 1u);
 }
 
 TEST(Perplexity, SummaryMatchesHandComputedValues) {
