@@ -253,6 +253,12 @@ Tokenizer Tokenizer::from_file(const fs::path& path) {
   std::string text = read_text(file);
   json cfg = load_optional(dir / "tokenizer_config.json");
   json gen = load_optional(dir / "generation_config.json");
+  // transformers (since 4.47) and mlx_lm save the template as chat_template.jinja
+  // beside tokenizer_config.json, and that file wins over the config's entry.
+  if (const fs::path jinja = dir / "chat_template.jinja"; fs::exists(jinja)) {
+    if (cfg.is_null()) cfg = json::object();
+    if (cfg.is_object()) cfg["chat_template"] = read_text(jinja);
+  }
   Tokenizer tok;
   tok.impl_ = build_reported(text, cfg, gen, file.string());
   return tok;

@@ -212,5 +212,23 @@ TEST(TokenizerJson, ConfigFields) {
   EXPECT_EQ(q.encode_pieces("Hello world"), (std::vector<std::string>{"Hello", "Ġworld"}));
 }
 
+TEST(TokenizerJson, ChatTemplateJinjaFileWinsOverTheConfig) {
+  // mlx_lm and transformers ≥ 4.47 save the template beside the config, as
+  // the fixture smollm2-mlx-q4 has it; that file takes priority (transformers).
+  const fs::path mlx_dir = test::fixtures_dir() / "model" / "smollm2-mlx-q4";
+  LMLAB_REQUIRE_FILE(mlx_dir / "chat_template.jinja");
+  auto slurp = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_EQ(Tokenizer::from_file(mlx_dir).chat_template(), slurp(mlx_dir / "chat_template.jinja"));
+  const fs::path dir = test::temp_dir("jinja");
+  fs::copy_file(tok_fixture("llama3_1/tokenizer.json"), dir / "tokenizer.json");
+  fs::copy_file(tok_fixture("llama3_1/tokenizer_config.json"), dir / "tokenizer_config.json");
+  EXPECT_NE(Tokenizer::from_file(dir).chat_template(), "{{ 'own' }}");
+  std::ofstream(dir / "chat_template.jinja") << "{{ 'own' }}";
+  EXPECT_EQ(Tokenizer::from_file(dir).chat_template(), "{{ 'own' }}");
+}
+
 }  // namespace
 }  // namespace lmlab
