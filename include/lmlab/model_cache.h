@@ -30,6 +30,10 @@ nlohmann::json to_json(const CachedModel& m);
 std::vector<CachedModel> list_cached_models(const std::filesystem::path& lmlab_cache,
                                             const std::filesystem::path& hf_cache);
 
+// One model on disk, described like a cache entry (name = the path): a GGUF
+// file, or a model directory with config.json (bytes: every file in it).
+CachedModel describe_model(const std::filesystem::path& path);
+
 // Deletes the model `name` (as listed) from its cache: the GGUF and its checksum
 // stamp, or the Hub repo folder with its blobs. Returns what was removed.
 // Throws std::invalid_argument when no listed model has that name.

@@ -7,8 +7,6 @@
 // (n > 0 with p = 0 decodes after one untimed token.) Reported as mean ± sample
 // standard deviation over the repetitions, with the peak memory, as a markdown
 // table or JSON.
-#include <chrono>
-#include <cmath>
 #include <iostream>
 #include <random>
 
@@ -17,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "lmlab/compare.h"
 #include "lmlab/model.h"
 #include "lmlab/nn.h"
 
@@ -33,48 +32,6 @@ struct BenchOptions {
   uint64_t seed = 0;
   bool json = false;
 };
-
-struct Sample {
-  double pp_tps = 0, tg_tps = 0;
-};
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-Sample run_once(const Model& m, int p, int n, int b, std::mt19937_64& rng) {
-  std::uniform_int_distribution<int> token(0, m.config().vocab_size - 1);
-  const int L = std::max(p, 1);
-  std::vector<int> ids(static_cast<size_t>(b) * L);
-  for (int& t : ids) t = token(rng);
-  auto cache = m.make_cache();
-  auto t0 = std::chrono::steady_clock::now();
-  mx::array logits = m.forward(mx::array(ids.begin(), {b, L}, mx::int32), cache.get());
-  mx::array next = mx::argmax(mx::slice(logits, {0, L - 1, 0}, {b, L, logits.shape(2)}), -1);
-  mx::eval(next);
-  Sample s;
-  if (p > 0) s.pp_tps = static_cast<double>(b) * p / seconds_since(t0);
-  t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) {
-    logits = m.forward(mx::astype(next, mx::int32), cache.get());
-    next = mx::argmax(logits, -1);
-    mx::eval(next);
-  }
-  if (n > 0) s.tg_tps = static_cast<double>(b) * n / seconds_since(t0);
-  return s;
-}
-
-struct Stat {
-  double mean = 0, std = 0;
-};
-
-Stat stat(const std::vector<double>& v) {
-  Stat s;
-  for (double x : v) s.mean += x / v.size();
-  for (double x : v) s.std += v.size() > 1 ? (x - s.mean) * (x - s.mean) / (v.size() - 1) : 0.0;
-  s.std = std::sqrt(s.std);
-  return s;
-}
 
 void check(const BenchOptions& o) {
   auto positive = [](const std::vector<int>& v, int min, const char* flag) {
@@ -99,18 +56,18 @@ void run_bench(const BenchOptions& o) {
     for (int p : o.prompt_lengths)
       for (int n : o.gen_lengths) {
         if (p == 0 && n == 0) continue;
-        for (int w = 0; w < o.warmup; ++w) run_once(*m.model, p, n, b, rng);
+        for (int w = 0; w < o.warmup; ++w) analysis::measure_throughput(*m.model, p, n, b, rng);
         mx::reset_peak_memory();
         std::vector<double> pp, tg;
         for (int r = 0; r < o.repetitions; ++r) {
-          const Sample s = run_once(*m.model, p, n, b, rng);
+          const analysis::Throughput s = analysis::measure_throughput(*m.model, p, n, b, rng);
           if (p > 0) pp.push_back(s.pp_tps);
           if (n > 0) tg.push_back(s.tg_tps);
         }
         nlohmann::json row = {{"prompt_tokens", p}, {"gen_tokens", n}, {"batch", b},
                               {"peak_memory_gb", static_cast<double>(mx::get_peak_memory()) / 1e9}};
-        if (p > 0) row["pp"] = {{"mean_tps", stat(pp).mean}, {"std_tps", stat(pp).std}, {"samples", pp}};
-        if (n > 0) row["tg"] = {{"mean_tps", stat(tg).mean}, {"std_tps", stat(tg).std}, {"samples", tg}};
+        if (p > 0) row["pp"] = {{"mean_tps", analysis::mean_std(pp).mean}, {"std_tps", analysis::mean_std(pp).std}, {"samples", pp}};
+        if (n > 0) row["tg"] = {{"mean_tps", analysis::mean_std(tg).mean}, {"std_tps", analysis::mean_std(tg).std}, {"samples", tg}};
         rows.push_back(row);
       }
   const nlohmann::json out = {{"model", m.path}, {"format", m.format}, {"device", ctx.device_name()},

@@ -29,6 +29,7 @@ void setup_serve(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_models(CLI::App& app);
 void setup_bench(CLI::App& app);
+void setup_compare(CLI::App& app);
 void setup_lora(CLI::App& app);
 void setup_fuse(CLI::App& app);
 void setup_launch(CLI::App& app);

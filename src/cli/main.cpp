@@ -33,6 +33,8 @@ const lmlab::cli::Command kCommands[] = {
     {"data", "check a fine-tuning data set: formats, token lengths, truncation, masking, duplicates", lmlab::cli::setup_data},
     {"models", "models in the lmlab and Hugging Face caches (size, format, quantization); rm", lmlab::cli::setup_models},
     {"bench", "prompt and generation tok/s, mean ± std over runs (llama-bench)", lmlab::cli::setup_bench},
+    {"compare", "models side by side: size, speed, memory, perplexity, KL and top-1 against the first, greedy texts",
+     lmlab::cli::setup_compare},
     {"lora", "fine-tune with LoRA, DoRA or full fine-tuning (mlx_lm.lora's flags and YAML)", lmlab::cli::setup_lora},
     {"fuse", "merge fine-tuned adapters into the base model (re-quantized, or --dequantize)", lmlab::cli::setup_fuse},
     {"launch", "run a command on N ranks for MLX's distributed backends (ring, nccl)", lmlab::cli::setup_launch},

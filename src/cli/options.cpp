@@ -41,6 +41,10 @@ void ModelOptions::add(CLI::App& app) {
   app.add_option("--adapter-path", adapter_path,
                  "fine-tuned adapters to apply: a folder with adapter_config.json and adapters.safetensors "
                  "(lmlab lora or mlx_lm.lora)");
+  add_compute(app);
+}
+
+void ModelOptions::add_compute(CLI::App& app) {
   app.add_option("--dtype", dtype, "compute dtype: float32, float16, bfloat16 (default: float32 on CPU)")
       ->check(CLI::IsMember({"", "float32", "float16", "bfloat16"}));
   app.add_option("--activations", activations,

@@ -58,7 +58,8 @@ struct ModelOptions {
   bool verbose = false;
   bool tensor_parallel = true;  // under lmlab launch: each rank its shard (false: the whole model)
 
-  void add(CLI::App& app);
+  void add(CLI::App& app);          // --model, --revision, --adapter-path and add_compute's
+  void add_compute(CLI::App& app);  // --dtype, --activations, --device, --no-fused, --verbose
 };
 
 // -p/--prompt (once, or repeatable with `many`), -s/--system (--system-prompt),

@@ -74,6 +74,24 @@ void describe_config(CachedModel& m, const fs::path& config) {
   }
 }
 
+}  // namespace
+
+CachedModel describe_model(const fs::path& path) {
+  CachedModel m{.name = path.string(), .cache = "", .path = path};
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    m.bytes = tree_bytes(path);
+    m.format = "safetensors";
+    if (fs::exists(path / "config.json", ec)) describe_config(m, path / "config.json");
+  } else {
+    m.bytes = file_bytes(path);
+    describe_gguf(m);
+  }
+  return m;
+}
+
+namespace {
+
 void list_lmlab(const fs::path& root, std::vector<CachedModel>& out) {
   std::error_code ec;
   const fs::path dir = root / "models";

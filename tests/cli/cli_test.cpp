@@ -129,5 +129,69 @@ TEST(Cli, BenchOnBothRealModels) {
   expect_one_line_error(run("bench -p 8 -n 4 -r 0"), "--repetitions");
 }
 
+TEST(Cli, CompareFourModelsAgreesWithPplAndInspect) {
+  // The reference, mlx-lm's 4-bit g32 copy of the same model (same tokenizer:
+  // KL and top-1), Gemma 3 (another tokenizer: no KL) and the reference again
+  // (KL 0, same texts).
+  const auto q4 = fixtures_dir() / "model" / "smollm2-mlx-q4";
+  LMLAB_REQUIRE_FILE(q4);
+  auto dir = temp_dir("compare");
+  const auto text = dir / "text.txt";
+  std::ofstream(text) << "The ferry crossed the river twice a day. In spring the water rose, the ferry stopped, "
+                         "and people walked along the bank to see how high it had climbed. The library opened at ten.";
+  const std::string common = " -p 'What is the capital of France?' -n 6 -f " + text.string() +
+                             " --context 32 --stride 16 --speed-prompt 16 --speed-gen 4 -r 2 --warmup 0";
+  CliRun r = run("compare default " + q4.string() + " gemma3-270m default" + common + " --json -o " +
+                 (dir / "report.json").string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir / "report.json")), j);
+  const auto& m = j["models"];
+  ASSERT_EQ(m.size(), 4u);
+  for (const auto& x : m) {
+    EXPECT_GT(x["pp_tps"]["mean"].get<double>(), 0) << x["name"];
+    EXPECT_GT(x["tg_tps"]["mean"].get<double>(), 0) << x["name"];
+    EXPECT_GT(x["peak_memory_gb"].get<double>(), 0) << x["name"];
+    EXPECT_GT(x["bits_per_byte"].get<double>(), 0.3) << x["name"];
+    EXPECT_LT(x["bits_per_byte"].get<double>(), 3.0) << x["name"];
+    ASSERT_EQ(x["texts"].size(), 1u);
+  }
+  // The same figures as the single-purpose commands.
+  CliRun p = run("ppl " + text.string() + " --context 32 --stride 16 --json");
+  ASSERT_EQ(p.code, 0) << p.err;
+  const double ppl = nlohmann::json::parse(p.out)["perplexity"]["ppl"];
+  EXPECT_NEAR(m[0]["perplexity"]["ppl"].get<double>(), ppl, 1e-6 * ppl);
+  CliRun in = run("inspect --json");
+  ASSERT_EQ(in.code, 0) << in.err;
+  EXPECT_EQ(m[0]["params"], nlohmann::json::parse(in.out)["total_params"]);
+  EXPECT_EQ(m[0]["quantization"], "Q4_1");
+  EXPECT_NE(m[0]["texts"][0].get<std::string>().find("Paris"), std::string::npos) << m[0]["texts"][0];
+  // The MLX 4-bit copy: near the reference, measured on the same tokens
+  // (lmlab ppl --reference on this text: KL 0.45, top-1 64%).
+  ASSERT_TRUE(m[1].contains("versus_reference")) << m[1];
+  const auto& v = m[1]["versus_reference"];
+  EXPECT_NEAR(v["reference"]["ppl"].get<double>(), ppl, 1e-6 * ppl);
+  EXPECT_EQ(v["model"]["ppl"], m[1]["perplexity"]["ppl"]);
+  EXPECT_GT(v["kl"]["mean"].get<double>(), 0.05);
+  EXPECT_LT(v["kl"]["mean"].get<double>(), 2.0);
+  EXPECT_GT(v["top1"]["agreement"].get<double>(), 0.4);
+  EXPECT_EQ(m[1]["quantization"], "4-bit affine g32");
+  EXPECT_EQ(m[1]["format"], "safetensors");
+  // Gemma 3: another tokenizer, so no KL, and said why.
+  EXPECT_FALSE(m[2].contains("versus_reference"));
+  EXPECT_NE(m[2]["versus_reference_missing"].get<std::string>().find("tokenizer"), std::string::npos);
+  EXPECT_EQ(m[2]["architecture"], "gemma3");
+  // The reference against itself.
+  EXPECT_LT(m[3]["versus_reference"]["kl"]["mean"].get<double>(), 1e-6);
+  EXPECT_EQ(m[3]["versus_reference"]["top1"]["agreement"], 1.0);
+  EXPECT_EQ(m[3]["texts"], m[0]["texts"]);
+  // Markdown: a row per figure, a column per model.
+  CliRun md = run("compare default default" + common);
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("| same top-1 as reference | reference | 100.00% |"), std::string::npos) << md.out;
+  expect_one_line_error(run("compare default"), "at least two models");
+  expect_one_line_error(run("compare default default -n 0"), "--max-tokens");
+}
+
 }  // namespace
 }  // namespace lmlab::test
