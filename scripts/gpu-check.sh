@@ -1,13 +1,15 @@
 #!/bin/bash
 # Runs on a GPU machine with the CUDA build carried over (see docs/gpu.md).
-#   scripts/gpu-check.sh PARTS_DIR [checks|bench|all|profile]
+#   scripts/gpu-check.sh PARTS_DIR [checks|bench|all|profile|models]
 # PARTS_DIR holds the parts made by scripts/gpu-pack.sh (MANIFEST + *.part-*):
 # lmlab-cuda.tar.xz (lmlab, lmlab_tests, lib/, fixtures/, MLX headers for NVRTC,
 # the Llama 3 tokenizer) and the default model. `checks` runs the GPU core checks
 # (fused GPU step against MLX's composed ops, every tiny family, the default
 # model's greedy text); `bench` times decode on the default model and on
 # random-weight Llama 8B/3B/1B shapes (fused and composed), warm prefill with
-# MLX's quantized GEMM and with the dequantized GEMM, and the read bandwidth.
+# MLX's quantized GEMM and with the dequantized GEMM, and the read bandwidth;
+# `models` benches the default model and Gemma 3 270M beside llama-bench.
+# WHAT may list several: "checks models".
 set -u
 P=$1
 WHAT=${2:-all}
@@ -17,6 +19,8 @@ mkdir -p $W /tmp/home/models /tmp/m
 [ -x $W/lmlab ] || tar xJf "$P/lmlab-cuda.tar.xz" -C $W
 M=/tmp/home/models/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f $M ] || { cp "$P/SmolLM2-135M-Instruct.Q4_1.gguf" $M && touch $M.sha256-ok; }
+G=/tmp/home/models/gemma-3-270m-q4_k_m.gguf  # with GEMMA=1 at packing
+[ -f $G ] || [ ! -f "$P/gemma-3-270m-q4_k_m.gguf" ] || { cp "$P/gemma-3-270m-q4_k_m.gguf" $G && touch $G.sha256-ok; }
 NV=$(find / -xdev \( -path /proc -o -path /sys -o -path /tmp \) -prune -o -type d -path '*site-packages/nvidia/*/lib' -print 2>/dev/null | tr '\n' ':')
 export LD_LIBRARY_PATH=$W/lib:$NV${LD_LIBRARY_PATH:-}
 export LMLAB_HOME=/tmp/home LMLAB_FIXTURES=$W/fixtures CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1
@@ -24,7 +28,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "lmlab $(cat $W/COMMIT)"
 ldd $W/lmlab | grep -E "not found" && exit 1
 
-if [ "$WHAT" = checks ] || [ "$WHAT" = all ]; then
+# WHAT is one or more of checks, bench, models, profile; all = checks bench.
+want() { [[ " $WHAT " == *" $1 "* ]] || { [[ " $WHAT " == *" all "* ]] && [[ $1 == checks || $1 == bench ]]; }; }
+
+if want checks; then
   echo "== first token on a fresh machine (no kernel cache)"
   rm -rf /tmp/mlx
   /usr/bin/time -f "wall %e s" $W/lmlab generate --device gpu -p "What is the capital of France?" --max-tokens 32 --json \
@@ -41,7 +48,7 @@ if [ "$WHAT" = checks ] || [ "$WHAT" = all ]; then
   LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests --gtest_filter='*CudaStep*' > "$LOG" 2>&1
   echo "lmlab_tests (fused step) exit $?"
   LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests \
-    --gtest_filter='Tiny*:Gguf*:ModelDir*:Sampler*:Rope*:StopStrings*-*CudaStep*' >> "$LOG" 2>&1
+    --gtest_filter='Tiny*:Gguf*:ModelDir*:Sampler*:Rope*:StopStrings*:*GpuComposed*:GemmaOracle.MatchesLlamaCpp*-*CudaStep*' >> "$LOG" 2>&1
   echo "lmlab_tests (the rest) exit $?"
   grep -E '^\[ cuda|FAILED|PASSED|Failure|Expected|Which is|actual' "$LOG" | head -60
   echo "== the fused step again without CUDA graphs (stream order only)"
@@ -53,7 +60,7 @@ if [ "$WHAT" = checks ] || [ "$WHAT" = all ]; then
   done
 fi
 
-if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
+if want bench; then
   echo "== read bandwidth"
   python3 - <<'PY'
 import torch, json
@@ -93,7 +100,24 @@ PY
   done
 fi
 
-if [ "$WHAT" = profile ]; then
+if want models; then
+  # The two real models (GEMMA=1 at packing) beside llama.cpp's llama-bench on
+  # the same files, when a CUDA llama-bench was built at /tmp/ll/build
+  # (docs/gpu.md, "llama.cpp on the GPU machine").
+  for i in $(seq ${LLAMA_WAIT:-0}); do [ -f /tmp/ll/build.rc ] && break; sleep 5; done
+  LLB=/tmp/ll/build/bin/llama-bench
+  echo "llama-bench: $([ -x $LLB ] && echo built || echo "missing (build rc $(cat /tmp/ll/build.rc 2>/dev/null))")"
+  for f in $M $G; do
+    [ -f $f ] || continue
+    echo "== $(basename $f): lmlab bench, then llama-bench (-fa 1, all layers on the GPU)"
+    $W/lmlab bench --device gpu --model $f -p 512 -n 128 -r 5 2>&1 | grep -E "^\| (pp|tg)"
+    [ -x $LLB ] && $LLB -m $f -p 512 -n 128 -r 5 -fa 1 -ngl 99 -o md 2>/dev/null | grep -E "^\|"
+  done
+  [ -f $G ] && $W/lmlab compare --device gpu default gemma3-270m -o ${OUT:-/tmp}/compare-gpu.md > /dev/null 2>&1 \
+    && sed -n 1,20p ${OUT:-/tmp}/compare-gpu.md
+fi
+
+if want profile; then
   # Per-kernel GPU time of decode steps (Nsight Compute, one metric, clocks
   # as they are) beside the step's wall time with and without CUDA graphs:
   # what the kernels take and what the host adds.

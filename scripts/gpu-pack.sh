@@ -6,6 +6,7 @@
 # and the random-model script, as lmlab-cuda.tar.xz; then splits it and the
 # default model into parts that fit one device call each:
 #   scripts/gpu-pack.sh BUILD_DIR OUT_DIR     (OUT_DIR/p1, p2, ... and MANIFEST)
+# With GEMMA=1 the Gemma 3 270M Q4_K_M file and its llama.cpp fixtures come too.
 # On the GPU machine: copy the parts into one folder, then scripts/gpu-check.sh FOLDER.
 set -euo pipefail
 B=$1
@@ -32,6 +33,13 @@ cp -r .deps/mlx-cuda/mlx/include "$T/w/include"
 cp -r .deps/fixtures/model/tiny "$T/w/fixtures/model/"
 # The tiny checkpoints added with later families, and the sampler oracle's cases.
 for d in families sampler; do [ -d .deps/fixtures/$d ] && cp -rL .deps/fixtures/$d "$T/w/fixtures/"; done
+extra=()
+if [ "${GEMMA:-0}" = 1 ]; then
+  mkdir -p "$T/w/fixtures/gemma"
+  cp .deps/fixtures/gemma/llamacpp.json .deps/fixtures/gemma/logits.safetensors "$T/w/fixtures/gemma/"
+  cp "$(scripts/fetch-model.sh gemma3-270m)" "$T/gemma-3-270m-q4_k_m.gguf"
+  extra+=("$T/gemma-3-270m-q4_k_m.gguf")
+fi
 xz -dc ../shared/tokenizers/llama3/tokenizer.json.xz > "$T/w/tokenizer/tokenizer.json"
 cp ../shared/tokenizers/llama3/tokenizer_config.json "$T/w/tokenizer/"
 cp bench/gpu/random_model.py "$T/w/bench/"
@@ -39,6 +47,6 @@ git rev-parse --short HEAD > "$T/w/COMMIT"
 tar cf - -C "$T/w" . | xz -T2 -3 > "$T/lmlab-cuda.tar.xz"
 cp "$(scripts/fetch-model.sh)" "$T/SmolLM2-135M-Instruct.Q4_1.gguf"
 rm -rf "$OUT"
-../shared/tools/split-for-device "$OUT" "$T/lmlab-cuda.tar.xz" "$T/SmolLM2-135M-Instruct.Q4_1.gguf" -s 55
+../shared/tools/split-for-device "$OUT" "$T/lmlab-cuda.tar.xz" "$T/SmolLM2-135M-Instruct.Q4_1.gguf" "${extra[@]}" -s 60
 cp "$OUT/MANIFEST" "$OUT/p1/" 2>/dev/null || true
 ls -la "$OUT"/*

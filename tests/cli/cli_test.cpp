@@ -156,6 +156,11 @@ TEST(Cli, CompareFourModelsAgreesWithPplAndInspect) {
     EXPECT_LT(x["bits_per_byte"].get<double>(), 3.0) << x["name"];
     ASSERT_EQ(x["texts"].size(), 1u);
   }
+  // Bits per byte: Σ NLL in bits over the text's bytes (all but a first token's few).
+  const double text_bytes = static_cast<double>(std::filesystem::file_size(text));
+  const auto& p0 = m[0]["perplexity"];
+  const double nll_bits = p0["nll"]["mean"].get<double>() * p0["scored"].get<double>() / std::log(2.0);
+  EXPECT_NEAR(m[0]["bits_per_byte"].get<double>() * text_bytes / nll_bits, 1.0, 0.05);
   // The same figures as the single-purpose commands.
   CliRun p = run("ppl " + text.string() + " --context 32 --stride 16 --json");
   ASSERT_EQ(p.code, 0) << p.err;

@@ -8,6 +8,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/io.h"
+#include "models/model_test_util.h"
 #include "nn/cpu/ggml_matmul.h"
 #include "test_util.h"
 
@@ -110,6 +111,35 @@ TEST(GgmlMatmul, ComposesWhereTheKernelDoesNotApply) {
   // K not matching the blocks' width is not the kernel's either.
   EXPECT_FALSE(nn::ggml_matmul_is_native(mx::zeros({1, 512}), blocks, GgmlType::Q3_K));
   EXPECT_FALSE(nn::ggml_matmul_is_native(x, blocks, GgmlType::Q4_K));
+}
+
+// A GPU has no kernel of lmlab's for raw ggml blocks: there ggml_matmul
+// dequantizes with MLX ops and multiplies with MLX's GEMM (and the gradient
+// goes through the same composition). Runs with LMLAB_TEST_DEVICE=gpu on a
+// CUDA build (scripts/gpu-check.sh); skips elsewhere.
+TEST_P(GgmlMatmulType, GpuComposedPathMatchesTheDequantizedMatmul) {
+  (void)cpu_context();
+  if (mx::default_device() != mx::Device::gpu) GTEST_SKIP() << "needs a GPU";
+  const GgmlType type = GetParam();
+  const int N = 37, K = 512;
+  auto blocks = random_blocks(type, N, K, 11 + static_cast<uint32_t>(type));
+  mx::array dense = mx::array(0.0f);
+  {
+    mx::StreamContext on_cpu(mx::Device::cpu);
+    dense = io::ggml_dequantize(blocks, type, mx::float32);
+    mx::eval(dense);
+  }
+  for (int rows : {1, 3, 19}) {
+    auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(rows));
+    EXPECT_FALSE(nn::ggml_matmul_is_native(x, blocks, type));
+    auto got = nn::ggml_matmul(x, blocks, type);
+    // Against the CPU's product of the CPU's dequantization; the GPU's GEMM
+    // sums in another order (TF32 off: MLX_ENABLE_TF32=0), hence 1e-4.
+    auto want = mx::matmul(x, mx::transpose(dense), mx::Device::cpu);
+    auto bound = mx::matmul(mx::abs(x), mx::transpose(mx::abs(dense)), mx::Device::cpu);
+    auto excess = mx::max(mx::subtract(mx::abs(mx::subtract(got, want)), mx::multiply(bound, mx::array(1e-4f))));
+    EXPECT_LE(excess.item<float>(), 1e-30f) << io::ggml_mode_name(type) << " rows " << rows;
+  }
 }
 
 }  // namespace
