@@ -57,6 +57,10 @@ struct ModelSummary {
   std::vector<ParamInfo> params{};  // in the model's weight order
   std::vector<GroupTotal> groups{};
   int64_t total_params = 0;  // tied tensors counted once
+  // Mixture of experts (stacked (E, out, in) expert tensors): E experts, k run
+  // per token, so a token runs through active_params (= total_params when dense).
+  int experts = 0, experts_per_token = 0;
+  int64_t active_params = 0;
   int64_t total_bytes = 0;
   double bits_per_param = 0;  // total_bytes * 8 / total_params
   std::string size_label{};     // "135M": why it is called an N-parameter model

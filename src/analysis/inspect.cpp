@@ -104,6 +104,18 @@ ModelSummary inspect(const Model& m) {
     s.total_bytes += p.bytes;
     s.params.push_back(std::move(p));
   }
+  s.active_params = s.total_params;
+  int64_t expert_params = 0;
+  for (const auto& p : s.params)
+    if (p.group == "layer" && p.shape.size() == 3) {
+      s.experts = p.shape[0];
+      expert_params += p.params;
+    }
+  if (s.experts > 0) {
+    s.experts_per_token = c.raw.value("num_experts_per_tok", 0);
+    if (s.experts_per_token > 0 && s.experts_per_token <= s.experts)
+      s.active_params -= expert_params / s.experts * (s.experts - s.experts_per_token);
+  }
   s.groups = {emb, one, all, norm, head};
   if (other.tensors > 0) s.groups.push_back(other);
   s.bits_per_param = s.total_params ? 8.0 * s.total_bytes / s.total_params : 0;

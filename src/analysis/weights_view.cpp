@@ -81,17 +81,23 @@ Histogram histogram_of(const mx::array& x, const Stats& s, int bins) {
   return h;
 }
 
+// Stacked experts (E, rows, cols) are viewed as E·rows rows: expert e's row r
+// is row e·rows + r.
+mx::array as_rows(const mx::array& a) {
+  return a.ndim() == 3 ? mx::reshape(a, {a.shape(0) * a.shape(1), a.shape(2)}) : a;
+}
+
 std::vector<uint32_t> row_words(const mx::array& packed, int row) {
-  mx::array r = mx::contiguous(packed.ndim() == 1 ? packed : mx::take(packed, row, 0));
+  mx::array r = mx::contiguous(packed.ndim() == 1 ? packed : mx::take(as_rows(packed), row, 0));
   mx::eval(r);
   return std::vector<uint32_t>(r.data<uint32_t>(), r.data<uint32_t>() + r.size());
 }
 
 void view_groups(const Weights& w, const std::string& prefix, const QuantSpec& q, TensorView& v) {
   std::vector<uint32_t> words = row_words(w.at(prefix + ".weight"), v.row);
-  std::vector<float> scales = to_floats(mx::take(w.at(prefix + ".scales"), v.row, 0));
+  std::vector<float> scales = to_floats(mx::take(as_rows(w.at(prefix + ".scales")), v.row, 0));
   std::vector<float> biases;
-  if (auto* b = w.find(prefix + ".biases")) biases = to_floats(mx::take(*b, v.row, 0));
+  if (auto* b = w.find(prefix + ".biases")) biases = to_floats(mx::take(as_rows(*b), v.row, 0));
   const int words_per_group = q.group_size * q.bits / 32;
   const int first = v.col / q.group_size;
   const int last = (v.col + static_cast<int>(v.values.size()) - 1) / q.group_size;
@@ -113,7 +119,7 @@ void view_groups(const Weights& w, const std::string& prefix, const QuantSpec& q
 void view_blocks(const Weights& w, const std::string& prefix, const QuantSpec& q, TensorView& v) {
   const io::GgmlType type = io::ggml_mode_type(q.mode);
   const io::GgmlBlock blk = *io::ggml_block(static_cast<uint32_t>(type));
-  mx::array row = mx::contiguous(mx::take(w.at(prefix + ".weight"), v.row, 0));
+  mx::array row = mx::contiguous(mx::take(as_rows(w.at(prefix + ".weight")), v.row, 0));
   mx::eval(row);
   const uint8_t* bytes = row.data<uint8_t>();
   const int first = v.col / blk.elements;
@@ -146,15 +152,17 @@ TensorView view_tensor(const Model& m, const std::string& name, const ViewOption
   ParamInfo p = param_info(w, name);
   TensorView v{.name = name, .shape = p.shape, .stored_shape = p.stored_shape, .dtype = p.dtype,
                .bits = p.bits, .group_size = p.group_size, .row = o.row, .col = o.col};
-  const int rows = p.shape.size() >= 2 ? p.shape[0] : 1;
+  const int rows = p.shape.size() == 3 ? p.shape[0] * p.shape[1] : p.shape.size() == 2 ? p.shape[0] : 1;
   const int cols = p.shape.empty() ? 1 : p.shape.back();
-  if (p.shape.size() > 2)
-    throw std::invalid_argument(fmt::format("[weights] {} has {} dims; only 1-D and 2-D tensors are viewed",
-                                            name, p.shape.size()));
+  if (p.shape.size() > 3)
+    throw std::invalid_argument(fmt::format(
+        "[weights] {} has {} dims; only 1-D, 2-D and stacked-expert 3-D tensors are viewed", name, p.shape.size()));
   if (o.row < 0 || o.row >= rows || o.col < 0 || o.col >= cols)
-    throw std::invalid_argument(fmt::format("[weights] {}: row {} col {} outside shape ({}, {})", name,
-                                            o.row, o.col, rows, cols));
-  mx::array logical = logical_tensor(w, name);
+    throw std::invalid_argument(fmt::format("[weights] {}: row {} col {} outside shape ({}, {}){}", name, o.row, o.col,
+                                            rows, cols,
+                                            p.shape.size() == 3 ? " (stacked experts: rows counted across experts)"
+                                                                : ""));
+  mx::array logical = as_rows(logical_tensor(w, name));
   mx::array row = logical.ndim() == 1 ? logical : mx::take(logical, o.row, 0);
   const int n = std::clamp(o.count, 0, cols - o.col);
   v.values = to_floats(mx::slice(row, {o.col}, {o.col + n}));

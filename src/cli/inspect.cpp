@@ -34,7 +34,9 @@ std::string quant_str(const an::ParamInfo& p) {
 }
 
 std::string leaf_str(const an::ParamInfo& p) {
-  std::string shape = p.shape.size() == 2 && p.group != "embedding" ? fmt::format("{} → {}", p.shape[1], p.shape[0]) : shape_str(p.shape);
+  std::string shape = p.shape.size() == 2 && p.group != "embedding" ? fmt::format("{} → {}", p.shape[1], p.shape[0])
+                      : p.shape.size() == 3 ? fmt::format("{} × {} → {}", p.shape[0], p.shape[2], p.shape[1])  // experts
+                                            : shape_str(p.shape);
   return fmt::format("{:<14} {:>9}  {}", shape, an::count_label(p.params),
                      p.bits ? quant_str(p) : p.dtype);
 }
@@ -64,10 +66,19 @@ void print_tree(const std::vector<const an::ParamInfo*>& rows, size_t strip, con
   }
 }
 
+// Whether every layer has layer 0's parameter count (not so when some layers
+// of a mixture-of-experts model keep a dense MLP).
+bool same_layers(const an::ModelSummary& s) {
+  return s.groups[2].params == static_cast<int64_t>(s.num_layers) * s.groups[1].params;
+}
+
 void print_architecture(const an::ModelSummary& s) {
   fmt::print("Architecture ({}: {} layers, hidden {}, {} heads / {} kv heads × {}, MLP {}, vocab {})\n",
              s.model_type, s.num_layers, s.hidden_size, s.num_heads, s.num_kv_heads, s.head_dim,
              s.intermediate_size, s.vocab_size);
+  if (s.experts > 0)
+    fmt::print("  mixture of experts: {} experts, {} per token; expert tensors are experts × out × in\n", s.experts,
+               s.experts_per_token);
   std::vector<const an::ParamInfo*> top, layer0;
   for (const auto& p : s.params) {
     if (p.group == "layer") {
@@ -80,8 +91,8 @@ void print_architecture(const an::ModelSummary& s) {
     if (p->group == "embedding") fmt::print("  {:<33}{}\n", p->name, leaf_str(*p));
   if (!layer0.empty()) {
     std::string prefix = layer0[0]->name.substr(0, layer0[0]->name.find(".0.") + 3);
-    fmt::print("  {}N.  (N = 0..{}, every layer the same)\n", prefix.substr(0, prefix.size() - 2),
-               s.num_layers - 1);
+    fmt::print("  {}N.  (N = 0..{}, {})\n", prefix.substr(0, prefix.size() - 2), s.num_layers - 1,
+               same_layers(s) ? "every layer the same" : "layer 0 shown; the layers differ, --all lists each");
     print_tree(layer0, prefix.size(), "  ");
   }
   for (const auto* p : top)
@@ -120,10 +131,14 @@ void print_totals(const an::ModelSummary& s) {
              an::bytes_label(s.total_params * 4));
 
   const an::GroupTotal* g[5] = {&s.groups[0], &s.groups[1], &s.groups[2], &s.groups[3], &s.groups[4]};
-  fmt::print("\nWhy \"{}\": {} parameters = embedding {} + {} layers × {} + final norm {} + head {}{}\n",
-             s.size_label, an::count_label(s.total_params), an::count_label(g[0]->params), s.num_layers,
-             an::count_label(g[1]->params), an::count_label(g[3]->params), an::count_label(g[4]->params),
-             s.tied_embeddings ? " (tied to the embedding, counted once)" : "");
+  const std::string layers = same_layers(s) ? fmt::format("{} layers × {}", s.num_layers, an::count_label(g[1]->params))
+                                            : fmt::format("{} layers {}", s.num_layers, an::count_label(g[2]->params));
+  fmt::print("\nWhy \"{}\": {} parameters = embedding {} + {} + final norm {} + head {}{}\n", s.size_label,
+             an::count_label(s.total_params), an::count_label(g[0]->params), layers, an::count_label(g[3]->params),
+             an::count_label(g[4]->params), s.tied_embeddings ? " (tied to the embedding, counted once)" : "");
+  if (s.experts > 0)
+    fmt::print("  a token runs through {} of them ({} of {} experts in each expert layer)\n",
+               an::count_label(s.active_params), s.experts_per_token, s.experts);
 }
 
 void print_context(const an::ModelSummary& s) {

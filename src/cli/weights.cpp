@@ -117,6 +117,9 @@ void print_view(const an::TensorView& v) {
   if (!v.blocks.empty() || (v.bits && v.mode != "affine"))
     fmt::print("  (ggml {} blocks of {})", v.mode, v.group_size);
   else if (v.bits) fmt::print("  ({}-bit affine, group {})", v.bits, v.group_size);
+  if (v.shape.size() == 3)  // stacked experts (E, rows, cols): rows are counted across experts
+    fmt::print("\n  {} experts of {} rows: row {} is expert {}'s row {}", v.shape[0], v.shape[1], v.row,
+               v.row / v.shape[1], v.row % v.shape[1]);
   fmt::print("\n\nValues at row {}, columns {}..{}\n ", v.row, v.col, v.col + (int)v.values.size() - 1);
   for (size_t i = 0; i < v.values.size(); ++i)
     fmt::print("{}{:+.5f}", i && i % 8 == 0 ? "\n  " : " ", v.values[i]);

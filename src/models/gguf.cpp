@@ -81,6 +81,12 @@ json gguf_config(const io::GgufFile& g) {
     if (!v) throw std::invalid_argument(fmt::format("[gguf] {}: missing {}", g.path.string(), key(k)));
     return *v;
   };
+  // llama.cpp stores Mixtral as "llama" and Qwen3-MoE as "qwen3moe" with their
+  // experts stacked in ggml blocks (ffn_*_exps), which lmlab does not multiply yet.
+  if (auto experts = meta_int(m, key("expert_count")); experts && *experts > 0)
+    throw Unsupported(fmt::format("[gguf] {}: a mixture of {} experts; lmlab runs mixture-of-experts models from MLX "
+                                  "or Hugging Face safetensors directories, not from GGUF",
+                                  g.path.string(), *experts));
   json c;
   c["model_type"] = family->model_types.front();
   c["hidden_size"] = req("embedding_length");

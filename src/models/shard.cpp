@@ -126,6 +126,10 @@ void shard(Transformer& model, const mx::distributed::Group& group) {
     const nn::BlockSpec& spec = block.spec();
     const nn::BlockNames& names = block.names();
     const int layer = block.layer(), Dh = spec.head_dim;
+    if (spec.mlp != nn::MlpKind::dense)
+      throw Unsupported(fmt::format("[shard] layer {}: mixture-of-experts blocks are not split across ranks; run the "
+                                    "model on one device (without lmlab launch)",
+                                    layer));
     const int I = nn::Linear::view(w, names.gate).out_features();
     const BlockShard s = plan_block_shard(spec, I, group_of(w, names.o), group_of(w, names.down), r, n, layer);
     std::vector<array> made;

@@ -1,6 +1,8 @@
 // models::Transformer, after mlx-lm's models/llama.py (LlamaModel, Model).
 #include "models/transformer.h"
 
+#include <optional>
+
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
@@ -20,6 +22,44 @@ nn::BlockSpec llama_block_spec(const ModelConfig& c) {
   s.norm_eps = c.rms_norm_eps;
   s.rope = std::make_shared<const nn::RoPE>(nn::make_rope(c.raw, c.head_dim));
   return s;
+}
+
+void stack_experts(Weights& w, const std::string& experts, int n, const std::string& from, const std::string& to) {
+  auto module = [&](int e) { return fmt::format("{}.{}.{}", experts, e, from); };
+  if (!w.contains(module(0) + ".weight")) return;
+  const QuantSpec* q = w.quant(module(0));
+  const std::optional<QuantSpec> spec = q ? std::optional<QuantSpec>(*q) : std::nullopt;
+  for (int e = 1; e < n; ++e) {
+    const QuantSpec* qe = w.quant(module(e));
+    if (static_cast<bool>(qe) != static_cast<bool>(spec) || (qe && !qe->same_format(*spec)))
+      throw std::invalid_argument(fmt::format("[model] expert '{}' is quantized unlike expert 0", module(e)));
+  }
+  for (const char* part : {".weight", ".scales", ".biases", ".bias"}) {
+    if (!w.contains(module(0) + part)) continue;
+    std::vector<array> parts;
+    for (int e = 0; e < n; ++e) {
+      const array* a = w.find(module(e) + part);
+      if (!a)
+        throw std::invalid_argument(fmt::format("[model] missing tensor '{}{}' ({} experts in the config)", module(e),
+                                                part, n));
+      if (!parts.empty() && a->shape() != parts.front().shape())
+        throw std::invalid_argument(fmt::format("[model] '{}{}' differs in shape from expert 0's", module(e), part));
+      parts.push_back(*a);
+    }
+    w.set(to + part, mx::stack(parts));
+    for (int e = 0; e < n; ++e) w.erase(module(e) + part);
+  }
+  for (int e = 0; e < n; ++e) w.clear_quant(module(e));
+  if (spec) w.set_quant(to, *spec);
+}
+
+int config_count(const nlohmann::json& config, const char* key, const char* where, int fallback) {
+  auto it = config.find(key);
+  if ((it == config.end() || it->is_null()) && fallback > 0) return fallback;
+  if (it == config.end() || !it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > (1 << 24))
+    throw std::invalid_argument(fmt::format("[{}] config.json needs a positive integer '{}'{}", where, key,
+                                            it == config.end() ? "" : fmt::format(", got {}", it->dump())));
+  return static_cast<int>(it->get<int64_t>());
 }
 
 std::unique_ptr<Model> make_llama_layout(const ModelConfig& c, const nn::BlockSpec& spec, Weights w,

@@ -57,6 +57,18 @@ class Transformer : public Model {
 // config, SwiGLU) that families start from and adjust.
 nn::BlockSpec llama_block_spec(const ModelConfig& c);
 
+// Per-expert modules `<experts>.N.<from>` (N = 0..n-1; weight, scales, biases)
+// stacked into one module `to` of shape (n, out, in), as mlx-lm's sanitize()
+// stacks Hugging Face experts into SwitchGLU's; their quantization moves along.
+// A layer without `<experts>.0.<from>.weight` is left alone; a missing expert
+// throws std::invalid_argument naming it.
+void stack_experts(Weights& w, const std::string& experts, int n, const std::string& from, const std::string& to);
+
+// A positive integer key of a config (raw JSON, before or after parsing):
+// `fallback` when absent or null and fallback > 0; else std::invalid_argument
+// naming `where` and the key.
+int config_count(const nlohmann::json& config, const char* key, const char* where, int fallback = 0);
+
 // A Transformer with every layer `spec` under Llama's names (model.embed_tokens,
 // model.layers.N.*, model.norm, lm_head).
 std::unique_ptr<Model> make_llama_layout(const ModelConfig& c, const nn::BlockSpec& spec, Weights w,

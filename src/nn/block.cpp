@@ -3,6 +3,7 @@
 #include "nn/block.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include "nn/cuda/decoder_step.h"
 #include "nn/cpu/swiglu.h"
 #include "nn/linear.h"
+#include "nn/moe.h"
 
 namespace mx = mlx::core;
 
@@ -162,6 +164,16 @@ array DecoderBlock::attention(const Weights& w, const array& x, ForwardState& st
 }
 
 array DecoderBlock::mlp(const Weights& w, const array& x, ForwardState& st) const {
+  if (spec_.mlp == MlpKind::moe) {
+    std::function<array(const array&)> act;
+    if (hooked(st))
+      act = [&](const array& a) {
+        array edited = st.hooks->apply(names_.hook_mlp, a);
+        if (st.hooks->mlp) st.hooks->capture(names_.hook_mlp, edited);
+        return edited;
+      };
+    return moe_mlp(w, spec_, names_, x, st.training, act);
+  }
   array gate = Linear::view(w, names_.gate)(x, st.training);
   array up = Linear::view(w, names_.up)(x, st.training);
   array act = spec_.activation == Activation::silu ? swiglu(gate, up) : geglu(gate, up);
@@ -199,7 +211,8 @@ std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, Forwa
   const bool gpu = mx::default_device() == mx::Device::gpu;
   const int max_rows = gpu ? cuda::kMaxRows : cpu::kDecoderStepMaxRows;
   // Under tensor parallelism the step would need an all-sum between its
-  // attention and MLP halves: it declines, and the composed block runs.
+  // attention and MLP halves, and neither step routes experts: both decline,
+  // and the composed block runs.
   if (spec_.group || !st.fused || !st.cache || st.hooks || st.training || B * L > max_rows ||
       spec_.mlp != MlpKind::dense)
     return std::nullopt;
@@ -251,14 +264,15 @@ void DecoderBlock::check(const Weights& w) const {
     check_vector(w, names_.q_norm + ".weight", Dh);
     check_vector(w, names_.k_norm + ".weight", Dh);
   }
-  const Linear gate = Linear::view(w, names_.gate);
-  const int I = gate.out_features();
+  const bool moe = spec_.mlp == MlpKind::moe;
+  if (moe) check_moe(w, spec_, names_);
+  const int I = moe ? 0 : Linear::view(w, names_.gate).out_features();
   const int outs[7] = {q_out, kv_out, kv_out, D, I, I, D};
   const int ins[7] = {D, D, D, q_out, D, D, I};
   const bool biased[7] = {spec_.qkv_bias, spec_.qkv_bias, spec_.qkv_bias, spec_.o_bias,
                           spec_.mlp_bias, spec_.mlp_bias, spec_.mlp_bias};
   const auto projections = names_.projections();
-  for (int i = 0; i < 7; ++i) {
+  for (int i = 0; i < (moe ? 4 : 7); ++i) {
     const std::string& name = *projections[i];
     check_linear(w, name, outs[i], ins[i]);
     if (biased[i]) check_vector(w, name + ".bias", outs[i]);

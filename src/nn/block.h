@@ -27,7 +27,25 @@ namespace lmlab::nn {
 using mlx::core::array;
 
 enum class Activation { silu, gelu_tanh };  // SwiGLU or GeGLU (gelu, tanh approximation)
-enum class MlpKind { dense };               // gated MLP: down(act(gate x) · up x)
+enum class MlpKind {
+  dense,  // gated MLP: down(act(gate x) · up x)
+  moe,    // mixture of experts: a router picks top_k gated MLPs per token (nn/moe.h)
+};
+
+// How router logits become the selected experts' weights (mlx-lm's order, so
+// the same experts win and the weights round the same way).
+enum class Routing {
+  topk_softmax,  // Mixtral: top-k of the logits, softmax over those k
+  softmax_topk,  // Qwen3-MoE: softmax over all experts, then top-k (renormalised if norm_topk_prob)
+};
+
+struct MoeSpec {
+  int experts = 0;  // E
+  int top_k = 0;    // experts per token
+  int intermediate = 0;  // I, each expert's hidden size
+  Routing routing = Routing::topk_softmax;
+  bool norm_topk_prob = false;  // softmax_topk: divide the k probabilities by their sum
+};
 
 struct BlockSpec {
   int hidden = 0;
@@ -41,6 +59,7 @@ struct BlockSpec {
   bool sandwich_norms = false;  // norms on the attention and MLP outputs too (Gemma 2/3)
   Activation activation = Activation::silu;
   MlpKind mlp = MlpKind::dense;
+  MoeSpec moe;                  // with MlpKind::moe
   int sliding_window = 0;       // > 0: a query sees only the last `sliding_window` positions
   float attn_scale = 0.0f;      // 0: 1/sqrt(head_dim)
   // Shared by the blocks that use the same rotation, so a forward pass builds
@@ -58,10 +77,12 @@ struct BlockSpec {
 // Module names of one block in the checkpoint's (Hugging Face) naming.
 // attn_out_norm and mlp_out_norm are used with sandwich_norms, q_norm/k_norm with
 // qk_norm. Hook names follow the weights: "layers.N.self_attn", ...
+// In an MoE block gate, up and down name the experts' stacked projections
+// (E, out, in), as mlx-lm's SwitchGLU stores them, and router the (E, D) gate.
 struct BlockNames {
   std::string in_norm, attn_out_norm, mlp_norm, mlp_out_norm;
   std::string q, k, v, o, q_norm, k_norm;
-  std::string gate, up, down;
+  std::string gate, up, down, router;
   std::string hook_attn, hook_mlp, hook_residual;
 
   // Llama's names under model.layers.N: input_layernorm, self_attn.{q,k,v,o}_proj,

@@ -36,6 +36,25 @@ TEST(Inspect, QuantizedRowsFoldScalesAndBiases) {
   EXPECT_EQ(s.total_params, an::inspect(*load_tiny("llama")).total_params);
 }
 
+// Mixture of experts: stacked expert tensors count E × out × in parameters,
+// and a token runs through k of E experts in each expert layer (Qwen3-MoE's
+// layer 1 keeps a dense MLP, counted whole).
+TEST(Inspect, ExpertsCountWholeAndActivePerToken) {
+  const int64_t D = 64, V = 160, Dh = 32, H = 4, Hk = 2, E = 8, k = 3, Ie = 64, I = 128;
+  const int64_t attn = D * H * Dh * 2 + D * Hk * Dh * 2 + 2 * Dh + 2 * D;  // q, o, k, v, q/k norms, two norms
+  const int64_t experts = 3 * E * D * Ie, router = E * D;
+  for (const char* name : {"qwen3_moe", "qwen3_moe_q4"}) {
+    an::ModelSummary s = an::inspect(*load_tiny(name));
+    EXPECT_EQ(s.experts, E) << name;
+    EXPECT_EQ(s.experts_per_token, k) << name;
+    EXPECT_EQ(s.total_params, V * D + D + 3 * attn + 2 * (router + experts) + 3 * D * I) << name;
+    EXPECT_EQ(s.active_params, s.total_params - 2 * experts / E * (E - k)) << name;
+  }
+  an::ModelSummary dense = an::inspect(*load_tiny("llama"));
+  EXPECT_EQ(dense.experts, 0);
+  EXPECT_EQ(dense.active_params, dense.total_params);
+}
+
 TEST(Inspect, DefaultModelIs135M) {
   an::ModelSummary s = an::inspect(*default_model().model);
   EXPECT_EQ(s.total_params, 134515008);

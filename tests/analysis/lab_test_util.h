@@ -9,7 +9,7 @@ namespace lmlab::test {
 
 inline std::unique_ptr<Model> load_tiny(const std::string& name) {
   (void)cpu_context();
-  io::ModelDir d = io::read_model_dir(fixtures_dir() / "model" / "tiny" / name);
+  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
   return make_model(d.config, std::move(d.weights), mlx::core::float32);
 }
 

@@ -47,6 +47,26 @@ TEST(WeightsView, QuantizedGroupsAgreeWithDequantizedRow) {
   }
 }
 
+// Stacked experts (E, rows, cols): row e·rows + r is expert e's row r, its
+// packed groups those of that expert, as MLX dequantizes the whole stack.
+TEST(WeightsView, StackedExpertRowsAreCountedAcrossExperts) {
+  auto m = load_tiny("mixtral_q4");
+  const std::string name = "model.layers.1.block_sparse_moe.switch_mlp.down_proj.weight";  // (4, 64, 96), 8-bit
+  an::TensorView v = an::view_tensor(*m, name, {.row = 2 * 64 + 5, .col = 30, .count = 10});
+  EXPECT_EQ(v.shape, (std::vector<int>{4, 64, 96}));
+  EXPECT_EQ(v.bits, 8);
+  const std::string p = "model.layers.1.block_sparse_moe.switch_mlp.down_proj";
+  const Weights& w = m->weights();
+  mx::array want = mx::dequantize(w.at(p + ".weight"), w.at(p + ".scales"), w.at(p + ".biases"), 32, 8);
+  std::vector<float> row = to_vec(mx::slice(want, {2, 5, 30}, {3, 6, 40}));
+  ASSERT_EQ(v.values.size(), row.size());
+  for (size_t i = 0; i < row.size(); ++i) EXPECT_FLOAT_EQ(v.values[i], row[i]) << "column " << 30 + i;
+  ASSERT_EQ(v.groups.size(), 2u);  // columns 30..39 touch groups 0 and 1
+  EXPECT_FLOAT_EQ(v.groups[1].values[39 % 32], row.back());
+  EXPECT_EQ(v.stats.count, 4 * 64 * 96);
+  EXPECT_THROW(an::view_tensor(*m, name, {.row = 4 * 64}), std::invalid_argument);
+}
+
 TEST(WeightsView, StatsAndHistogramCoverTheTensor) {
   auto m = load_tiny("llama");
   an::TensorView v = an::view_tensor(*m, "model.embed_tokens.weight", {.bins = 10});

@@ -223,5 +223,22 @@ TEST(Gguf, UnknownArchitectureIsUnsupported) {
   EXPECT_THROW(models::gguf_config(io::read_gguf(path)), Unsupported);
 }
 
+// llama.cpp writes Mixtral as architecture "llama" with an expert count: a
+// clear refusal before any tensor is read, not a missing-tensor error.
+TEST(Gguf, MixtureOfExpertsIsUnsupported) {
+  GgufWriter w;
+  w.add_str("general.architecture", "llama");
+  w.add_u32("llama.expert_count", 8);
+  w.add_u32("llama.expert_used_count", 2);
+  auto path = temp_dir("gguf-moe") / "a.gguf";
+  w.write(path);
+  try {
+    models::gguf_config(io::read_gguf(path));
+    FAIL() << "no throw";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("a mixture of 8 experts"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace lmlab::test

@@ -1,0 +1,142 @@
+// nn::moe_mlp, after mlx-lm's models/mixtral.py, models/qwen3_moe.py and
+// models/switch_layers.py (SwitchGLU, SwitchLinear, QuantizedSwitchLinear).
+#include "nn/moe.h"
+
+#include <fmt/format.h>
+#include <mlx/mlx.h>
+
+#include "lmlab/core.h"
+#include "nn/cpu/swiglu.h"
+#include "nn/linear.h"
+
+namespace mx = mlx::core;
+
+namespace lmlab::nn {
+
+namespace {
+
+// a[..., begin:end] along the last axis.
+array last_axis(const array& a, int begin, int end) {
+  mx::Shape start(a.ndim(), 0), stop = a.shape();
+  start.back() = begin;
+  stop.back() = end;
+  return mx::slice(a, start, stop);
+}
+
+std::string shape_str(const array& a) {
+  std::string s = "(";
+  for (int i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + ")";
+}
+
+// MLX's CPU gather_mm multiplies float32 only: half-precision experts are
+// widened there (only the selected ones when they are fewer than all, as in decoding).
+array float_gather_mm(const array& x, const array& w, const array& idx, bool sorted) {
+  if (x.dtype() == mx::float32 || mx::default_device() != mx::Device::cpu)
+    return mx::gather_mm(x, w, std::nullopt, idx, sorted);
+  array y = static_cast<int>(idx.size()) < w.shape(0)
+                ? mx::matmul(mx::astype(x, mx::float32), mx::astype(mx::take(w, idx, 0), mx::float32))
+                : mx::gather_mm(mx::astype(x, mx::float32), mx::astype(w, mx::float32), std::nullopt, idx, sorted);
+  return mx::astype(y, x.dtype());
+}
+
+// x through the experts `idx` of a stacked projection: x (..., 1, in) with
+// idx broadcasting against x's batch dims → (..., 1, out).
+array expert_matmul(const Linear& l, const array& x, const array& idx, bool sorted) {
+  if (l.adapter)
+    throw Unsupported(fmt::format("[moe] {}: adapters on stacked expert projections are not supported; adapt the "
+                                  "attention projections",
+                                  *l.name));
+  if (l.ggml_blocks())
+    throw Unsupported(fmt::format("[moe] {}: experts in GGML blocks ({}) are not supported", *l.name, l.quant->mode));
+  array y = l.quant ? mx::gather_qmm(x, l.weight, *l.scales, l.biases, std::nullopt, idx, /*transpose=*/true,
+                                     l.quant->group_size, l.quant->bits, l.quant->mode, std::nullopt, sorted)
+                    : float_gather_mm(x, mx::swapaxes(l.weight, -1, -2), idx, sorted);
+  return l.bias ? mx::add(y, mx::expand_dims(mx::take(*l.bias, idx, 0), -2)) : y;
+}
+
+// An expert projection (E, out, in): its weight and, when quantized, scales.
+void check_experts(const Weights& w, const std::string& name, int E, int out, int in) {
+  const array* a = w.find(name + ".weight");
+  if (!a) throw std::invalid_argument(fmt::format("[model] missing tensor '{}.weight'", name));
+  int want_in = in;
+  if (const QuantSpec* q = w.quant(name)) {
+    if (q->mode != "affine" && q->mode != "mxfp4" && q->mode != "mxfp8" && q->mode != "nvfp4")
+      throw Unsupported(fmt::format("[model] '{}': experts quantized as {} are not supported", name, q->mode));
+    want_in = in * q->bits / 32;
+    const array* s = w.find(name + ".scales");
+    if (!s || s->ndim() != 3 || s->shape(0) != E || s->shape(1) != out || in % q->group_size != 0 ||
+        s->shape(2) != in / q->group_size)
+      throw std::invalid_argument(fmt::format("[model] '{}.scales' has shape {}, expected ({}, {}, {})", name,
+                                              s ? shape_str(*s) : "none", E, out, in / q->group_size));
+  }
+  if (a->ndim() != 3 || a->shape(0) != E || a->shape(1) != out || a->shape(2) != want_in)
+    throw std::invalid_argument(fmt::format("[model] '{}.weight' has shape {}, expected ({}, {}, {}) (experts, out, "
+                                            "in)",
+                                            name, shape_str(*a), E, out, want_in));
+  if (const array* b = w.find(name + ".bias"))
+    throw std::invalid_argument(
+        fmt::format("[model] unexpected tensor '{}.bias' {}: the config gives the experts no bias", name, shape_str(*b)));
+}
+
+}  // namespace
+
+Routes route(const array& logits, const MoeSpec& spec) {
+  const int E = logits.shape(-1), k = spec.top_k;
+  if (spec.routing == Routing::topk_softmax) {
+    array experts = mx::stop_gradient(last_axis(mx::argpartition(mx::negative(logits), k - 1, -1), 0, k));
+    array weights = mx::softmax(mx::take_along_axis(logits, experts, -1), std::vector<int>{-1}, /*precise=*/true);
+    return {experts, weights};
+  }
+  array probs = mx::softmax(logits, std::vector<int>{-1}, /*precise=*/true);
+  array experts = mx::stop_gradient(last_axis(mx::argpartition(probs, E - k, -1), E - k, E));
+  array weights = mx::take_along_axis(probs, experts, -1);
+  if (spec.norm_topk_prob) weights = mx::divide(weights, mx::sum(weights, -1, /*keepdims=*/true));
+  return {experts, weights};
+}
+
+array moe_mlp(const Weights& w, const BlockSpec& spec, const BlockNames& names, const array& x, bool training,
+              const std::function<array(const array&)>& act) {
+  const Routes r = route(Linear::view(w, names.router)(x, training), spec.moe);
+  const Linear gate = Linear::view(w, names.gate), up = Linear::view(w, names.up), down = Linear::view(w, names.down);
+  array h = mx::expand_dims(x, {-2, -3});  // (B, L, 1, 1, D)
+  array idx = r.experts;
+  // Many tokens: rows sorted by expert, so each expert's weights are read once
+  // (mlx-lm sorts from 64 routed rows on). Hooks see the unsorted rows.
+  const bool sorted = !act && r.experts.size() >= 64;
+  std::optional<array> unsort;
+  if (sorted) {
+    const int k = spec.moe.top_k;
+    array flat = mx::flatten(r.experts);
+    array order = mx::argsort(flat);
+    unsort = mx::argsort(order);
+    h = mx::take(mx::flatten(h, 0, -3), mx::floor_divide(order, array(k, order.dtype())), 0);  // (N, 1, D)
+    idx = mx::take(flat, order, 0);
+  }
+  array a = spec.activation == Activation::silu
+                ? swiglu(expert_matmul(gate, h, idx, sorted), expert_matmul(up, h, idx, sorted))
+                : geglu(expert_matmul(gate, h, idx, sorted), expert_matmul(up, h, idx, sorted));
+  if (act) a = mx::expand_dims(act(mx::squeeze(a, -2)), -2);  // (B, L, k, 1, I)
+  array y = expert_matmul(down, a, idx, sorted);
+  if (sorted) {
+    mx::Shape shape = r.experts.shape();
+    shape.insert(shape.end(), {1, y.shape(-1)});
+    y = mx::reshape(mx::take(y, *unsort, 0), shape);
+  }
+  y = mx::squeeze(y, -2);  // (B, L, k, D)
+  return mx::astype(mx::sum(mx::multiply(y, mx::expand_dims(r.weights, -1)), -2), y.dtype());
+}
+
+void check_moe(const Weights& w, const BlockSpec& spec, const BlockNames& names) {
+  const int E = spec.moe.experts, D = spec.hidden;
+  if (E < 1 || spec.moe.top_k < 1 || spec.moe.top_k > E)
+    throw std::invalid_argument(
+        fmt::format("[model] {} experts with {} per token: need 1 <= experts per token <= experts", E, spec.moe.top_k));
+  check_linear(w, names.router, E, D);
+  const int I = spec.moe.intermediate;
+  check_experts(w, names.gate, E, I, D);
+  check_experts(w, names.up, E, I, D);
+  check_experts(w, names.down, E, D, I);
+}
+
+}  // namespace lmlab::nn
