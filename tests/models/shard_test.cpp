@@ -8,6 +8,9 @@
 #include <array>
 #include <functional>
 
+#include "lmlab/io.h"
+#include "models/model_test_util.h"
+#include "models/transformer.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -89,6 +92,26 @@ TEST(Shard, WhatCannotBeSplitIsRefusedClearly) {
   EXPECT_NE(message_of([] { models::plan_block_shard(spec(6, 6, 16), 128, 32, 1, 1, 2, 3); }).find(
                 "input column 48, which is not on a boundary of its quantization groups of 32"),
             std::string::npos);
+}
+
+// Mixture-of-experts blocks are not split: one line, before any tensor is cut.
+TEST(Shard, MixtureOfExpertsIsRefused) {
+  (void)cpu_context();
+  auto dir = tiny_checkpoint_dir("mixtral");
+  LMLAB_REQUIRE_FILE(dir / "config.json");
+  io::ModelDir d = io::read_model_dir(dir);
+  auto model = make_model(d.config, std::move(d.weights), mlx::core::float32);
+  auto& t = dynamic_cast<models::Transformer&>(*model);
+  const auto before = t.weights().at("model.layers.0.self_attn.q_proj.weight").shape();
+  try {
+    models::shard(t, mlx::core::distributed::init());
+    FAIL() << "no throw";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("[shard] layer 0: mixture-of-experts blocks are not split across ranks"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(t.weights().at("model.layers.0.self_attn.q_proj.weight").shape(), before);
 }
 
 }  // namespace
