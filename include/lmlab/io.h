@@ -27,10 +27,19 @@ struct GgufTensorInfo {
   uint64_t nbytes = 0;
 };
 
+// GGUF metadata value types, numbered as the file format numbers them.
+enum class GgufType : uint32_t { U8, I8, U16, I16, U32, I32, F32, Bool, String, Array, U64, I64, F64 };
+// A key's stored type; `element` is an Array's element type.
+struct GgufKeyType {
+  GgufType type = GgufType::String;
+  GgufType element = GgufType::U8;
+};
+
 struct GgufFile {
   std::filesystem::path path;
   uint32_t version = 0;
   Metadata meta;
+  std::map<std::string, GgufKeyType> meta_types;  // each key's type as stored (Metadata widens them)
   std::vector<GgufTensorInfo> tensors;
   uint64_t data_offset = 0;  // absolute file offset of the tensor data
   uint64_t file_size = 0;
@@ -43,6 +52,26 @@ GgufFile read_gguf(const std::filesystem::path& path);
 // The same from bytes in memory (`path` names them in errors); what
 // read_gguf runs on the mapped file, and what the GGUF fuzzer feeds.
 GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::filesystem::path& path);
+
+// One tensor to write: `data` holds its bytes in GGML layout (row-major,
+// `dims[0]` contiguous), e.g. float16 values for F16 or uint8 blocks.
+struct GgufTensorOut {
+  std::string name;
+  std::vector<int64_t> dims;  // GGML order, as GgufTensorInfo
+  GgmlType type = GgmlType::F32;
+  mlx::core::array data = mlx::core::array(0);
+};
+struct GgufOut {
+  Metadata meta;
+  std::map<std::string, GgufKeyType> types;  // one per key of `meta`
+  std::vector<GgufTensorOut> tensors;
+};
+// Writes a GGUF (version 3) file: header, metadata, tensor infos, data padded
+// to general.alignment (32 when absent), into a temp file renamed into place.
+// Throws std::invalid_argument, writing nothing, for a key without a type or
+// whose value does not fit it, or a tensor whose bytes do not match its dims
+// and type; std::runtime_error when the file cannot be written.
+void write_gguf(const std::filesystem::path& path, const GgufOut& gguf);
 
 // Reads every tensor, converting to MLX: F32/F16/BF16 stay dense (cast to
 // `float_dtype` when given); Q4_0/Q4_1/Q8_0 become MLX affine quantization,

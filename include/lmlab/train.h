@@ -198,4 +198,25 @@ class Trainer {
 // a layer's scheme (raw GGUF blocks) cannot be quantized back.
 std::vector<std::string> fuse_adapters(Weights& w, bool dequantize);
 
+// What export_gguf wrote: tensors per GGML type, and the base's tensors the
+// model does not hold as weights (llama3's rope_freqs.weight), copied over.
+struct GgufExport {
+  int q4_1 = 0, q8_0 = 0, f16 = 0, f32 = 0;
+  int requantized = 0;  // Q4_1 layers whose float32 scales were rounded to float16
+  std::vector<std::string> carried;
+};
+// Writes `model` (typically fused) as a GGUF file that llama.cpp runs, with the
+// metadata of `base_gguf` (the GGUF it was loaded from: architecture,
+// tokenizer.*, general.*): tensors under the family's GGUF names with llama.cpp's
+// q/k row order, matrices as F16 and vectors as F32, except, unless
+// `dequantize`, quantized layers that GGML blocks hold exactly (the same
+// values): 4-bit with 32-element groups as Q4_1 (a layer whose scales or
+// biases are not float16 values, as fuse leaves a float32 model's adapted
+// layers, quantized again with float16 ones: counted in `requantized`),
+// 8-bit with 32-element groups, float16 scales and biases of −128 × scale as
+// Q8_0. Other quantized layers are dequantized to F16. Throws lmlab::Unsupported, writing nothing, for a tensor
+// the family has no GGUF name for.
+GgufExport export_gguf(const Model& model, const std::filesystem::path& base_gguf, const std::filesystem::path& path,
+                       bool dequantize);
+
 }  // namespace lmlab::train

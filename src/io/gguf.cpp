@@ -46,6 +46,12 @@ class Reader {
     pos_ += n;
     return s;
   }
+  template <typename T>
+  T peek() {
+    T v = get<T>();
+    pos_ -= sizeof(T);
+    return v;
+  }
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return size_ - pos_; }
   [[noreturn]] void fail(const std::string& what) const {
@@ -140,7 +146,10 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const fs::path& path) {
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = r.str();
     uint32_t t = r.get<uint32_t>();
+    GgufKeyType kt{static_cast<GgufType>(t)};
+    if (t == kArray) kt.element = static_cast<GgufType>(r.peek<uint32_t>());
     g.meta[key] = read_value(r, t, key);
+    g.meta_types[key] = kt;
   }
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t;

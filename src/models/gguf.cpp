@@ -61,7 +61,64 @@ mx::array unpermute_rows(const mx::array& a, int n_heads) {
   return mx::reshape(x, back);
 }
 
+// HF rows [h, j, i] → GGUF rows [h, i, j]: llama.cpp's converter's interleave, the inverse of unpermute_rows.
+mx::array permute_rows(const mx::array& a, int n_heads) {
+  int rows = a.shape(0);
+  mx::Shape rest(a.shape().begin() + 1, a.shape().end());
+  mx::Shape split = {n_heads, 2, rows / n_heads / 2};
+  split.insert(split.end(), rest.begin(), rest.end());
+  auto x = mx::swapaxes(mx::reshape(a, split), 1, 2);
+  mx::Shape back = {rows};
+  back.insert(back.end(), rest.begin(), rest.end());
+  return mx::reshape(x, back);
+}
+
+std::optional<std::string> reverse_lookup(const std::map<std::string, std::string>& own,
+                                          const std::map<std::string, std::string>& shared, const std::string& hf) {
+  for (const auto* names : {&own, &shared})
+    for (const auto& [gguf, name] : *names)
+      if (name == hf) return gguf;
+  return std::nullopt;
+}
+
+// `model.layers.N.<hf>.<leaf>` or `<hf>.<leaf>` → the GGUF name, nullopt when unknown.
+std::optional<std::string> gguf_name(const FamilySpec& f, const std::string& hf) {
+  const size_t dot = hf.rfind('.');
+  if (dot == std::string::npos) return std::nullopt;
+  const std::string stem = hf.substr(0, dot), leaf = hf.substr(dot + 1);
+  if (stem.starts_with("model.layers.")) {
+    int layer = 0;
+    const char* begin = stem.data() + 13;
+    auto [end, ec] = std::from_chars(begin, stem.data() + stem.size(), layer);
+    if (ec != std::errc() || end == begin || *end != '.') return std::nullopt;
+    auto g = reverse_lookup(f.gguf_block_names, gguf_llama_block_names(), std::string(end + 1));
+    return g ? std::optional<std::string>(fmt::format("blk.{}.{}.{}", layer, *g, leaf)) : std::nullopt;
+  }
+  auto g = reverse_lookup(f.gguf_top_names, gguf_llama_top_names(), stem);
+  return g ? std::optional<std::string>(*g + "." + leaf) : std::nullopt;
+}
+
 }  // namespace
+
+Weights hf_to_gguf_weights(const Weights& hf, const ModelConfig& config) {
+  const FamilySpec& f = family_of(config.model_type);
+  if (f.gguf_architectures.empty())
+    throw Unsupported(fmt::format("[gguf] the {} family has no GGUF architecture to write", f.name));
+  Weights out;
+  for (const auto& [name, a] : hf.items()) {
+    auto g = gguf_name(f, name);
+    if (!g) throw Unsupported(fmt::format("[gguf] tensor '{}' has no GGUF name in the {} family", name, f.name));
+    mx::array v = a;
+    if (f.gguf_permuted_qk && name.find(".self_attn.q_proj.") != std::string::npos)
+      v = permute_rows(a, config.num_attention_heads);
+    else if (f.gguf_permuted_qk && name.find(".self_attn.k_proj.") != std::string::npos)
+      v = permute_rows(a, config.num_key_value_heads);
+    out.set(*g, v);
+  }
+  for (const auto& [prefix, q] : hf.quantized_modules())
+    if (auto g = gguf_name(f, prefix + ".weight")) out.set_quant(g->substr(0, g->size() - 7), q);
+  return out;
+}
 
 json gguf_config(const io::GgufFile& g) {
   const auto& m = g.meta;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/io.h"
+#include "lmlab/model.h"
 #include "lmlab/weights.h"
 
 namespace lmlab::models {
@@ -20,5 +21,11 @@ nlohmann::json gguf_config(const io::GgufFile& file);
 // permutation where the family's converter applied it. Throws lmlab::Unsupported
 // naming a tensor the family does not know.
 Weights gguf_weights(Weights gguf, const nlohmann::json& config);
+
+// The reverse, for writing GGUF files: HF names → the family's GGUF names,
+// llama.cpp's q/k row permutation reapplied (to packed weights, scales and
+// biases alike: they share rows), quantization specs kept under the GGUF
+// names. Throws lmlab::Unsupported naming a tensor the family cannot name.
+Weights hf_to_gguf_weights(const Weights& hf, const ModelConfig& config);
 
 }  // namespace lmlab::models
