@@ -6,6 +6,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/core.h"
+#include "nn/cpu/quantized_matmul.h"
 #include "nn/cpu/swiglu.h"
 #include "nn/linear.h"
 
@@ -79,6 +80,52 @@ void check_experts(const Weights& w, const std::string& name, int E, int out, in
         fmt::format("[model] unexpected tensor '{}.bias' {}: the config gives the experts no bias", name, shape_str(*b)));
 }
 
+// Expert e of a stacked projection as a plain Linear (a view of its rows).
+Linear expert(const Linear& l, int e) {
+  auto one = [e](const array& a) {
+    mx::Shape start(a.ndim(), 0), stop = a.shape();
+    start[0] = e;
+    stop[0] = e + 1;
+    return mx::squeeze(mx::slice(a, start, stop), 0);
+  };
+  Linear out{.name = l.name, .weight = one(l.weight), .quant = l.quant};
+  if (l.scales) out.scales = one(*l.scales);
+  if (l.biases) out.biases = one(*l.biases);
+  return out;
+}
+
+// Quantized experts on the CPU: each selected expert's rows go through
+// lmlab's quantized-matmul kernel (Linear::base), expert by expert; MLX's CPU
+// gather_qmm is a generic loop several times slower. The routing is read on
+// the host (one evaluation per layer). x2 (N, D), experts (N, k) → the
+// experts' outputs (N, k, D); nullopt when this path does not apply.
+std::optional<array> experts_on_cpu(const Linear& gate, const Linear& up, const Linear& down, Activation activation,
+                                    const array& x2, const array& experts) {
+  const int N = x2.shape(0), k = experts.shape(-1);
+  if (mx::default_device() != mx::Device::cpu || x2.dtype() != mx::float32) return std::nullopt;
+  for (const Linear* l : {&gate, &up, &down})
+    if (!l->quant || l->quant->mode != "affine" || !l->biases || l->bias || l->adapter) return std::nullopt;
+  const array flat = mx::astype(mx::reshape(experts, {N * k}), mx::int32);
+  mx::eval(flat);
+  const int32_t* ids = flat.data<int32_t>();
+  std::vector<int> order;  // slots n·k + j grouped by expert
+  std::vector<array> outputs;
+  for (int e = 0; e < gate.weight.shape(0); ++e) {
+    std::vector<int> rows;
+    for (int slot = 0; slot < N * k; ++slot)
+      if (ids[slot] == e) rows.push_back(slot / k), order.push_back(slot);
+    if (rows.empty()) continue;
+    const array xe = mx::take(x2, array(rows.begin(), {static_cast<int>(rows.size())}, mx::int32), 0);
+    const array g = expert(gate, e).base(xe), u = expert(up, e).base(xe);
+    outputs.push_back(expert(down, e).base(activation == Activation::silu ? swiglu(g, u) : geglu(g, u)));
+  }
+  std::vector<int> inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i) inverse[order[i]] = static_cast<int>(i);
+  const array all = mx::concatenate(outputs, 0);  // (N·k, D) in `order`
+  const array back = mx::take(all, array(inverse.begin(), {N * k}, mx::int32), 0);
+  return mx::reshape(back, {N, k, all.shape(-1)});
+}
+
 }  // namespace
 
 Routes route(const array& logits, const MoeSpec& spec) {
@@ -99,6 +146,14 @@ array moe_mlp(const Weights& w, const BlockSpec& spec, const BlockNames& names, 
               const std::function<array(const array&)>& act) {
   const Routes r = route(Linear::view(w, names.router)(x, training), spec.moe);
   const Linear gate = Linear::view(w, names.gate), up = Linear::view(w, names.up), down = Linear::view(w, names.down);
+  if (!act && !training) {
+    const int D = x.shape(-1);
+    if (auto y = experts_on_cpu(gate, up, down, spec.activation, mx::reshape(x, {-1, D}), r.experts)) {
+      mx::Shape shape = r.experts.shape();
+      shape.push_back(D);
+      return mx::astype(mx::sum(mx::multiply(mx::reshape(*y, shape), mx::expand_dims(r.weights, -1)), -2), x.dtype());
+    }
+  }
   array h = mx::expand_dims(x, {-2, -3});  // (B, L, 1, 1, D)
   array idx = r.experts;
   // Many tokens: rows sorted by expert, so each expert's weights are read once
