@@ -14,6 +14,7 @@ where the two engines' Q4_1 arithmetic differs, lmlab's greedy tokens on the
 same file are, teacher-forced, each within GAP logits of llama.cpp's best."""
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -100,6 +101,10 @@ class ExportGguf(unittest.TestCase):
                                str(cls.blocks))
         lmlab("fuse", "--model", str(MODEL), "--adapter-path", str(cls.adapters), "--export-gguf", str(cls.f16),
               "--dequantize")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)  # two exported models, 350 MB
 
     def test_writes_only_the_gguf(self):
         self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["adapters", "fused-f16.gguf", "fused-q4_1.gguf"])
