@@ -99,6 +99,14 @@ TEST(GemmaOracle, MatchesLlamaCppOnTheSameFile) {
               i, worst, top5_min, checked, near_ties);
 }
 
+TEST(GemmaOracle, ComputesInBfloat16WhereHalfPrecisionIsUsed) {
+  // On a GPU the compute dtype follows torch_dtype; float16 overflows in
+  // Gemma 3 (NaN logits on the H200 on every prompt above), bfloat16 does not.
+  LMLAB_REQUIRE_FILE(gemma_path());
+  EXPECT_EQ(gemma().model->config().raw.value("torch_dtype", ""), "bfloat16");
+  if (mx::default_device() == mx::Device::gpu) EXPECT_EQ(gemma().model->dtype(), mx::bfloat16);
+}
+
 TEST(GemmaOracle, FusedDecodeEqualsTheComposedBlocks) {
   // Layers whose seven projections the fused CPU step takes (5-bit q/k/v/gate/up,
   // Q4_K o and down, Q8_0 v) run fused; the Q6_K-down layers compose. An empty

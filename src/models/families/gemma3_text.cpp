@@ -70,8 +70,11 @@ std::unique_ptr<Model> make(const ModelConfig& c, Weights w, mx::Dtype dtype) {
 }
 
 // GGUF metadata: llama.cpp fixes Gemma 3's pattern (6) and local base (10000);
-// the stored norms already include the 1.
+// the stored norms already include the 1. Gemma 3 was trained in bfloat16 and
+// its activations overflow float16 (on a GPU, where the compute dtype follows
+// torch_dtype, float16 gave NaN logits on every prompt of the oracle test).
 void gguf_config(const Metadata& meta, const std::string& arch, json& c) {
+  c["torch_dtype"] = "bfloat16";
   if (auto sw = meta_int(meta, arch + ".attention.sliding_window")) c["sliding_window"] = *sw;
   c["sliding_window_pattern"] = 6;
   c["rope_local_base_freq"] = 10000.0;
