@@ -81,6 +81,15 @@ TEST_P(Family, HalfPrecisionRunsWithRightShapes) {
   if (auto half = g.find("logits_half"); half != g.end()) {
     float d = mx::max(mx::abs(mx::subtract(mx::astype(out, mx::float32), half->second))).item<float>();
     std::printf("[ family   ] %s: float16 max |logit diff| vs mlx-lm's float16 = %.3g\n", GetParam().c_str(), d);
+    if (mx::default_device() == mx::Device::gpu) {
+      // mlx-lm's logits are the CPU's; the GPU's half-precision kernels round
+      // elsewhere and may route a near-tie to another expert (measured on an
+      // H200: 0.0098 on mixtral_q4, 0.22 on mixtral_q5). Held to twice mlx-lm's
+      // own float16-vs-float32 gap.
+      const float gap = mx::max(mx::abs(mx::subtract(half->second, g.at("logits")))).item<float>();
+      EXPECT_LT(d, std::max(1e-3f, 2 * gap));
+      return;
+    }
     EXPECT_LT(d, 1e-3f);  // measured 0 (bit-identical) on x86-64
     return;
   }
