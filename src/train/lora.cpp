@@ -49,6 +49,13 @@ std::vector<std::string> lora_targets(const models::Transformer& t, int num_laye
     for (const std::string* name : walk_order(blocks[l].names())) {
       const std::string rel = relative(*name, l);
       if (!keys.empty() && !wanted.count(rel)) continue;
+      const nn::BlockNames& n = blocks[l].names();
+      if (blocks[l].spec().mlp == nn::MlpKind::moe && (name == &n.gate || name == &n.up || name == &n.down))
+        throw Unsupported(fmt::format(
+            "[lora] '{}' holds the stacked experts of a mixture-of-experts layer, which lmlab cannot adapt yet; "
+            "list the attention projections in lora_parameters.keys (self_attn.q_proj, self_attn.k_proj, "
+            "self_attn.v_proj, self_attn.o_proj)",
+            *name));
       matched.insert(rel);
       out.push_back(*name);
     }

@@ -18,6 +18,7 @@
 #include "models/transformer.h"
 #include "nn/cpu/quantized_matmul.h"
 #include "nn/linear.h"
+#include "train/lora.h"
 #include "train/loss.h"
 
 namespace lmlab::test {
@@ -234,6 +235,26 @@ TEST(Loss, CountsTheTargetsFromThePromptOffsetToTheLastToken) {
   EXPECT_EQ(compat_ntoks.item<int>(), n_compat);
   EXPECT_EQ(n_compat, n + 1) << "mlx-lm's mask adds the pad after row 1 (row 0 fills the batch)";
   EXPECT_NEAR(compat_loss.item<float>(), want_compat, 1e-5);
+}
+
+TEST(LoraTargets, StackedExpertsAreRefusedAttentionIsAdapted) {
+  // Qwen3-MoE's tiny checkpoint: expert layers and one dense layer
+  // (mlp_only_layers). Adapting every projection would reach the stacked
+  // experts: refused at target selection, before anything is attached.
+  const auto dir = tiny_checkpoint_dir("qwen3_moe");
+  LMLAB_REQUIRE_FILE(dir / "config.json");
+  (void)cpu_context();
+  io::ModelDir d = io::read_model_dir(dir);
+  std::unique_ptr<Model> m = make_model(d.config, std::move(d.weights), mx::float32);
+  const auto& t = static_cast<const models::Transformer&>(*m);
+  try {
+    (void)train::lora_targets(t, -1, {});
+    ADD_FAILURE() << "stacked experts were accepted as LoRA targets";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("stacked experts"), std::string::npos) << e.what();
+  }
+  const auto targets = train::lora_targets(t, -1, {"self_attn.q_proj", "self_attn.v_proj"});
+  EXPECT_EQ(targets.size(), 2 * t.spec().blocks.size());
 }
 
 }  // namespace
