@@ -30,19 +30,27 @@ std::optional<std::string> lookup(const std::map<std::string, std::string>& own,
   return std::nullopt;
 }
 
+// `<prefix>N.<rest>` (a block's tensor in either naming) → (N, rest), nullopt
+// when the layer number or the dot after it is missing.
+std::optional<std::pair<int, std::string>> split_layer(const std::string& stem, std::string_view prefix) {
+  int layer = 0;
+  const char* begin = stem.data() + prefix.size();
+  auto [end, ec] = std::from_chars(begin, stem.data() + stem.size(), layer);
+  if (ec != std::errc() || end == begin || *end != '.') return std::nullopt;
+  return std::pair{layer, std::string(end + 1)};
+}
+
 // `blk.N.<key>.<leaf>` or `<key>.<leaf>` → the HF name, nullopt when unknown.
 std::optional<std::string> hf_name(const FamilySpec& f, const std::string& gguf) {
   const size_t dot = gguf.rfind('.');
   if (dot == std::string::npos) return std::nullopt;
   const std::string stem = gguf.substr(0, dot), leaf = gguf.substr(dot + 1);
   if (stem.starts_with("blk.")) {
-    int layer = 0;
-    const char* begin = stem.data() + 4;
-    auto [end, ec] = std::from_chars(begin, stem.data() + stem.size(), layer);
-    if (ec != std::errc() || end == begin || *end != '.') return std::nullopt;
-    auto hf = lookup(f.gguf_block_names, gguf_llama_block_names(), std::string(end + 1));
+    auto block = split_layer(stem, "blk.");
+    if (!block) return std::nullopt;
+    auto hf = lookup(f.gguf_block_names, gguf_llama_block_names(), block->second);
     if (!hf) return std::nullopt;
-    return fmt::format("model.layers.{}.{}.{}", layer, *hf, leaf);
+    return fmt::format("model.layers.{}.{}.{}", block->first, *hf, leaf);
   }
   auto hf = lookup(f.gguf_top_names, gguf_llama_top_names(), stem);
   return hf ? std::optional<std::string>(*hf + "." + leaf) : std::nullopt;
@@ -87,12 +95,10 @@ std::optional<std::string> gguf_name(const FamilySpec& f, const std::string& hf)
   if (dot == std::string::npos) return std::nullopt;
   const std::string stem = hf.substr(0, dot), leaf = hf.substr(dot + 1);
   if (stem.starts_with("model.layers.")) {
-    int layer = 0;
-    const char* begin = stem.data() + 13;
-    auto [end, ec] = std::from_chars(begin, stem.data() + stem.size(), layer);
-    if (ec != std::errc() || end == begin || *end != '.') return std::nullopt;
-    auto g = reverse_lookup(f.gguf_block_names, gguf_llama_block_names(), std::string(end + 1));
-    return g ? std::optional<std::string>(fmt::format("blk.{}.{}.{}", layer, *g, leaf)) : std::nullopt;
+    auto block = split_layer(stem, "model.layers.");
+    if (!block) return std::nullopt;
+    auto g = reverse_lookup(f.gguf_block_names, gguf_llama_block_names(), block->second);
+    return g ? std::optional<std::string>(fmt::format("blk.{}.{}.{}", block->first, *g, leaf)) : std::nullopt;
   }
   auto g = reverse_lookup(f.gguf_top_names, gguf_llama_top_names(), stem);
   return g ? std::optional<std::string>(*g + "." + leaf) : std::nullopt;
