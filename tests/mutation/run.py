@@ -10,6 +10,10 @@ test failed (killed) or all passed (survived), then the kill rate.
   tests/mutation/run.py sampler tok-     only those whose name contains one of the words
   tests/mutation/run.py --list FILE      another mutation list
 
+An entry's tests are a gtest filter for build/lmlab_tests, or `ctest:REGEX`
+for the tests ctest runs by name (the Python ones, which drive the `lmlab`
+binary through real clients: the server's openai and browser tests).
+
 A mutation whose text no longer matches its file exactly (the code moved or
 changed) or that no longer compiles stops the run: fix or re-anchor the entry.
 Exit status: 0 when the kill rate reaches --min-rate (default 0.95), 1 otherwise,
@@ -33,7 +37,7 @@ class Mutation:
     name: str
     path: str
     occurrence: int  # 1-based: which match of `before` in the file (0: it must be unique)
-    tests: str  # gtest filter
+    tests: str  # gtest filter, or `ctest:REGEX` for tests ctest runs (the Python ones)
     before: str
     after: str
     line: int  # in the list file
@@ -130,8 +134,30 @@ def build(tree: Path, jobs: int, log: Path, targets=("lmlab", "lmlab_tests")) ->
     return r.returncode == 0
 
 
+def run_ctest(tree: Path, regex: str, timeout: int):
+    """Like run_tests, for `ctest:REGEX` entries: the Python tests that drive the
+    `lmlab` binary (the server's, for example) through their real clients."""
+    t0 = time.time()
+    try:
+        r = subprocess.run(["ctest", "--test-dir", str(tree / "build"), "-R", regex, "--timeout", str(timeout)],
+                           capture_output=True, text=True, errors="replace", timeout=timeout + 60)
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {timeout} s", time.time() - t0
+    dt = time.time() - t0
+    out = r.stdout + r.stderr
+    if "No tests were found" in out:
+        return False, "no test matches the filter", dt
+    if r.returncode == 0:
+        ran = re.search(r"tests passed, 0 tests failed out of (\d+)", out)
+        return True, f"{ran.group(1) if ran else '?'} tests pass", dt
+    failed = sorted(set(re.findall(r"\d+ - ([\w.]+) \(", out)))
+    return False, (f"{len(failed)} failed: " + ", ".join(failed[:4])) if failed else f"exit status {r.returncode}", dt
+
+
 def run_tests(tree: Path, gtest_filter: str, timeout: int):
     """(passed, summary): the failing test names, or why the run ended."""
+    if gtest_filter.startswith("ctest:"):
+        return run_ctest(tree, gtest_filter[len("ctest:"):], timeout)
     cmd = [str(tree / "build" / "lmlab_tests"), f"--gtest_filter={gtest_filter}", "--gtest_brief=1"]
     env = dict(os.environ, LMLAB_SOURCE_DIR=str(tree))
     t0 = time.time()
@@ -201,8 +227,9 @@ def main() -> int:
             # The CLI binary is relinked only for filters naming Cli tests: other
             # tests that run it would see it unmutated (a survivor, never a false kill).
             # (After a Cli mutation the binary is rebuilt once more, unmutated.)
-            targets = ("lmlab", "lmlab_tests") if "Cli" in m.tests or cli_dirty else ("lmlab_tests",)
-            cli_dirty = "Cli" in m.tests
+            uses_cli = "Cli" in m.tests or m.tests.startswith("ctest:")
+            targets = ("lmlab", "lmlab_tests") if uses_cli or cli_dirty else ("lmlab_tests",)
+            cli_dirty = uses_cli
             if not build(tree, args.jobs, log, targets):
                 print(f"broken: mutation '{m.name}' ({m.path}:{lineno}) does not compile; see {log}")
                 return 2
