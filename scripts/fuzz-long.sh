@@ -34,6 +34,6 @@ for t in "${targets[@]}"; do
   execs=$(cat build-fuzz/long/"$t".*.log | grep -oE "stat::number_of_executed_units: *[0-9]+" | grep -oE "[0-9]+$" |
           awk '{ s += $1 } END { print s + 0 }')
   corpus=$(ls "build-fuzz/corpus/$t" | wc -l)
-  findings=$(ls build-fuzz/long/"$t"-* 2>/dev/null | wc -l)
+  findings=$( (ls build-fuzz/long/"$t"-* 2>/dev/null || true) | wc -l)
   echo "$t: ${execs} executions in ${secs} s (${WORKERS} workers), corpus ${corpus} inputs, ${findings} findings, exit ${status}"
 done
