@@ -4,10 +4,12 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <vector>
 
 #include "core/utf8.h"
 
@@ -87,7 +89,19 @@ std::string Value::type_name() const {
   return "object";
 }
 
+// The containers being printed, innermost last: a namespace can hold itself
+// (`{% set ns.x = ns %}`), and Python prints such a cycle as {...} or [...].
+static thread_local std::vector<const void*> printing;
+
+struct Printing {
+  explicit Printing(const void* p) { printing.push_back(p); }
+  ~Printing() { printing.pop_back(); }
+  static bool active(const void* p) { return std::find(printing.begin(), printing.end(), p) != printing.end(); }
+};
+
 static std::string dict_repr(const DictObj& d) {
+  if (Printing::active(&d)) return "{...}";
+  Printing guard(&d);
   std::string s = "{";
   bool first = true;
   for (const auto& [k, v] : d.items) {
@@ -98,6 +112,18 @@ static std::string dict_repr(const DictObj& d) {
   return s + "}";
 }
 
+static std::string list_repr(const ListObj& l) {
+  if (Printing::active(&l)) return l.is_tuple ? "(...)" : "[...]";
+  Printing guard(&l);
+  std::string s = l.is_tuple ? "(" : "[";
+  for (size_t i = 0; i < l.items.size(); ++i) {
+    if (i) s += ", ";
+    s += l.items[i].repr();
+  }
+  if (l.is_tuple && l.items.size() == 1) s += ",";
+  return s + (l.is_tuple ? ")" : "]");
+}
+
 std::string Value::str() const {
   switch (type()) {
     case Type::Undefined: return "";
@@ -106,16 +132,7 @@ std::string Value::str() const {
     case Type::Int: return std::to_string(as_int());
     case Type::Float: return py_float_repr(as_float());
     case Type::String: return as_str();
-    case Type::List: {
-      const auto& l = list_obj();
-      std::string s = l.is_tuple ? "(" : "[";
-      for (size_t i = 0; i < l.items.size(); ++i) {
-        if (i) s += ", ";
-        s += l.items[i].repr();
-      }
-      if (l.is_tuple && l.items.size() == 1) s += ",";
-      return s + (l.is_tuple ? ")" : "]");
-    }
+    case Type::List: return list_repr(list_obj());
     case Type::Dict: return dict_repr(dict_obj());
     case Type::Namespace: return "<Namespace " + dict_repr(ns_obj().attrs) + ">";
     case Type::Callable: return "<function " + callable_obj().name + ">";

@@ -89,6 +89,9 @@ TEST(JinjaTest, NamespaceSetAndMacros) {
       {"{% filter upper %}abc{{ 'd' }}{% endfilter %}", "ABCD"},
       {"{% generation %}gen{% endgeneration %}", "gen"},
       {"{% with a = 5 %}{{ a }}{% endwith %}{{ a }}", "5"},
+      // A namespace holding itself: Python prints the cycle as {...} (this used to recurse until the stack overflowed).
+      {"{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }} {{ [ns, (ns, 2)] }}",
+       "<Namespace {'x': <Namespace {...}>}> [<Namespace {'x': <Namespace {...}>}>, (<Namespace {'x': <Namespace {...}>}>, 2)]"},
   });
 }
 
