@@ -186,6 +186,10 @@ def mlxlm_golden(model_dir, cases, out_file):
 
 PENALTY = 1.3  # repetition penalty of the generation golden, over the last 20 tokens
 PENALTY_PREFILL_STEP = 5
+# Longer than the penalty's 20-token window: only its last 20 tokens may be penalized at first,
+# so " Paris" (early in the prompt, outside the window) stays a free pick.
+PENALTY_LONG_PROMPT = ("Paris is the capital of France, Berlin is the capital of Germany, Madrid is the "
+                       "capital of Spain, and Rome is the capital of Italy. Quiz: the capital of France is")
 
 
 def mlxlm_generation_golden(model_dir, cases, out_file):
@@ -197,17 +201,17 @@ def mlxlm_generation_golden(model_dir, cases, out_file):
     from mlx_lm.generate import generate_step
     from mlx_lm.sample_utils import make_logits_processors
 
-    model, _ = load(str(model_dir))
+    model, tok = load(str(model_dir))
     res = []
-    for c in cases[:4]:
+    for ids in [c["ids"] for c in cases[:4]] + [tok.encode(PENALTY_LONG_PROMPT)]:
         procs = make_logits_processors(repetition_penalty=PENALTY, repetition_context_size=20)
         tokens, margins = [], []
-        for tok, logprobs in generate_step(mx.array(c["ids"]), model, max_tokens=GREEDY_TOKENS,
+        for t, logprobs in generate_step(mx.array(ids), model, max_tokens=GREEDY_TOKENS,
                                            logits_processors=procs, prefill_step_size=PENALTY_PREFILL_STEP):
             top2 = np.sort(np.array(logprobs, dtype=np.float32))[-2:]
-            tokens.append(int(tok))
+            tokens.append(int(t))
             margins.append(float(top2[1] - top2[0]))
-        res.append({"ids": c["ids"], "greedy": tokens, "margins": margins})
+        res.append({"ids": list(ids), "greedy": tokens, "margins": margins})
     out_file.write_text(json.dumps({"repetition_penalty": PENALTY, "repetition_context": 20,
                                     "prefill_step": PENALTY_PREFILL_STEP, "cases": res}))
 

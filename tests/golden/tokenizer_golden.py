@@ -207,6 +207,25 @@ def shared_tokenizers(corpus: list) -> None:
         print(f"tokenizer fixtures: {name}: {len(corpus)} strings", file=sys.stderr)
 
 
+def whitespace_pipeline(corpus: list) -> None:
+    """llama2's vocabulary behind the Unicode-whitespace stages no shared
+    tokenizer uses: a Strip normalizer, the WhitespaceSplit pre-tokenizer and an
+    added token with lstrip/rstrip (what counts as whitespace, NBSP included,
+    must be Python's str.isspace / Rust's char::is_whitespace there)."""
+    from tokenizers import normalizers
+    name = "llama2_whitespace"
+    tok = Tokenizer.from_str(shared_tokenizer_json("llama2"))
+    tok.normalizer = normalizers.Strip(left=True, right=True)
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([AddedToken("<sep>", lstrip=True, rstrip=True, special=True, normalized=False)])
+    d = out_dir(f"tokenizer/{name}")
+    (d / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    shutil.copy(SHARED / "tokenizers" / "llama2" / "tokenizer_config.json", d / "tokenizer_config.json")
+    around = [w + "<sep>" + v for w in WHITESPACE for v in ("x", " y", WHITESPACE[-1] + "z")]
+    write_golden(tok, corpus + around, d / "golden.jsonl")
+    print(f"tokenizer fixtures: {name}: {len(corpus) + len(around)} strings", file=sys.stderr)
+
+
 def field_value(reader, key):
     f = reader.fields.get(key)
     if f is None:
@@ -273,7 +292,9 @@ def smollm2(corpus: list) -> None:
 # SentencePiece tokenizer merges the adjacent pair whose merged piece has the
 # highest score, so each piece scores minus the rank of the first merge that
 # makes it (the order HF's BPE applies); pieces no merge makes score below all.
-SPM_FROM_JSON = {"llama2": True, "gemma3": False}  # name -> add_space_prefix
+# name -> (shared tokenizer, add_space_prefix; None: the key is left out and the
+# reader's default, llama.cpp's, applies).
+SPM_FROM_JSON = {"llama2": ("llama2", True), "gemma3": ("gemma3", False), "llama2_no_prefix_key": ("llama2", None)}
 # Further real GGUF files with a "llama" vocabulary: name -> path of the model
 # file, tokenized by llama.cpp and checked by TokenizerGgufSpm.MatchesLlamaCpp
 # like the ones written above. Gemma 3 270M's own GGUF is checked by
@@ -281,7 +302,7 @@ SPM_FROM_JSON = {"llama2": True, "gemma3": False}  # name -> add_space_prefix
 SPM_REAL_GGUF = {}
 
 
-def write_spm_gguf(name: str, add_space_prefix: bool, path) -> None:
+def write_spm_gguf(name: str, add_space_prefix, path) -> None:
     import gguf
 
     t = json.loads(shared_tokenizer_json(name))
@@ -318,7 +339,8 @@ def write_spm_gguf(name: str, add_space_prefix: bool, path) -> None:
     w.add_eos_token_id(token_id("eos_token"))
     w.add_add_bos_token(bool(cfg.get("add_bos_token", True)))
     w.add_add_eos_token(bool(cfg.get("add_eos_token", False)))
-    w.add_add_space_prefix(add_space_prefix)
+    if add_space_prefix is not None:
+        w.add_add_space_prefix(add_space_prefix)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.close()
@@ -331,9 +353,9 @@ def spm_ggufs(corpus: list) -> None:
 
     d = out_dir("tokenizer/gguf_spm")
     files = {}
-    for name, space_prefix in SPM_FROM_JSON.items():
+    for name, (shared, space_prefix) in SPM_FROM_JSON.items():
         files[name] = d / f"{name}.gguf"
-        write_spm_gguf(name, space_prefix, files[name])
+        write_spm_gguf(shared, space_prefix, files[name])
     files.update(SPM_REAL_GGUF)
     for name, path in files.items():
         llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
@@ -373,6 +395,7 @@ def main() -> None:
             f.write(json.dumps(s, ensure_ascii=False) + "\n")
     smollm2(corpus)
     shared_tokenizers(corpus)
+    whitespace_pipeline(corpus)
     spm_ggufs(corpus)
 
 
