@@ -8,8 +8,10 @@ import inside from "./panels/inside.js";
 import attention from "./panels/attention.js";
 import predictions from "./panels/predictions.js";
 import surgery from "./panels/surgery.js";
+import sweeps from "./panels/sweeps.js";
+import training from "./panels/training.js";
 
-const panels = [chat, tokenizer, embeddings, inside, attention, predictions, surgery];
+const panels = [chat, tokenizer, embeddings, inside, attention, predictions, surgery, sweeps, training];
 const mounted = new Map();
 let info = null;
 

@@ -1,6 +1,7 @@
 // lmlab serve: the model behind an OpenAI-compatible HTTP API, with the web
 // lab at /. Binds 127.0.0.1 unless told otherwise.
 #include <cstdlib>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -28,6 +29,9 @@ void run_serve(ServeCliOptions o) {
   if (o.serve.limits.default_max_tokens > o.serve.limits.max_tokens)
     throw std::invalid_argument(fmt::format("[serve] --max-tokens {} is above --max-tokens-limit {}",
                                             o.serve.limits.default_max_tokens, o.serve.limits.max_tokens));
+  if (!o.serve.runs_dir.empty() && !std::filesystem::is_directory(o.serve.runs_dir))
+    throw std::invalid_argument(fmt::format("[serve] --runs {}: not a folder (give the folder your lora runs write "
+                                            "their --adapter-path folders into)", o.serve.runs_dir));
   Context ctx = make_context(o.model);
   // Every rank would need each request rank 0 receives (docs/distributed.md).
   if (ctx.world_size() > 1)
@@ -78,6 +82,8 @@ void setup_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 3600));
   app.add_option("--web-dir", s.web_dir, "serve the web lab from this folder (default: the copy built in)");
+  app.add_option("--runs", s.runs_dir, "folder of training runs (lmlab lora --adapter-path DIR/NAME) the lab's "
+                 "Training panel charts (default: none)");
   app.add_flag("--quiet", s.quiet, "no request log on stderr");
   app.callback([o] { run_serve(*o); });
 }

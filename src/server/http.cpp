@@ -191,7 +191,7 @@ void serve(LoadedModel& m, const ServeOptions& o, const std::function<void(const
 
   Scheduler scheduler(m, o.scheduler);
   ServerContext c{m, scheduler, o, o.model_id.empty() ? default_model_id(m) : o.model_id,
-                  std::chrono::system_clock::now(), nullptr};
+                  std::chrono::system_clock::now(), nullptr, nullptr};
   httplib::Server svr;
   // Every waiting or running request holds a thread; leave room for the
   // lab, health checks and the refusals of a full queue.
@@ -203,6 +203,8 @@ void serve(LoadedModel& m, const ServeOptions& o, const std::function<void(const
   install_logger(svr, o);
   add_openai_routes(svr, c);
   add_lab_routes(svr, c);
+  add_lab_sweep_routes(svr, c);
+  add_lab_run_routes(svr, c);
   add_web_routes(svr, c);
 
   int port = o.port;
@@ -217,6 +219,7 @@ void serve(LoadedModel& m, const ServeOptions& o, const std::function<void(const
     ShutdownWatcher watcher(svr, c);
     svr.listen_after_bind();
   }
+  stop_lab_jobs(c);
   scheduler.shutdown();
 }
 

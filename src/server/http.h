@@ -29,9 +29,11 @@ struct ServeOptions {
   std::string web_dir;             // serve the lab from this folder instead of the built-in copy
   bool quiet = false;              // no request log on stderr
   std::string device = "cpu";      // shown by the lab
+  std::string runs_dir;            // training runs the lab may chart ("": none)
 };
 
 struct LabState;  // lab.cpp: the surgery in progress
+struct LabJobs;   // lab_sweep.cpp: the sweeps started from the lab
 
 // The state routes share. The model is read by HTTP threads only through
 // thread-safe parts (tokenizer, chat template); everything that runs it goes
@@ -43,6 +45,7 @@ struct ServerContext {
   std::string model_id;
   std::chrono::system_clock::time_point started;
   std::shared_ptr<LabState> lab;
+  std::shared_ptr<LabJobs> lab_jobs;
   std::atomic<int> open_answers{0};  // responses still writing a job's events
 };
 
@@ -59,6 +62,12 @@ nlohmann::ordered_json parse_body(const httplib::Request& req);
 
 void add_openai_routes(httplib::Server& svr, ServerContext& c);
 void add_lab_routes(httplib::Server& svr, ServerContext& c);
+void add_lab_sweep_routes(httplib::Server& svr, ServerContext& c);
+void add_lab_run_routes(httplib::Server& svr, ServerContext& c);
+// For the engine thread: whether a surgery edit of the lab is applied now.
+bool lab_edit_applied(const ServerContext& c);
+// Stops the lab's sweeps at their next point and waits for them (shutdown).
+void stop_lab_jobs(ServerContext& c);
 void add_web_routes(httplib::Server& svr, ServerContext& c);
 
 // Serves until SIGINT or SIGTERM (then drains: no new connections, running

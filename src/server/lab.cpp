@@ -232,6 +232,8 @@ json status(const ServerContext& c) {
 
 }  // namespace
 
+bool lab_edit_applied(const ServerContext& c) { return c.lab && c.lab->surgery && !c.lab->surgery->log().empty(); }
+
 void add_lab_routes(httplib::Server& svr, ServerContext& c) {
   c.lab = std::make_shared<LabState>();
   // A POST route whose function runs on the engine thread with the model.

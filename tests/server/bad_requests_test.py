@@ -4,6 +4,9 @@ one must get a 4xx status with an OpenAI-style JSON error, and the server
 must still answer a good request afterwards."""
 import http.client
 import json
+import os
+import shutil
+import tempfile
 import unittest
 from urllib.parse import urlparse
 
@@ -74,19 +77,51 @@ CORPUS = [
     ("unknown path", "GET", "/v2/models", None, 404, "no route"),
     ("wrong method", "GET", CHAT, None, 404, ""),
     ("lab bad JSON", "POST", "/lab/predict", b"{", 400, "not valid JSON"),
+    ("sweep values a string", "POST", "/lab/sweep", b'{"values": "1,2"}', 400, "values"),
+    ("sweep two schedules", "POST", "/lab/sweep", b'{"values": [0], "log_grid": [1, 10, 3]}', 400, "one of"),
+    ("sweep grid backwards", "POST", "/lab/sweep", b'{"log_grid": [100, 1, 3]}', 400, "lo < hi"),
+    ("sweep grid too long", "POST", "/lab/sweep", b'{"log_grid": [1, 100000000, 200]}', 400, "at most 24"),
+    ("sweep too many values", "POST", "/lab/sweep", json.dumps({"values": list(range(30))}).encode(), 400, "at most 24"),
+    ("sweep bisection too fine", "POST", "/lab/sweep", b'{"bisect": [0, 100000000]}', 400, "at most 24"),
+    ("sweep fractional shift", "POST", "/lab/sweep", b'{"values": [0.5]}', 400, "integer"),
+    ("sweep unknown op", "POST", "/lab/sweep", b'{"op": "melt"}', 400, "melt"),
+    ("sweep unknown criterion", "POST", "/lab/sweep", b'{"bisect": [0, 8], "until": "vibes"}', 400, "vibes"),
+    ("sweep thresholds out of order", "POST", "/lab/sweep", b'{"values": [0], "healthy_kl": 2, "degraded_kl": 1}', 400,
+     "thresholds"),
+    ("sweep unknown tensor", "POST", "/lab/sweep", b'{"target": "nope.weight", "values": [0]}', 400, "nope"),
+    ("sweep unknown job", "GET", "/lab/sweep/999", None, 404, "no sweep"),
+    ("run without a name", "GET", "/lab/runs/log", None, 400, "run"),
+    ("run path with ..", "GET", "/lab/runs/log?run=good/../../etc", None, 400, ".."),
+    ("run path absolute", "GET", "/lab/runs/log?run=%2Fetc", None, 400, "absolute"),
+    ("run symlink out", "GET", "/lab/runs/log?run=out", None, 400, "symbolic link"),
+    ("run missing", "GET", "/lab/runs/log?run=nope", None, 404, "no run"),
+    ("run without a log", "GET", "/lab/runs/log?run=empty", None, 404, "train_log.csv"),
 ]
 
 
 class BadRequests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = Server("--max-body-kib", "256").__enter__()
+        # A runs folder with one good run, one without a log, and a link leading out of it.
+        cls.runs = tempfile.mkdtemp(prefix="lmlab-runs-")
+        os.makedirs(os.path.join(cls.runs, "good"))
+        os.makedirs(os.path.join(cls.runs, "empty"))
+        with open(os.path.join(cls.runs, "good", "train_log.csv"), "w") as f:
+            f.write("iteration,train_loss,val_loss,learning_rate,it_per_sec,tokens_per_sec,trained_tokens,peak_memory_gb\n"
+                    "0,,3.5,0,0,0,0,0\n1,3.25,,0.001,2,100,50,0.1\n")
+        outside = tempfile.mkdtemp(prefix="lmlab-outside-")
+        shutil.copy(os.path.join(cls.runs, "good", "train_log.csv"), outside)
+        os.symlink(outside, os.path.join(cls.runs, "out"))
+        cls.outside = outside
+        cls.server = Server("--max-body-kib", "256", "--runs", cls.runs).__enter__()
         u = urlparse(cls.server.url)
         cls.host, cls.port = u.hostname, u.port
 
     @classmethod
     def tearDownClass(cls):
         assert cls.server.stop() == 0
+        shutil.rmtree(cls.runs, ignore_errors=True)
+        shutil.rmtree(cls.outside, ignore_errors=True)
 
     def send(self, method, path, body):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
@@ -113,6 +148,16 @@ class BadRequests(unittest.TestCase):
         status, data = self.send("POST", CHAT, chat())
         self.assertEqual(status, 200, data)
         self.assertEqual(json.loads(data)["usage"]["completion_tokens"], 2)
+
+    def test_runs_list_only_what_lies_inside(self):
+        status, data = self.send("GET", "/lab/runs", None)
+        self.assertEqual(status, 200, data)
+        runs = json.loads(data)["runs"]
+        self.assertEqual([r["name"] for r in runs], ["good"])  # not the link out, not the folder without a log
+        status, data = self.send("GET", "/lab/runs/log?run=good", None)
+        self.assertEqual(status, 200, data)
+        rows = json.loads(data)["rows"]
+        self.assertEqual([(r["iteration"], r["train_loss"], r["val_loss"]) for r in rows], [(0, None, 3.5), (1, 3.25, None)])
 
     def test_huge_body(self):
         big = json.dumps({**GOOD, "messages": [{"role": "user", "content": "x" * (300 << 10)}]}).encode()

@@ -3,11 +3,15 @@ chromium-driver) driven by Selenium opens every panel, acts in it and checks
 the numbers it shows against the lmlab CLI on the same model. Screenshots of
 each panel go to $LMLAB_SCREENSHOTS (docs/img when refreshing the docs),
 else to a temporary folder."""
+import csv
 import json
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 import unittest
+from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -17,9 +21,13 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from lmlab_server import Server, lmlab
+from lmlab_server import BINARY, SOURCE, Server, lmlab
 
 SHOTS = os.environ.get("LMLAB_SCREENSHOTS") or tempfile.mkdtemp(prefix="lmlab-web-")
+LORA = Path(os.environ.get("LMLAB_FIXTURES", Path(SOURCE) / ".deps" / "fixtures")) / "lora"
+# A short evaluation text keeps each sweep point to one small forward pass.
+EVAL_TEXT = ("The river rose slowly through the night, and by morning the lower fields were under water. "
+             "Farmers moved their animals to the hills while the town council met to plan the repairs.")
 
 
 def chromium():
@@ -35,7 +43,8 @@ def chromium():
 class WebLab(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = Server().__enter__()
+        cls.runs = tempfile.mkdtemp(prefix="lmlab-runs-")
+        cls.server = Server("--runs", cls.runs).__enter__()
         cls.browser = chromium()
         # Panels redraw on input: an element read a moment ago may be replaced.
         cls.wait = WebDriverWait(cls.browser, 60, ignored_exceptions=(StaleElementReferenceException,))
@@ -44,6 +53,7 @@ class WebLab(unittest.TestCase):
     def tearDownClass(cls):
         cls.browser.quit()
         assert cls.server.stop() == 0
+        shutil.rmtree(cls.runs, ignore_errors=True)
 
     def open(self, panel):
         self.browser.get(f"{self.server.url}/#{panel}")
@@ -148,6 +158,74 @@ class WebLab(unittest.TestCase):
         restored = self.el("#surg-restored")
         self.assertEqual(restored.get_attribute("data-exact"), "true")
         self.wait.until(lambda b: b.find_element(By.ID, "surg-state").get_attribute("data-hash") == original)
+
+    def top_prediction(self):
+        self.open("predictions")
+        row = self.el("#pred-table tr")
+        return row.get_attribute("data-token"), row.get_attribute("data-prob")
+
+    def test_8_sweep_table_equals_the_cli_and_leaves_the_model_unchanged(self):
+        before = self.top_prediction()
+        self.open("sweeps")
+        values = self.el("#sweep-values")
+        values.clear()
+        values.send_keys("0, 1, 1000000")
+        self.el("#sweep-text").send_keys(EVAL_TEXT)
+        self.el("#sweep-run").click()
+        self.wait.until(lambda b: b.find_element(By.ID, "sweep-progress").get_attribute("data-state") == "done")
+        rows = self.browser.find_elements(By.CSS_SELECTOR, "#sweep-table tr[data-status]")
+        shown = [(float(r.get_attribute("data-value")), r.get_attribute("data-status"), float(r.get_attribute("data-kl")),
+                  float(r.get_attribute("data-top1"))) for r in rows]
+        self.assertEqual(self.el("#sweep-summary").get_attribute("data-unchanged"), "true")
+        self.assertTrue(self.browser.execute_script(
+            "const c = Chart.getChart(document.getElementById('sweep-chart')); return c && c.data.datasets[0].data.length"))
+        self.shot("sweeps")
+        # The oracle: lmlab sweep with the same options, its table as printed.
+        work = Path(tempfile.mkdtemp(prefix="lmlab-sweep-"))
+        try:
+            (work / "eval.txt").write_text(EVAL_TEXT)
+            out = lmlab("sweep", "shift-words", "lm_head", "--values", "0,1,1000000", "--text", str(work / "eval.txt"),
+                        "--out", str(work / "report"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        line = re.compile(r"^\s*(\S+)\s+(\S+)%\s+(healthy|degraded|collapsing|dead)\s+(\S+)\s+(\S+)\s")
+        printed = [m.groups() for m in map(line.match, out.splitlines()) if m]
+        self.assertEqual(len(printed), 3, out)
+        self.assertEqual(len(shown), 3)
+        for (value, status, kl, top1), (cvalue, _, cstatus, ckl, ctop1) in zip(shown, printed):
+            self.assertEqual(value, float(cvalue))
+            self.assertEqual(status, cstatus)
+            self.assertEqual(float(f"{kl:.4g}"), float(ckl), f"KL at {value}")
+            self.assertEqual(f"{top1:.4f}", ctop1, f"top-1 at {value}")
+        self.assertEqual(shown[0][2], 0.0)  # the identity point
+        self.assertGreater(shown[2][2], shown[1][2])
+        # The served model is the original: the same top prediction, to the last digit.
+        self.assertEqual(self.top_prediction(), before)
+
+    @unittest.skipUnless((LORA / "model").exists(), "run scripts/make-fixtures.sh")
+    def test_9_training_charts_a_run_while_it_writes(self):
+        self.open("training")
+        self.el("#train-run")
+        # A real run on the tiny checkpoint, started after the panel opened: the panel finds it by polling.
+        run = Path(self.runs) / "tiny"
+        proc = subprocess.Popen([BINARY, "lora", "--model", str(LORA / "model"), "--data", str(LORA / "data"), "--train",
+                                 "--iters", "8", "--batch-size", "2", "--learning-rate", "2e-3", "--num-layers", "2",
+                                 "--steps-per-report", "1", "--steps-per-eval", "4", "--val-batches", "1",
+                                 "--max-seq-length", "128", "--seed", "3", "--adapter-path", str(run)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        with open(run / "train_log.csv") as f:
+            rows = list(csv.DictReader(f))
+        self.assertGreaterEqual(len(rows), 8)
+        self.wait.until(lambda b: b.find_element(By.ID, "train-stats").get_attribute("data-rows") == str(len(rows)))
+        datasets = self.browser.execute_script(
+            "return Chart.getChart(document.getElementById('train-loss')).data.datasets.map((d) => d.data)")
+        for key, points in zip(("train_loss", "val_loss"), datasets):
+            expected = [(int(r["iteration"]), float(r[key])) for r in rows if r[key]]
+            self.assertTrue(expected, key)
+            self.assertEqual([(p["x"], p["y"]) for p in points], expected, key)
+        self.shot("training")
 
 
 if __name__ == "__main__":
