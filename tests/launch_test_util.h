@@ -1,5 +1,5 @@
-// Running `lmlab launch` from a test: to completion under a time limit, or in
-// the background to kill one of its ranks.
+// Running `lmlab launch` (or any command) from a test: to completion under a
+// time limit, or in the background to kill it or one of its ranks.
 #pragma once
 
 #include <signal.h>
@@ -43,17 +43,23 @@ inline LaunchRun launch_cli(const std::string& args, int limit_s = 240) {
   return r;
 }
 
-// Starts `lmlab launch` in the background with its output in files.
-inline pid_t start_launch(const std::string& args, const std::filesystem::path& dir) {
+// Starts `lmlab ARGS` in the background with its output in files under `dir`
+// (the pid is lmlab's own: the shell execs it).
+inline pid_t start_cli(const std::string& args, const std::filesystem::path& dir) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::freopen("/dev/null", "r", stdin);
     ::freopen((dir / "out").c_str(), "w", stdout);
     ::freopen((dir / "err").c_str(), "w", stderr);
-    ::execl("/bin/sh", "sh", "-c", ("exec " + lmlab_binary() + " launch " + args).c_str(), (char*)nullptr);
+    ::execl("/bin/sh", "sh", "-c", ("exec " + lmlab_binary() + " " + args).c_str(), (char*)nullptr);
     ::_exit(127);
   }
   return pid;
+}
+
+// Starts `lmlab launch` in the background with its output in files.
+inline pid_t start_launch(const std::string& args, const std::filesystem::path& dir) {
+  return start_cli("launch " + args, dir);
 }
 
 // The pid of the launcher's child whose environment says MLX_RANK=rank.

@@ -6,6 +6,9 @@
 // losses of iterations 5-8 and the final adapters are bit-identical.
 #include <mlx/mlx.h>
 
+#include <random>
+
+#include "launch_test_util.h"
 #include "lmlab/train.h"
 #include "models/model_test_util.h"
 
@@ -55,6 +58,75 @@ TEST(Resume, AKilledRunResumesExactly) {
   EXPECT_FALSE(got.count(3)) << "a resumed run starts after its checkpoint";
   auto a = mx::load_safetensors((whole / "adapters.safetensors").string()).first;
   auto b = mx::load_safetensors((cut / "adapters.safetensors").string()).first;
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, v] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    EXPECT_TRUE(mx::array_equal(v, b.at(k)).item<bool>()) << k;
+  }
+}
+
+// `lmlab lora` killed with SIGKILL at seeded random moments, each time resumed
+// (or restarted when no checkpoint was complete yet): after every kill each
+// named .safetensors file in the run folder loads whole (writes go to a temp
+// file and are renamed), and the final adapters equal an uninterrupted run's
+// bit for bit. LMLAB_KILLS=N asks for N kills (bench/kill_resume.sh).
+TEST(Resume, CliKilledAtRandomMomentsEndsWithTheUninterruptedAdapters) {
+  (void)cpu_context();
+  LMLAB_REQUIRE_FILE(fixtures_dir() / "lora" / "parity.json");
+  nlohmann::json c = read_json(fixtures_dir() / "lora" / "parity.json").at("lora").at("config");
+  for (const char* k : {"report_to", "project_name", "trust_remote_code", "clear_cache_threshold"}) c.erase(k);
+  const char* env = std::getenv("LMLAB_KILLS");  // bench/kill_resume.sh asks for many more
+  const int want_kills = env ? std::max(1, std::atoi(env)) : 3;
+  const int iters = std::max(24, 8 * want_kills);
+  c["iters"] = iters;
+  c["save_every"] = 3;
+  c["steps_per_eval"] = 1000;
+  c["learning_rate"] = 1e-3;
+  c["lr_schedule"] = {
+      {"name", "cosine_decay"}, {"warmup", 2}, {"warmup_init", 1e-5}, {"arguments", {1e-3, iters - 2, 1e-5}}};
+  const fs::path dir = temp_dir("kill-resume");
+  std::ofstream(dir / "run.yaml") << c.dump();  // JSON is YAML
+  auto args = [&](const char* run, bool resume) {
+    return fmt::format("lora -c {} --adapter-path {}{}", (dir / "run.yaml").string(), (dir / run).string(),
+                       resume ? " --resume" : "");
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_exit(start_cli(args("whole", false), dir), 300), 0) << slurp(dir / "err");
+  const double whole_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  fs::create_directories(dir / "cut");
+  std::mt19937 rng(7);
+  int kills = 0;
+  bool finished = false;
+  for (int attempt = 0; attempt < 3 * want_kills + 5 && !finished; ++attempt) {
+    int saved = 0;  // the last complete checkpoint's iteration: resume from it
+    for (const auto& f : fs::directory_iterator(dir / "cut"))
+      if (const std::string n = f.path().filename().string(); n.ends_with("_state.safetensors"))
+        saved = std::max(saved, std::stoi(n.substr(0, 7)));
+    const pid_t pid = start_cli(args("cut", saved > 0), dir);
+    if (kills < want_kills) {
+      // Somewhere in what is left of the run, start-up (about a second here) included.
+      const double left = 1.0 + whole_s * (iters - saved) / iters;
+      const double at = std::uniform_real_distribution<double>(0.1, 0.9)(rng) * left;
+      const int code = wait_exit(pid, at);  // -1: still running at `at`, killed with SIGKILL
+      ASSERT_TRUE(code == -1 || code == 0) << slurp(dir / "err");
+      finished = code == 0;
+      kills += code == -1;
+    } else {
+      ASSERT_EQ(wait_exit(pid, 300), 0) << slurp(dir / "err");
+      finished = true;
+    }
+    for (const auto& f : fs::directory_iterator(dir / "cut")) {
+      const std::string n = f.path().filename().string();
+      if (n.ends_with(".safetensors") && n.find(".tmp") == std::string::npos)
+        EXPECT_NO_THROW(mx::load_safetensors(f.path().string())) << n << " after kill " << kills;
+    }
+  }
+  ASSERT_TRUE(finished);
+  EXPECT_GE(kills, 1);
+  std::printf("[ resume ] %d kills (run of %.1f s), then resumed to the end\n", kills, whole_s);
+  auto a = mx::load_safetensors((dir / "whole" / "adapters.safetensors").string()).first;
+  auto b = mx::load_safetensors((dir / "cut" / "adapters.safetensors").string()).first;
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [k, v] : a) {
     ASSERT_TRUE(b.count(k)) << k;
