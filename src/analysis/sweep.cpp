@@ -135,13 +135,6 @@ bool answer_lost(const SweepPoint& p, const std::vector<bool>& baseline) {
   return false;
 }
 
-std::string classify(const SweepPoint& p, const Thresholds& t, const std::vector<bool>& baseline) {
-  if (p.kl <= t.healthy_kl && !answer_lost(p, baseline)) return kStatuses[0];
-  if (p.kl <= t.degraded_kl) return kStatuses[1];
-  if (p.kl <= t.collapsing_kl) return kStatuses[2];
-  return kStatuses[3];
-}
-
 // The matched tensors and the scales and biases of matched quantized weights:
 // every tensor an edit of the target can replace.
 std::vector<std::string> edit_group(const Weights& w, const std::vector<std::string>& names) {
@@ -156,6 +149,17 @@ std::vector<std::string> edit_group(const Weights& w, const std::vector<std::str
   return out;
 }
 
+}  // namespace
+
+namespace detail {
+
+std::string classify(const SweepPoint& p, const Thresholds& t, const std::vector<bool>& baseline) {
+  if (p.kl <= t.healthy_kl && !answer_lost(p, baseline)) return kStatuses[0];
+  if (p.kl <= t.degraded_kl) return kStatuses[1];
+  if (p.kl <= t.collapsing_kl) return kStatuses[2];
+  return kStatuses[3];
+}
+
 bool crossed(const Criterion& c, const SweepPoint& p, const SweepReport& r) {
   if (c.metric == "status") return status_index(p.status) >= status_index(c.status);
   if (c.metric == "kl") return p.kl >= c.threshold;
@@ -163,6 +167,10 @@ bool crossed(const Criterion& c, const SweepPoint& p, const SweepReport& r) {
   if (c.metric == "ppl_ratio") return p.ppl >= c.threshold * r.baseline_ppl;
   return answer_lost(p, r.baseline_answers_ok);
 }
+
+}  // namespace detail
+
+namespace {
 
 // One sweep in progress: the model, the baseline and the points so far.
 class Runner {
@@ -267,7 +275,7 @@ SweepPoint Runner::measure(double v) {
     throw std::logic_error(fmt::format("[sweep] restoring {} after point {} did not give back the original bytes",
                                        rt_.target, report::number(v)));
   p.answers_ok = check_answers(p.replies);
-  p.status = classify(p, o_.thresholds, r_.baseline_answers_ok);
+  p.status = detail::classify(p, o_.thresholds, r_.baseline_answers_ok);
   return p;
 }
 
@@ -296,7 +304,7 @@ void Runner::bisect() {
   const Schedule& s = o_.schedule;
   const std::string what = o_.criterion.metric == "status" ? "status>=" + o_.criterion.status : o_.criterion.metric;
   auto [lo, hi] = analysis::bisect(s.lo, s.hi, s.resolution, integer_op(o_.edit.op),
-                                   [&](double v) { return crossed(o_.criterion, point(v), r_); }, what);
+                                   [&](double v) { return detail::crossed(o_.criterion, point(v), r_); }, what);
   r_.tipping_point = hi;
   r_.tipping_low = lo;
 }

@@ -12,6 +12,11 @@
 
 namespace lmlab::analysis::detail {
 
+// A point's status from its KL and answers (healthy needs both), and whether
+// it has crossed the bisection's criterion.
+std::string classify(const SweepPoint& p, const Thresholds& t, const std::vector<bool>& baseline);
+bool crossed(const Criterion& c, const SweepPoint& p, const SweepReport& r);
+
 // The unperturbed model's log-probabilities over the evaluation text, batch by
 // batch, computed once per run.
 struct Baseline {

@@ -266,5 +266,35 @@ TEST(Sweep, BadInputIsRefusedBeforeAnyReport) {
   EXPECT_THROW(an::run_sweep(m, o), std::runtime_error);
 }
 
+// The status of a point and the bisection's criteria, on hand-made points.
+TEST(Sweep, StatusNeedsLowKlAndEveryAnswerTheBaselineGets) {
+  const an::Thresholds t{};
+  an::SweepPoint p;
+  p.kl = 0.01, p.answers_ok = {true, false};
+  EXPECT_EQ(an::detail::classify(p, t, {true, false}), "healthy");  // the baseline failed the second too
+  EXPECT_EQ(an::detail::classify(p, t, {true, true}), "degraded");  // an answer lost: not healthy at any KL
+  p.kl = 0.2;
+  EXPECT_EQ(an::detail::classify(p, t, {true, false}), "degraded");
+  p.kl = 1.0;
+  EXPECT_EQ(an::detail::classify(p, t, {true, false}), "collapsing");
+  p.kl = 5.0;
+  EXPECT_EQ(an::detail::classify(p, t, {true, false}), "dead");
+  an::SweepReport r;
+  r.baseline_ppl = 10, r.baseline_answers_ok = {true};
+  an::SweepPoint q;
+  q.kl = 0.3, q.top1 = 0.95, q.ppl = 15, q.answers_ok = {true}, q.status = "degraded";
+  EXPECT_TRUE(an::detail::crossed(an::parse_criterion("kl>=0.3"), q, r));
+  EXPECT_FALSE(an::detail::crossed(an::parse_criterion("kl>=0.5"), q, r));
+  EXPECT_TRUE(an::detail::crossed(an::parse_criterion("top1<=0.96"), q, r));
+  EXPECT_FALSE(an::detail::crossed(an::parse_criterion("top1<=0.9"), q, r));
+  EXPECT_TRUE(an::detail::crossed(an::parse_criterion("ppl_ratio>=1.5"), q, r));
+  EXPECT_FALSE(an::detail::crossed(an::parse_criterion("ppl_ratio>=2"), q, r));
+  EXPECT_TRUE(an::detail::crossed(an::parse_criterion("status>=degraded"), q, r));
+  EXPECT_FALSE(an::detail::crossed(an::parse_criterion("status>=collapsing"), q, r));
+  EXPECT_FALSE(an::detail::crossed(an::parse_criterion("answers"), q, r));
+  q.answers_ok = {false};
+  EXPECT_TRUE(an::detail::crossed(an::parse_criterion("answers"), q, r));
+}
+
 }  // namespace
 }  // namespace lmlab::test

@@ -67,6 +67,23 @@ TEST(Generator, GreedyWithRepetitionPenaltyMatchesMlxLm) {
   std::printf("[ generate ] %d penalized greedy steps match mlx-lm\n", compared);
 }
 
+// The model's end-of-turn token ends a greedy answer (finish_reason "stop",
+// the token itself not in the output); with stop_at_eos off the same greedy
+// stream runs past it to max_tokens.
+TEST(Generator, EndOfTurnTokenEndsTheAnswer) {
+  const auto ids = build_prompt(model(), "What is the capital of France?", "", true);
+  const GenerationResult r = generate(model(), ids, GenerateOptions{.max_tokens = 48});
+  EXPECT_EQ(r.stats.finish_reason, "stop");
+  ASSERT_LT(r.tokens.size(), 48u);
+  EXPECT_NE(r.text.find("Paris"), std::string::npos) << r.text;
+  const GenerationResult past = generate(model(), ids, GenerateOptions{.max_tokens = 48, .stop_at_eos = false});
+  EXPECT_EQ(past.stats.finish_reason, "length");
+  ASSERT_EQ(past.tokens.size(), 48u);
+  EXPECT_TRUE(std::equal(r.tokens.begin(), r.tokens.end(), past.tokens.begin()));  // same greedy prefix
+  const auto& eos = model().tokenizer.eos_ids();
+  EXPECT_NE(std::find(eos.begin(), eos.end(), past.tokens[r.tokens.size()]), eos.end()) << "the token that ended it";
+}
+
 TEST(Generator, StopEndsTheStream) {
   Generator g(model(), prompt_ids(), GenerateOptions{.max_tokens = 64, .stop_at_eos = false});
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(g.next());

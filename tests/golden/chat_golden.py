@@ -315,6 +315,8 @@ SNIPPETS = [
     "{{ messages|selectattr('role', 'in', ['user', 'system'])|map(attribute='role')|list }} {{ messages|rejectattr('none')|list|length }}",
     "{{ [0, 1, 2, none, '', 'a']|select|list }} {{ [1, 2, 3, 4]|reject('odd')|list }} {{ [1, 2]|sum(start=10) }}",
     "{{ messages[0].keys()|list|length }} {{ messages[0].get('role') }} {{ messages[0].get('zz', 'dflt') }} {{ messages[0].values()|list|length }}",
+    # Raw blocks: the body is data; trim_blocks after endraw, '-' strips before it.
+    "{% raw %}a {{ b }}\n  {% endraw %}\nx{% raw %} {% if %} {%- endraw %} y{% raw %}\n  z\n  {% endraw %}w",
     # A namespace that holds itself prints the cycle as Python does.
     "{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }} {{ [ns, (ns, 2)] }} {{ ns.x.x.x is defined }} {{ ns.x == ns }}",
     "{% set ns = namespace(x=0) %}{% set ns.x = ns, 3, + 1 %}{{ ns }}|{{ ns|string|length }}",

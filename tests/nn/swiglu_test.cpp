@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
+#include "nn/cpu/elementwise_kernels.h"
 #include "nn/cpu/swiglu.h"
 #include "test_util.h"
 
@@ -40,6 +41,22 @@ TEST(Swiglu, ExtremeGates) {
   auto got = nn::swiglu(g, u);
   EXPECT_TRUE(mx::all(mx::isfinite(got)).item<bool>());
   expect_close(got, reference(g, u), "extreme gates");
+}
+
+// The portable loops every machine without the SIMD kernels runs (and the
+// dispatch never picks on this one), against the same compositions.
+TEST(Swiglu, ScalarLoopsMatchMlx) {
+  auto g = mx::multiply(mx::random::normal({37}, mx::float32, mx::random::key(5)), mx::array(4.0f));
+  auto u = mx::random::normal({37}, mx::float32, mx::random::key(6));
+  mx::eval(g, u);
+  std::vector<float> out(37);
+  nn::cpu::swiglu_scalar(g.data<float>(), u.data<float>(), out.data(), 37);
+  expect_close(mx::array(out.begin(), {37}), reference(g, u), "swiglu_scalar");
+  nn::cpu::geglu_scalar(g.data<float>(), u.data<float>(), out.data(), 37);
+  const auto gelu = mx::multiply(mx::multiply(mx::array(0.5f), g),
+                                 mx::add(mx::array(1.0f), mx::tanh(mx::multiply(mx::array(0.7978845608028654f),
+                                         mx::add(g, mx::multiply(mx::array(0.044715f), mx::power(g, mx::array(3.0f))))))));
+  EXPECT_TRUE(mx::allclose(mx::array(out.begin(), {37}), mx::multiply(gelu, u), 1e-5, 1e-6).item<bool>()) << "geglu_scalar";
 }
 
 TEST(Swiglu, StridedInputs) {
