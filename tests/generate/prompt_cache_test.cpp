@@ -99,6 +99,15 @@ TEST(PromptCache, PoolHandsOutTheLongestPrefix) {
   const PromptCacheStats s = pool.stats();
   EXPECT_EQ(s.lookups, 3);
   EXPECT_EQ(s.hits, 2);
+  // Two entries sharing a prefix with a prompt: the longer match wins, whichever came first.
+  CachedPrompt c1, c2;
+  run(chat({"Name a fruit."}), {}, &c1, 2);
+  run(a, {}, &c2, 2);
+  const size_t longer = c2.ids.size();
+  ASSERT_GT(longer, common_prefix(c1.ids, a2));
+  pool.put(std::move(c1));
+  pool.put(std::move(c2));
+  EXPECT_EQ(pool.take(a2).ids.size(), longer);
 }
 
 TEST(PromptCache, PoolDropsRedundantEntriesAndKeepsItsBound) {

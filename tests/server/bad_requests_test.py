@@ -38,6 +38,8 @@ CORPUS = [
         {"type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]), 400, "arguments"),
     ("temperature a string", "POST", CHAT, chat(temperature="hot"), 400, "temperature"),
     ("temperature negative", "POST", CHAT, chat(temperature=-1), 400, "temperature"),
+    ("temperature above OpenAI's 2", "POST", CHAT, chat(temperature=2.5), 400, "temperature"),
+    ("min_p above one", "POST", CHAT, chat(min_p=1.5), 400, "min_p"),
     ("temperature NaN-ish", "POST", CHAT, b'{"messages": [{"role": "user", "content": "x"}], "temperature": 1e999}',
      400, ""),
     ("max_tokens negative", "POST", CHAT, chat(max_tokens=-1), 400, "max_tokens"),

@@ -74,6 +74,7 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(by_ids.choices[0].text, cli["text"])
 
     def test_chat_logprobs(self):
+        self.assertIsNone(self.chat(max_tokens=4).choices[0].logprobs)  # only when asked for
         r = self.chat(logprobs=True, top_logprobs=3, max_tokens=8)
         content = r.choices[0].logprobs.content
         self.assertEqual(len(content), r.usage.completion_tokens)

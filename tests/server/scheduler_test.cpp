@@ -96,6 +96,7 @@ TEST(Scheduler, RepeatedPromptIsServedFromTheCache) {
   EXPECT_EQ(r2.stats.cached_tokens, static_cast<int>(prompt("Name a planet.").size()) - 1);
   EXPECT_EQ(r2.tokens, r1.tokens);
   EXPECT_EQ(s.stats().prompt_cache.hits, 1);
+  EXPECT_EQ(s.stats().prompt_cache.tokens_reused, r2.stats.cached_tokens);  // never the last token
 }
 
 TEST(OpenAIRequests, FieldsFillGenerateOptions) {
