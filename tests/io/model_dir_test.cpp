@@ -34,6 +34,17 @@ TEST(ModelDir, PerLayerQuantizationOverrides) {
   EXPECT_EQ(m.weights.quant("n"), nullptr);
 }
 
+// generation_config.json's eos_token_id (often a list: end of text and end of
+// turn) replaces config.json's, as transformers and mlx-lm read it.
+TEST(ModelDir, GenerationConfigEosTokensWin) {
+  auto dir = temp_dir("dir-eos");
+  mx::save_safetensors((dir / "model.safetensors").string(), {{"n.weight", mx::ones({8})}});
+  write_json(dir / "config.json", {{"model_type", "llama"}, {"eos_token_id", 2}});
+  EXPECT_EQ(io::read_model_dir(dir).config["eos_token_id"], 2);
+  write_json(dir / "generation_config.json", {{"eos_token_id", {2, 32007}}, {"temperature", 0.6}});
+  EXPECT_EQ(io::read_model_dir(dir).config["eos_token_id"], json({2, 32007}));
+}
+
 TEST(ModelDir, SaveThenReadRoundTrips) {
   auto root = temp_dir("dir-save");
   Weights w;
