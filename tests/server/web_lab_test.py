@@ -174,8 +174,8 @@ class WebLab(unittest.TestCase):
         self.el("#sweep-run").click()
         self.wait.until(lambda b: b.find_element(By.ID, "sweep-progress").get_attribute("data-state") == "done")
         rows = self.browser.find_elements(By.CSS_SELECTOR, "#sweep-table tr[data-status]")
-        shown = [(float(r.get_attribute("data-value")), r.get_attribute("data-status"), float(r.get_attribute("data-kl")),
-                  float(r.get_attribute("data-top1"))) for r in rows]
+        shown = [(float(r.get_attribute("data-value")), float(r.get_attribute("data-percent")), r.get_attribute("data-status"),
+                  float(r.get_attribute("data-kl")), float(r.get_attribute("data-top1"))) for r in rows]
         self.assertEqual(self.el("#sweep-summary").get_attribute("data-unchanged"), "true")
         self.assertTrue(self.browser.execute_script(
             "const c = Chart.getChart(document.getElementById('sweep-chart')); return c && c.data.datasets[0].data.length"))
@@ -192,13 +192,14 @@ class WebLab(unittest.TestCase):
         printed = [m.groups() for m in map(line.match, out.splitlines()) if m]
         self.assertEqual(len(printed), 3, out)
         self.assertEqual(len(shown), 3)
-        for (value, status, kl, top1), (cvalue, _, cstatus, ckl, ctop1) in zip(shown, printed):
+        for (value, percent, status, kl, top1), (cvalue, cpercent, cstatus, ckl, ctop1) in zip(shown, printed):
             self.assertEqual(value, float(cvalue))
+            self.assertEqual(f"{percent:.6g}", cpercent, f"% of the mean word at {value}")
             self.assertEqual(status, cstatus)
             self.assertEqual(float(f"{kl:.4g}"), float(ckl), f"KL at {value}")
             self.assertEqual(f"{top1:.4f}", ctop1, f"top-1 at {value}")
-        self.assertEqual(shown[0][2], 0.0)  # the identity point
-        self.assertGreater(shown[2][2], shown[1][2])
+        self.assertEqual(shown[0][3], 0.0)  # the identity point
+        self.assertGreater(shown[2][3], shown[1][3])
         # The served model is the original: the same top prediction, to the last digit.
         self.assertEqual(self.top_prediction(), before)
 

@@ -28,7 +28,7 @@ function table(points, words) {
   return h("table", { id: "sweep-table" },
     h("tr", {}, h("th", { class: "num" }, words ? "shift" : "value"), h("th", { class: "num" }, "% of original"), h("th", {}, "status"),
       h("th", { class: "num" }, "KL (nats/token)"), h("th", { class: "num" }, "top-1"), h("th", { class: "num" }, "perplexity"), h("th", {}, "response")),
-    points.map((p) => h("tr", { dataset: { value: p.value, status: p.status, kl: p.kl, top1: p.top1 } },
+    points.map((p) => h("tr", { dataset: { value: p.value, percent: p.percent, status: p.status, kl: p.kl, top1: p.top1 } },
       h("td", { class: "num mono" }, g(p.value, 12)), h("td", { class: "num" }, `${g(p.percent, 6)}%`),
       h("td", { style: `background:${COLORS[p.status]}` }, p.status), h("td", { class: "num" }, g(p.kl, 4)),
       h("td", { class: "num" }, p.top1 === null ? "n/a" : p.top1.toFixed(4)), h("td", { class: "num" }, p.ppl ? p.ppl.toFixed(3) : ""),
