@@ -226,6 +226,27 @@ def whitespace_pipeline(corpus: list) -> None:
     print(f"tokenizer fixtures: {name}: {len(corpus) + len(around)} strings", file=sys.stderr)
 
 
+def metaspace_pipeline(corpus: list) -> None:
+    """llama2's vocabulary without byte fallback (unknown characters become
+    <unk>, consecutive ones fused) behind a Metaspace pre-tokenizer that
+    prepends only to the text's first section (prepend_scheme "first"), with
+    special tokens inside the text: stages no shared tokenizer combines."""
+    name = "llama2_metaspace"
+    t = json.loads(shared_tokenizer_json("llama2"))
+    t["model"]["byte_fallback"] = False
+    t["model"]["fuse_unk"] = True
+    t["normalizer"] = None
+    t["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}
+    t["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}
+    tok = Tokenizer.from_str(json.dumps(t))
+    d = out_dir(f"tokenizer/{name}")
+    (d / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    shutil.copy(SHARED / "tokenizers" / "llama2" / "tokenizer_config.json", d / "tokenizer_config.json")
+    inside = [a + sp + b for a in ("hello", "x ", " ") for sp in ("<s>", "</s>", "<unk>") for b in ("world", " w", "")]
+    write_golden(tok, corpus + inside, d / "golden.jsonl")
+    print(f"tokenizer fixtures: {name}: {len(corpus) + len(inside)} strings", file=sys.stderr)
+
+
 def field_value(reader, key):
     f = reader.fields.get(key)
     if f is None:
@@ -396,6 +417,7 @@ def main() -> None:
     smollm2(corpus)
     shared_tokenizers(corpus)
     whitespace_pipeline(corpus)
+    metaspace_pipeline(corpus)
     spm_ggufs(corpus)
 
 
