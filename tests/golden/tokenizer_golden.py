@@ -226,6 +226,21 @@ def whitespace_pipeline(corpus: list) -> None:
     print(f"tokenizer fixtures: {name}: {len(corpus) + len(around)} strings", file=sys.stderr)
 
 
+def lstrip_added_token(corpus: list) -> None:
+    """llama3's byte-level tokenizer with an added token that absorbs the
+    whitespace on its left (lstrip, like RoBERTa's <mask>): the spaces before
+    it must not reach the byte-level pieces."""
+    name = "llama3_lstrip"
+    tok = Tokenizer.from_str(shared_tokenizer_json("llama3"))
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False)])
+    d = out_dir(f"tokenizer/{name}")
+    (d / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    shutil.copy(SHARED / "tokenizers" / "llama3" / "tokenizer_config.json", d / "tokenizer_config.json")
+    around = [a + w + "<mask>" + b for a in ("x", "") for w in ("", " ", "   ", "\n ", "\t") for b in ("y", " y")]
+    write_golden(tok, corpus + around, d / "golden.jsonl")
+    print(f"tokenizer fixtures: {name}: {len(corpus) + len(around)} strings", file=sys.stderr)
+
+
 def metaspace_pipeline(corpus: list) -> None:
     """llama2's vocabulary without byte fallback (unknown characters become
     <unk>, consecutive ones fused) behind a Metaspace pre-tokenizer that
@@ -418,6 +433,7 @@ def main() -> None:
     shared_tokenizers(corpus)
     whitespace_pipeline(corpus)
     metaspace_pipeline(corpus)
+    lstrip_added_token(corpus)
     spm_ggufs(corpus)
 
 

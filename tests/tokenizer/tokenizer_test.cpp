@@ -195,7 +195,8 @@ TEST_P(TokenizerJson, MatchesHfTokenizers) {
 
 INSTANTIATE_TEST_SUITE_P(Tokenizer, TokenizerJson,
                          ::testing::Values("llama3", "llama3_1", "qwen3", "llama2", "gemma3",
-                                           "deepseek_v3", "llama2_whitespace", "llama2_metaspace"));
+                                           "deepseek_v3", "llama2_whitespace", "llama2_metaspace",
+                                           "llama3_lstrip"));
 
 TEST(TokenizerJson, ConfigFields) {
   LMLAB_REQUIRE_FILE(tok_fixture("llama3_1/tokenizer.json"));
