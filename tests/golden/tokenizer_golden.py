@@ -241,6 +241,22 @@ def lstrip_added_token(corpus: list) -> None:
     print(f"tokenizer fixtures: {name}: {len(corpus) + len(around)} strings", file=sys.stderr)
 
 
+def duplicate_added_token(corpus: list) -> None:
+    """llama3 with its last reserved token's entry renamed to the first added
+    token's content: two added tokens with one text, where HF keeps the first."""
+    name = "llama3_duplicate_added"
+    t = json.loads(shared_tokenizer_json("llama3"))
+    first = t["added_tokens"][0]
+    t["added_tokens"][-1] = dict(first, id=t["added_tokens"][-1]["id"])
+    tok = Tokenizer.from_str(json.dumps(t))
+    d = out_dir(f"tokenizer/{name}")
+    (d / "tokenizer.json").write_text(json.dumps(t, ensure_ascii=False), encoding="utf-8")
+    shutil.copy(SHARED / "tokenizers" / "llama3" / "tokenizer_config.json", d / "tokenizer_config.json")
+    around = [a + first["content"] + b for a in ("", "x", " ") for b in ("", "y", " y")]
+    write_golden(tok, corpus + around, d / "golden.jsonl")
+    print(f"tokenizer fixtures: {name}: {len(corpus) + len(around)} strings", file=sys.stderr)
+
+
 def metaspace_pipeline(corpus: list) -> None:
     """llama2's vocabulary without byte fallback (unknown characters become
     <unk>, consecutive ones fused) behind a Metaspace pre-tokenizer that
@@ -434,6 +450,7 @@ def main() -> None:
     whitespace_pipeline(corpus)
     metaspace_pipeline(corpus)
     lstrip_added_token(corpus)
+    duplicate_added_token(corpus)
     spm_ggufs(corpus)
 
 

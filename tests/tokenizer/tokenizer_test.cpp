@@ -196,7 +196,7 @@ TEST_P(TokenizerJson, MatchesHfTokenizers) {
 INSTANTIATE_TEST_SUITE_P(Tokenizer, TokenizerJson,
                          ::testing::Values("llama3", "llama3_1", "qwen3", "llama2", "gemma3",
                                            "deepseek_v3", "llama2_whitespace", "llama2_metaspace",
-                                           "llama3_lstrip"));
+                                           "llama3_lstrip", "llama3_duplicate_added"));
 
 TEST(TokenizerJson, ConfigFields) {
   LMLAB_REQUIRE_FILE(tok_fixture("llama3_1/tokenizer.json"));
