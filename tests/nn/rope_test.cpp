@@ -64,6 +64,20 @@ TEST(Rope, Llama3ScalingFollowsTheFormula) {
   EXPECT_LT(max_diff(r(x, 1000), slow_rope(x, periods, 1000)), 2e-3f);
 }
 
+// A GGUF's rope_freqs tensor (Llama 3.1 files carry one): llama.cpp divides
+// each pair's angle by its factor, i.e. multiplies its period.
+TEST(Rope, GgufFrequencyFactorsStretchEachPeriod) {
+  const std::vector<double> factors = {1.0, 1.0, 2.5, 8.0, 1.5, 4.0, 1.0, 32.0};
+  nlohmann::json cfg = {{"rope_theta", 10000.0}, {"lmlab_rope_freq_factors", factors}};
+  nn::RoPE r = nn::make_rope(cfg, 16);
+  std::vector<double> periods;
+  for (int i = 0; i < 16; i += 2) periods.push_back(std::pow(10000.0, i / 16.0) * factors[i / 2]);
+  mx::array x = mx::random::normal({1, 2, 5, 16});
+  EXPECT_LT(max_diff(r(x, 300), slow_rope(x, periods, 300)), 1e-3f);
+  nlohmann::json bad = {{"rope_theta", 10000.0}, {"lmlab_rope_freq_factors", {1.0, 2.0}}};
+  EXPECT_THROW(nn::make_rope(bad, 16), std::invalid_argument);
+}
+
 TEST(Rope, LinearScalingDividesPositions) {
   nlohmann::json cfg = {{"rope_theta", 10000.0}, {"rope_scaling", {{"type", "linear"}, {"factor", 4.0}}}};
   nn::RoPE r = nn::make_rope(cfg, 8);
