@@ -18,7 +18,10 @@ The anchors' server extras (fastapi, uvicorn, sse-starlette, starlette-context,
 pydantic-settings) are installed into .deps/bench-extras on first use, outside
 the test environment.
 
-Usage: .deps/py/bin/python bench/serve_bench.py [--streams 1 4 16] [--tokens 64] [--write]
+lmlab runs twice on the GGUF: as served (streams decoded together, one
+forward pass per round) and with --no-batch (streams decoded one after another).
+
+Usage: .deps/py/bin/python bench/serve_bench.py [--streams 1 4 16] [--tokens 64] [--lmlab-only] [--write]
 """
 import argparse
 import http.client
@@ -89,9 +92,9 @@ class Server:
             self.proc.kill()
 
 
-def lmlab_server(model, *extra):
-    return Server("lmlab", [str(ROOT / "build/lmlab"), "serve", "--model", model, "--port", "{port}", "--quiet",
-                            "--parallel", "16", *extra])
+def lmlab_server(model, *extra, name="lmlab"):
+    return Server(name, [str(ROOT / "build/lmlab"), "serve", "--model", model, "--port", "{port}", "--quiet",
+                         "--parallel", "16", *extra])
 
 
 def llamacpp_server(model, threads):
@@ -181,6 +184,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
     ap.add_argument("--cache-only", action="store_true", help="only the prompt-cache conversation, lmlab with and without")
+    ap.add_argument("--lmlab-only", action="store_true", help="lmlab with and without batched decoding, no anchors")
     args = ap.parse_args()
     ensure_extras()
     gguf = subprocess.run([str(ROOT / "scripts/fetch-model.sh")], capture_output=True, text=True,
@@ -189,9 +193,12 @@ def main():
     vocab = Llama(model_path=gguf, vocab_only=True, verbose=False)
     count = lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
 
-    pairs = [("Q4_1 GGUF", [lmlab_server(gguf), llamacpp_server(gguf, args.threads)]),
+    unbatched = lmlab_server(gguf, "--no-batch", name="lmlab, --no-batch")
+    pairs = [("Q4_1 GGUF", [lmlab_server(gguf), unbatched, llamacpp_server(gguf, args.threads)]),
              ("MLX 4-bit", [lmlab_server(str(MLX_DIR)), mlxlm_server(MLX_DIR)])]
     rows, convo = [], []
+    if args.lmlab_only:
+        pairs = [("Q4_1 GGUF", [lmlab_server(gguf), unbatched])]
     if args.cache_only:
         pairs = [("Q4_1 GGUF", [lmlab_server(gguf)])]
         args.streams = []

@@ -137,6 +137,13 @@ class Generator {
   // Ends the stream early (finish_reason "stop"); next() then releases held-back text.
   void stop();
   bool finished() const;
+  // Continuous batching. A batched generator's next() reads the token computed
+  // for it but leaves the following step to step_together(), which computes
+  // it for many generators in one forward pass. Turning it off computes an
+  // awaited step alone.
+  void set_batched(bool on);
+  // Batched, not finished, and its next token not yet scheduled.
+  bool awaiting_step() const;
   // Text and tokens so far, and the statistics (final once finished()).
   const GenerationResult& result() const;
   // Once finished: the KV cache and the ids it holds (the prompt and the tokens
@@ -147,7 +154,15 @@ class Generator {
  private:
   struct State;
   std::unique_ptr<State> s_;
+  friend void step_together(std::span<Generator* const> gens);
 };
+
+// Computes the next token of every generator in `gens` that awaits one
+// (awaiting_step()) in one forward pass over all of them (Model::decode_rows:
+// each weight is read once per round, not once per stream), and schedules it;
+// returns without waiting. The others are left alone. All must run one model.
+// Greedy streams give the tokens they give alone.
+void step_together(std::span<Generator* const> gens);
 
 // Runs a Generator to the end. on_text gets each non-empty piece; returning
 // false stops generation. Throws as Generator does.

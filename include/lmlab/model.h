@@ -50,6 +50,13 @@ class Model {
   virtual mlx::core::array forward(const mlx::core::array& tokens,
                                    nn::KVCache* cache = nullptr,
                                    nn::Hooks* hooks = nullptr) const = 0;
+  // Continuous batching: one new token for each of B sequences, each with its
+  // own cache at its own position. tokens: (B, 1) int32 → logits (B, 1, V);
+  // each cache is extended by one. Equal to B forward() calls, one per
+  // sequence (the default does exactly that); the transformer runs each block
+  // once for all B where it can (nn::DecoderBlock::decode_rows).
+  virtual mlx::core::array decode_rows(const mlx::core::array& tokens,
+                                       const std::vector<nn::KVCache*>& caches) const;
   // The final norm and output head applied to a residual stream (B, L, D):
   // the logit lens reads every layer through this.
   virtual mlx::core::array head(const mlx::core::array& hidden) const = 0;
@@ -71,6 +78,8 @@ class Model {
   const mlx::core::distributed::Group* tensor_group() const { return tensor_group_ ? &*tensor_group_ : nullptr; }
 
  protected:
+  // Throws std::invalid_argument unless tokens is (B, 1) with one cache of this model per row.
+  void check_rows(const mlx::core::array& tokens, const std::vector<nn::KVCache*>& caches) const;
   ModelConfig config_;
   Weights weights_;
   mlx::core::Dtype dtype_;

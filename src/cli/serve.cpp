@@ -59,9 +59,11 @@ void setup_serve(CLI::App& app) {
   app.add_option("--port", s.port, "port (0: any free one)")->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--api-key", s.api_key, "require Authorization: Bearer KEY (default: $LMLAB_API_KEY, else none)");
   app.add_option("--model-id", s.model_id, "the model's name in the API (default: the file or folder name)");
-  app.add_option("--parallel", s.scheduler.slots, "generations decoded in turn, one token each per round")
+  app.add_option("--parallel", s.scheduler.slots, "generations running at once, one token each per round")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  app.add_flag("!--no-batch", s.scheduler.batch,
+               "decode the running generations one after another instead of in one forward pass per round");
   app.add_option("--queue", s.scheduler.max_queue, "requests that may wait for a place; more get 503")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));

@@ -112,6 +112,10 @@ struct Generator::State {
   generation::StopMatcher stops;
   StreamingDetokenizer detok;
   std::optional<Pending> y;  // the token being computed
+  // Batched (step_together): next() leaves the following step undone and
+  // keeps its input here until step_together() computes it.
+  bool batched = false;
+  std::optional<mx::array> awaiting;
   int produced = 0;
   bool finished = false;       // no more tokens; the held-back text may still be pending
   bool flushed = false;
@@ -123,7 +127,11 @@ struct Generator::State {
 
   Pending step(const mx::array& input) {
     mx::array logits = m.model->forward(mx::reshape(input, {1, -1}), cache.get());
-    logits = mx::take(logits, logits.shape(1) - 1, 1);
+    return sample(mx::take(logits, logits.shape(1) - 1, 1));
+  }
+
+  // The next token from logits (1, V), with its log-probabilities when asked for.
+  Pending sample(const mx::array& logits) {
     std::optional<mx::array> hist;
     if (opts.sampler.repetition_penalty != 1.0f && !recent.empty())
       hist = mx::array(recent.begin(), {static_cast<int>(recent.size())}, mx::int32);
@@ -256,11 +264,12 @@ Generator& Generator::operator=(Generator&&) noexcept = default;
 std::optional<GenerationStep> Generator::next() {
   State& s = *s_;
   while (!s.finished) {
+    if (!s.y) throw std::logic_error("[generate] next() on a batched generator whose step step_together() has not computed");
     // Schedule the next step before reading this token (pipelining); its
     // penalty window lags one token, which only matters with a penalty set.
     std::optional<Pending> next;
     const bool more = s.produced + 1 < s.max_tokens;
-    if (more && s.opts.sampler.repetition_penalty == 1.0f) {
+    if (more && !s.batched && s.opts.sampler.repetition_penalty == 1.0f) {
       next = s.step(s.y->token);
       next->schedule();
     }
@@ -286,7 +295,10 @@ std::optional<GenerationStep> Generator::next() {
     out.text = std::move(piece);
     if (stopped) s.finish("stop");
     else if (!more) s.finish("length");
-    else {
+    else if (s.batched) {
+      s.awaiting = s.y->token;
+      s.y.reset();
+    } else {
       if (!next) {
         next = s.step(s.y->token);
         next->schedule();
@@ -306,6 +318,49 @@ std::optional<GenerationStep> Generator::next() {
 }
 
 void Generator::stop() { s_->finish("stop"); }
+
+void Generator::set_batched(bool on) {
+  State& s = *s_;
+  if (s.batched == on) return;
+  if (!on && s.awaiting) {  // compute the awaited step alone
+    s.y = s.step(*s.awaiting);
+    s.y->schedule();
+    s.awaiting.reset();
+  }
+  s.batched = on;
+}
+
+bool Generator::awaiting_step() const { return !s_->finished && s_->awaiting.has_value(); }
+
+void step_together(std::span<Generator* const> gens) {
+  std::vector<Generator::State*> rows;
+  for (Generator* g : gens)
+    if (g && g->awaiting_step()) rows.push_back(g->s_.get());
+  if (rows.empty()) return;
+  const Model& model = *rows.front()->m.model;
+  for (const Generator::State* s : rows)
+    if (s->m.model.get() != &model)
+      throw std::invalid_argument("[generate] step_together() takes generators of one model");
+  std::vector<mx::array> inputs;
+  std::vector<nn::KVCache*> caches;
+  for (Generator::State* s : rows) {
+    inputs.push_back(mx::reshape(mx::astype(*s->awaiting, mx::int32), {1, 1}));
+    caches.push_back(s->cache.get());
+  }
+  mx::array logits = model.decode_rows(mx::concatenate(inputs, 0), caches);  // (B, 1, V)
+  const int V = logits.shape(2);
+  std::vector<mx::array> scheduled;
+  for (size_t b = 0; b < rows.size(); ++b) {
+    Generator::State& s = *rows[b];
+    const int i = static_cast<int>(b);
+    s.y = s.sample(mx::reshape(mx::slice(logits, {i, 0, 0}, {i + 1, 1, V}), {1, V}));
+    s.awaiting.reset();
+    scheduled.push_back(s.y->token);
+    for (const auto* a : {&s.y->logprob, &s.y->top_ids, &s.y->top_logprobs})
+      if (*a) scheduled.push_back(**a);
+  }
+  mx::async_eval(scheduled);
+}
 
 bool Generator::finished() const { return s_->finished; }
 

@@ -135,6 +135,22 @@ void check_layer_count(const Weights& w, const ModelConfig& c) {
 Model::Model(ModelConfig config, Weights weights, mx::Dtype dtype)
     : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype) {}
 
+mx::array Model::decode_rows(const mx::array& tokens, const std::vector<nn::KVCache*>& caches) const {
+  check_rows(tokens, caches);
+  std::vector<mx::array> logits;
+  for (int b = 0; b < tokens.shape(0); ++b) logits.push_back(forward(mx::slice(tokens, {b, 0}, {b + 1, 1}), caches[b]));
+  return mx::concatenate(logits, 0);
+}
+
+void Model::check_rows(const mx::array& tokens, const std::vector<nn::KVCache*>& caches) const {
+  if (tokens.ndim() != 2 || tokens.shape(1) != 1 || tokens.shape(0) != static_cast<int>(caches.size()) ||
+      caches.empty())
+    throw std::invalid_argument(fmt::format("[decode] tokens must be (B, 1) for B = {} caches", caches.size()));
+  for (const nn::KVCache* c : caches)
+    if (!c || c->num_layers() != config_.num_hidden_layers)
+      throw std::invalid_argument("[decode] every sequence needs its own cache of this model");
+}
+
 std::unique_ptr<nn::KVCache> Model::make_cache() const {
   return std::make_unique<nn::KVCache>(config_.num_hidden_layers);
 }

@@ -119,6 +119,15 @@ array Transformer::run(const array& tokens, nn::KVCache* cache, nn::Hooks* hooks
   return head(h);
 }
 
+array Transformer::decode_rows(const array& tokens, const std::vector<nn::KVCache*>& caches) const {
+  check_rows(tokens, caches);
+  array h = nn::embedding_rows(nn::Linear::view(weights_, spec_.embed), tokens, dtype_);
+  if (spec_.embed_scale > 0.0f) h = mx::multiply(h, array(spec_.embed_scale, h.dtype()));
+  nn::RowsState st(caches, training_, fused_);
+  for (const auto& block : spec_.blocks) h = block.decode_rows(weights_, h, st);
+  return head(h);
+}
+
 array Transformer::head(const array& hidden) const {
   array h = nn::rms_norm(weights_, spec_.final_norm, hidden, spec_.norm_eps, spec_.norm_offset);
   return nn::Linear::view(weights_, head_module())(h, training_);

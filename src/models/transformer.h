@@ -34,6 +34,7 @@ class Transformer : public Model {
   mlx::core::array forward(const mlx::core::array& tokens, nn::KVCache* cache = nullptr,
                            nn::Hooks* hooks = nullptr) const override;
   mlx::core::array head(const mlx::core::array& hidden) const override;
+  mlx::core::array decode_rows(const mlx::core::array& tokens, const std::vector<nn::KVCache*>& caches) const override;
   // forward() (no cache, no hooks) with each block applied through `run`, which
   // must return block(weights(), h, st): training wraps blocks in
   // mx::checkpoint this way.

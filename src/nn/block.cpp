@@ -217,24 +217,11 @@ std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, Forwa
       spec_.mlp != MlpKind::dense)
     return std::nullopt;
   if (gpu ? (h.dtype() != mx::float16 && h.dtype() != mx::bfloat16) : h.dtype() != mx::float32) return std::nullopt;
-  std::optional<QuantizedLinear> p[7];
-  const auto projections = names_.projections();
-  for (int i = 0; i < 7; ++i)
-    if (!(p[i] = fusable(Linear::view(w, *projections[i])))) return std::nullopt;
-  auto optional_norm = [&](bool used, const std::string& name) {
-    return used ? std::optional<array>(w.at(name + ".weight")) : std::nullopt;
-  };
-  DecoderLayerArrays arrays{w.at(names_.in_norm + ".weight"), w.at(names_.mlp_norm + ".weight"), *p[0], *p[1], *p[2],
-                            *p[3], *p[4], *p[5], *p[6],
-                            optional_norm(spec_.qk_norm, names_.q_norm),
-                            optional_norm(spec_.qk_norm, names_.k_norm),
-                            optional_norm(spec_.sandwich_norms, names_.attn_out_norm),
-                            optional_norm(spec_.sandwich_norms, names_.mlp_out_norm)};
+  auto fusable_arrays = fused_arrays(w);
+  if (!fusable_arrays) return std::nullopt;
+  const auto& [arrays, shape] = *fusable_arrays;
   const RoPE& rope = *spec_.rope;
   const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
-  DecoderStepShape shape{spec_.heads, Hk, Dh, rope.dims, rope.traditional, rope.mscale, spec_.norm_eps,
-                         spec_.scale(), spec_.sliding_window, spec_.activation == Activation::gelu_tanh,
-                         spec_.norm_offset};
   const mx::Shape kv{B, Hk, L, Dh};
   auto [keys, values] = st.cache->reserve(layer_, kv, kv, h.dtype(), L);
   if (gpu) {
@@ -249,6 +236,82 @@ std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, Forwa
   auto step = cpu::decoder_step(h, arrays, shape, cos, sin, keys, values, st.offset);
   st.cache->commit(layer_, std::move(step.keys), std::move(step.values), L);
   return std::move(step.h);
+}
+
+std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> DecoderBlock::fused_arrays(const Weights& w) const {
+  std::optional<QuantizedLinear> p[7];
+  const auto projections = names_.projections();
+  for (int i = 0; i < 7; ++i)
+    if (!(p[i] = fusable(Linear::view(w, *projections[i])))) return std::nullopt;
+  auto optional_norm = [&](bool used, const std::string& name) {
+    return used ? std::optional<array>(w.at(name + ".weight")) : std::nullopt;
+  };
+  DecoderLayerArrays arrays{w.at(names_.in_norm + ".weight"), w.at(names_.mlp_norm + ".weight"), *p[0], *p[1], *p[2],
+                            *p[3], *p[4], *p[5], *p[6],
+                            optional_norm(spec_.qk_norm, names_.q_norm),
+                            optional_norm(spec_.qk_norm, names_.k_norm),
+                            optional_norm(spec_.sandwich_norms, names_.attn_out_norm),
+                            optional_norm(spec_.sandwich_norms, names_.mlp_out_norm)};
+  const RoPE& rope = *spec_.rope;
+  DecoderStepShape shape{spec_.heads, spec_.kv_heads, spec_.head_dim, rope.dims, rope.traditional, rope.mscale,
+                         spec_.norm_eps, spec_.scale(), spec_.sliding_window,
+                         spec_.activation == Activation::gelu_tanh, spec_.norm_offset};
+  return std::pair{std::move(arrays), shape};
+}
+
+RowsState::RowsState(std::vector<KVCache*> c, bool train, bool use_fused)
+    : caches(std::move(c)), training(train), fused(use_fused) {
+  for (KVCache* cache : caches)
+    rows.push_back(ForwardState{.cache = cache, .offset = cache->offset(), .hooks = nullptr, .training = training,
+                                .fused = fused});
+}
+
+std::vector<int> RowsState::offsets() const {
+  std::vector<int> o;
+  for (const ForwardState& r : rows) o.push_back(r.offset);
+  return o;
+}
+
+array DecoderBlock::decode_rows(const Weights& w, const array& h, RowsState& st) const {
+  const int B = h.shape(0);
+  if (h.ndim() != 3 || h.shape(1) != 1 || B != static_cast<int>(st.caches.size()))
+    throw std::invalid_argument(fmt::format("[block] decode_rows takes (B, 1, D) for {} caches", st.caches.size()));
+  const bool cpu_step = mx::default_device() == mx::Device::cpu && !spec_.group && st.fused && !st.training &&
+                        spec_.mlp == MlpKind::dense && h.dtype() == mx::float32 && B > 1;
+  if (auto fusable_arrays = cpu_step ? fused_arrays(w) : std::nullopt) {
+    const auto& [arrays, shape] = *fusable_arrays;
+    const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
+    const mx::Shape kv{1, Hk, 1, Dh};
+    std::vector<array> keys, values;
+    for (KVCache* c : st.caches) {
+      auto [k, v] = c->reserve(layer_, kv, kv, h.dtype(), 1);
+      keys.push_back(std::move(k));
+      values.push_back(std::move(v));
+    }
+    const std::vector<int> offsets = st.offsets();
+    if (cpu::decoder_step_rows_is_native(h, arrays, shape, keys, values, offsets)) {
+      const RoPE& rope = *spec_.rope;
+      const std::pair<array, array>* tables = nullptr;
+      for (auto& [r, t] : st.rope_tables)
+        if (r == &rope) tables = &t;
+      if (!tables) {
+        std::vector<array> cos, sin;
+        for (int offset : offsets) {
+          auto [c, s] = cpu::rope_tables(rope, offset, 1);
+          cos.push_back(std::move(c));
+          sin.push_back(std::move(s));
+        }
+        st.rope_tables.emplace_back(&rope, std::pair{mx::concatenate(cos, 0), mx::concatenate(sin, 0)});
+        tables = &st.rope_tables.back().second;
+      }
+      auto step = cpu::decoder_step_rows(h, arrays, shape, tables->first, tables->second, keys, values, offsets);
+      for (int b = 0; b < B; ++b) st.caches[b]->commit(layer_, std::move(step.keys[b]), std::move(step.values[b]), 1);
+      return std::move(step.h);
+    }
+  }
+  std::vector<array> outs;
+  for (int b = 0; b < B; ++b) outs.push_back((*this)(w, mx::slice(h, {b, 0, 0}, {b + 1, 1, h.shape(2)}), st.rows[b]));
+  return B == 1 ? outs[0] : mx::concatenate(outs, 0);
 }
 
 void DecoderBlock::check(const Weights& w) const {

@@ -21,6 +21,7 @@
 
 #include "lmlab/nn.h"
 #include "lmlab/weights.h"
+#include "nn/fused_step.h"
 
 namespace lmlab::nn {
 
@@ -105,12 +106,31 @@ struct ForwardState {
   std::vector<std::pair<const RoPE*, array>> rope_frequencies;
 };
 
+// What the blocks of one batched decode step share (Model::decode_rows): B
+// sequences of one new token each, each with its own cache and position.
+struct RowsState {
+  std::vector<KVCache*> caches;  // one per sequence
+  bool training = false;         // forces the composed path, as in ForwardState
+  bool fused = true;
+  // The composed path runs each sequence through operator() with its own state.
+  std::vector<ForwardState> rows;
+  // Rotary tables of the fused step, (B, rope_dims/2) each, one per distinct RoPE.
+  std::vector<std::pair<const RoPE*, std::pair<array, array>>> rope_tables;
+
+  RowsState(std::vector<KVCache*> caches, bool training, bool fused);
+  std::vector<int> offsets() const;
+};
+
 class DecoderBlock {
  public:
   DecoderBlock(int layer, BlockSpec spec, BlockNames names);
 
   // h: (B, L, D), the residual stream → the block's output (B, L, D).
   array operator()(const Weights& w, const array& h, ForwardState& st) const;
+  // h: (B, 1, D), one new token of each of B sequences → (B, 1, D). One fused
+  // CPU step for all of them when it applies (cpu::decoder_step_rows), else each
+  // sequence through operator() with its own state.
+  array decode_rows(const Weights& w, const array& h, RowsState& st) const;
   // Checks that every tensor the block reads is present with the spec's shape
   // (throws std::invalid_argument naming the tensor, its shape and the expected one).
   void check(const Weights& w) const;
@@ -130,6 +150,8 @@ class DecoderBlock {
   bool hooked(const ForwardState& st) const;
   // The fused CPU step when it applies; nullopt leaves h to the composed block.
   std::optional<array> fused(const Weights& w, const array& h, ForwardState& st) const;
+  // The arrays and shape of a fused step, when every projection is one it takes.
+  std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> fused_arrays(const Weights& w) const;
 
   int layer_;
   BlockSpec spec_;

@@ -136,6 +136,7 @@ json scheduler(const SchedulerStats& s) {
   const PromptCacheStats& p = s.prompt_cache;
   return {{"active", s.active}, {"queued", s.queued}, {"completed", s.completed}, {"cancelled", s.cancelled},
           {"failed", s.failed}, {"refused", s.refused}, {"generated_tokens", s.generated_tokens},
+          {"rounds", s.rounds}, {"batched_rounds", s.batched_rounds},
           {"prompt_cache", {{"entries", p.entries}, {"bytes", p.bytes}, {"max_bytes", p.max_bytes},
                             {"lookups", p.lookups}, {"hits", p.hits}, {"tokens_reused", p.tokens_reused}}}};
 }

@@ -70,6 +70,8 @@ SchedulerStats Scheduler::stats() const {
   s.failed = failed_;
   s.refused = refused_;
   s.generated_tokens = tokens_;
+  s.rounds = rounds_;
+  s.batched_rounds = batched_rounds_;
   s.prompt_cache = cache_.stats();
   return s;
 }
@@ -126,10 +128,35 @@ void Scheduler::finish(Active& a) {
 }
 
 void Scheduler::decode_round() {
+  if (active_.empty()) return;
+  // Continuous batching: every stream that read its token last round gets the
+  // next one from one forward pass over all of them. A stream running alone
+  // computes its steps itself, one ahead of reading (the pipelined loop).
+  const bool together = opts_.batch && active_.size() > 1;
+  std::vector<Generator*> gens;
+  for (Active& a : active_) {
+    try {
+      a.gen->set_batched(together);
+    } catch (...) {
+      a.failure = std::current_exception();
+    }
+    gens.push_back(a.gen.get());
+  }
+  ++rounds_;
+  if (together) {
+    try {
+      step_together(gens);
+      ++batched_rounds_;
+    } catch (...) {
+      for (Active& a : active_)
+        if (a.gen->awaiting_step()) a.failure = std::current_exception();
+    }
+  }
   for (size_t i = 0; i < active_.size();) {
     Active& a = active_[i];
     bool done = false;
     try {
+      if (a.failure) std::rethrow_exception(a.failure);
       if (a.job->cancelled() && !a.gen->finished()) a.gen->stop();
       if (auto step = a.gen->next()) a.job->push(JobEvent::stepped(std::move(*step)));
       else {
@@ -165,6 +192,7 @@ void Scheduler::drain() {
                    ApiError(503, "server_error", "shutting_down", "the server is shutting down"))));
   for (Active& a : active_) {
     try {
+      if (a.failure) std::rethrow_exception(a.failure);
       a.gen->stop();
       while (auto step = a.gen->next()) a.job->push(JobEvent::stepped(std::move(*step)));
       finish(a);

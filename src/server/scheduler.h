@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
@@ -72,8 +73,9 @@ class Job {
 };
 
 struct SchedulerOptions {
-  int slots = 8;                              // generations decoded in turn
+  int slots = 8;                              // generations running at once
   int max_queue = 64;                         // waiting beyond the slots; more are refused
+  bool batch = true;                          // decode the running ones in one forward pass per round
   size_t prompt_cache_bytes = size_t{512} << 20;
 };
 
@@ -81,6 +83,7 @@ struct SchedulerStats {
   int active = 0, queued = 0;
   int64_t completed = 0, cancelled = 0, failed = 0, refused = 0;
   int64_t generated_tokens = 0;
+  int64_t rounds = 0, batched_rounds = 0;     // decode rounds; those run as one batch of ≥ 2 streams
   PromptCacheStats prompt_cache;
 };
 
@@ -123,6 +126,7 @@ class Scheduler {
   struct Active {
     std::shared_ptr<Job> job;
     std::unique_ptr<Generator> gen;
+    std::exception_ptr failure;  // a batched step that failed: the stream ends with it
   };
   void post(std::function<void()> task);
   void loop();
@@ -142,7 +146,7 @@ class Scheduler {
   bool accepting_ = true;
   std::vector<Active> active_;  // engine thread only
   std::atomic<int> active_count_{0};
-  std::atomic<int64_t> completed_{0}, cancelled_{0}, failed_{0}, refused_{0}, tokens_{0};
+  std::atomic<int64_t> completed_{0}, cancelled_{0}, failed_{0}, refused_{0}, tokens_{0}, rounds_{0}, batched_rounds_{0};
   std::thread engine_;
 };
 

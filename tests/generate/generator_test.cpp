@@ -121,3 +121,109 @@ TEST(Generator, RejectsBadPrompts) {
 
 }  // namespace
 }  // namespace lmlab::test
+
+namespace lmlab::test {
+namespace {
+
+// Continuous batching: streams advanced together by step_together() give each
+// the tokens and text it gives alone, though they differ in prompt, length,
+// options (a penalty, a seeded sampler, stop strings, log-probabilities), join
+// late and end at different times.
+TEST(Generator, StreamsSteppedTogetherGiveWhatEachGivesAlone) {
+  struct Stream {
+    std::string prompt;
+    GenerateOptions opts;
+  };
+  GenerateOptions penalty{.max_tokens = 20};
+  penalty.sampler.repetition_penalty = 1.3f;
+  GenerateOptions sampled{.max_tokens = 16};
+  sampled.sampler.temp = 0.8f;
+  sampled.sampler.seed = 7;
+  GenerateOptions stopped{.max_tokens = 40, .stop = {"."}};
+  GenerateOptions logprobs{.max_tokens = 12, .logprobs = 3};
+  const std::vector<Stream> streams = {{"Name three colors.", {.max_tokens = 24}},
+                                       {"What is the capital of France?", penalty},
+                                       {"Write a haiku about the sea.", sampled},
+                                       {"Count from one to ten.", stopped},
+                                       {"Hi", logprobs},
+                                       {"Tell me about the moon.", {.max_tokens = 5}}};
+  std::vector<GenerationResult> alone;
+  std::vector<std::vector<GenerationStep>> alone_steps(streams.size());
+  for (size_t i = 0; i < streams.size(); ++i) {
+    Generator g(model(), build_prompt(model(), streams[i].prompt, "", true), streams[i].opts);
+    while (auto s = g.next()) alone_steps[i].push_back(*s);
+    alone.push_back(g.result());
+  }
+  // Together: the last two join after three rounds.
+  std::vector<std::unique_ptr<Generator>> gens;
+  std::vector<std::vector<GenerationStep>> steps(streams.size());
+  auto join = [&](size_t i) {
+    gens.push_back(std::make_unique<Generator>(model(), build_prompt(model(), streams[i].prompt, "", true),
+                                               streams[i].opts));
+    gens.back()->set_batched(true);
+  };
+  for (size_t i = 0; i + 2 < streams.size(); ++i) join(i);
+  std::vector<bool> ended(streams.size(), false);
+  int rounds = 0, batched = 0;
+  while (true) {
+    if (rounds == 3)
+      for (size_t i = streams.size() - 2; i < streams.size(); ++i) join(i);
+    std::vector<Generator*> all;
+    int awaiting = 0;
+    for (auto& g : gens) {
+      all.push_back(g.get());
+      awaiting += g->awaiting_step();
+    }
+    step_together(all);
+    batched += awaiting > 1;
+    bool any = false;
+    for (size_t i = 0; i < gens.size(); ++i) {
+      if (ended[i]) continue;
+      EXPECT_FALSE(gens[i]->awaiting_step());
+      if (auto s = gens[i]->next()) {
+        steps[i].push_back(*s);
+        any = true;
+      } else {
+        ended[i] = true;
+      }
+    }
+    ++rounds;
+    if (!any && gens.size() == streams.size()) break;
+  }
+  EXPECT_GT(batched, 5);
+  for (size_t i = 0; i < streams.size(); ++i) {
+    EXPECT_EQ(gens[i]->result().tokens, alone[i].tokens) << streams[i].prompt;
+    EXPECT_EQ(gens[i]->result().text, alone[i].text) << streams[i].prompt;
+    EXPECT_EQ(gens[i]->result().stats.finish_reason, alone[i].stats.finish_reason) << streams[i].prompt;
+    ASSERT_EQ(steps[i].size(), alone_steps[i].size()) << streams[i].prompt;
+    for (size_t k = 0; k < steps[i].size(); ++k) {
+      EXPECT_EQ(steps[i][k].text, alone_steps[i][k].text);
+      EXPECT_NEAR(steps[i][k].logprob, alone_steps[i][k].logprob, 1e-4);
+      ASSERT_EQ(steps[i][k].top_logprobs.size(), alone_steps[i][k].top_logprobs.size());
+      for (size_t j = 0; j < steps[i][k].top_logprobs.size(); ++j)
+        EXPECT_EQ(steps[i][k].top_logprobs[j].first, alone_steps[i][k].top_logprobs[j].first);
+    }
+  }
+  EXPECT_EQ(alone[3].stats.finish_reason, "stop");  // the stop string ended it
+  // The caches they leave hold what each fed, as alone.
+  CachedPrompt c = gens[0]->take_cache();
+  EXPECT_EQ(c.cache->offset(), static_cast<int>(c.ids.size()));
+}
+
+TEST(Generator, BatchingOffComputesTheAwaitedStepAlone) {
+  GenerateOptions opts{.max_tokens = 10};
+  const GenerationResult whole = generate(model(), prompt_ids(), opts);
+  Generator g(model(), prompt_ids(), opts);
+  g.set_batched(true);
+  ASSERT_TRUE(g.next());
+  EXPECT_TRUE(g.awaiting_step());
+  EXPECT_THROW(g.next(), std::logic_error);  // nobody computed its step
+  g.set_batched(false);
+  EXPECT_FALSE(g.awaiting_step());
+  while (g.next()) {
+  }
+  EXPECT_EQ(g.result().tokens, whole.tokens);
+}
+
+}  // namespace
+}  // namespace lmlab::test

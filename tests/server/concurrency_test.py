@@ -1,6 +1,6 @@
 """Many clients at once: 16 concurrent streaming chats, a quarter of them
-hanging up after a few chunks. Every other stream must complete with exactly
-the greedy answer its prompt gets alone, the hung-up generations must stop
+hanging up after a few chunks, decoded together in batches. Every other stream
+must complete with exactly the greedy answer its prompt gets alone, the hung-up generations must stop
 early, memory must not grow from one round to the next, the bounded queue
 must refuse with 503 JSON when full, and SIGTERM must let a running stream
 finish before the server exits 0."""
@@ -112,6 +112,9 @@ class Concurrency(unittest.TestCase):
             time.sleep(0.1)
         after = self.health()
         self.assertEqual(after["active"], 0)
+        # The streams were decoded as batches (continuous batching), and each
+        # batched answer above equals the one its prompt gets alone.
+        self.assertGreater(after["batched_rounds"] - before["batched_rounds"], 3 * MAX_TOKENS // 2)
         # Every hung-up stream is cancelled unless its answer was complete before
         # the server's next write noticed (possible on a starved CPU); all 48 end.
         cancelled = after["cancelled"] - before["cancelled"]

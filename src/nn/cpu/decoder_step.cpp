@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <mlx/allocator.h>
 #include <mlx/backend/cpu/encoder.h>
 #include <mlx/mlx.h>
@@ -42,8 +44,10 @@ namespace {
 using cpu::ActQuant;
 
 // Input slots of the primitive. Each projection adds w, scales, biases and,
-// when it has one, its bias; then the optional q/k norms.
-enum Slot { kH, kCos, kSin, kKeys, kValues, kInNorm, kPostNorm };
+// when it has one, its bias; then the optional norms; then the cache buffers,
+// keys and values in turn: one pair shared by all B sequences (decoder_step),
+// or one pair per sequence (decoder_step_rows).
+enum Slot { kH, kCos, kSin, kInNorm, kPostNorm };
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kProjections };
 
 struct LinearSlots {
@@ -55,6 +59,18 @@ struct LinearSlots {
 struct Layout {
   LinearSlots proj[kProjections];
   int q_norm = -1, k_norm = -1, attn_out_norm = -1, mlp_out_norm = -1;
+  int cache = -1;       // slot of the first keys buffer; values follow each keys
+  int cache_pairs = 1;  // 1: one (B, Hk, capacity, Dh) pair; B: a (1, Hk, capacity_b, Dh) pair per sequence
+};
+
+// Where sequence b of the step writes and reads its keys and values.
+struct RowCache {
+  float* keys;
+  float* values;
+  int capacity;
+  int offset;        // position of its first new token
+  const float* cos;  // L rows of rope_dims/2 angles
+  const float* sin;
 };
 
 // The primitive's inputs as row-major buffers, each gathered at most once.
@@ -110,8 +126,8 @@ void rotate(float* x, int heads, int head_dim, int dims, bool traditional, const
 
 class LmlabDecoderStep : public mx::Primitive {
  public:
-  LmlabDecoderStep(mx::Stream stream, Layout layout, DecoderStepShape shape, int offset)
-      : mx::Primitive(stream), layout_(layout), shape_(shape), offset_(offset) {}
+  LmlabDecoderStep(mx::Stream stream, Layout layout, DecoderStepShape shape, std::vector<int> offsets)
+      : mx::Primitive(stream), layout_(layout), shape_(shape), offsets_(std::move(offsets)) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
@@ -120,9 +136,10 @@ class LmlabDecoderStep : public mx::Primitive {
     // could donate them, since a step scheduled while the previous one still
     // runs would otherwise copy the whole cache. A buffer that is not plain
     // row-major memory of its own size is copied instead.
-    bool copy_cache[2];
-    for (int i = 0; i < 2; ++i) {
-      const mx::array& in = inputs[kKeys + i];
+    const int buffers = 2 * layout_.cache_pairs;
+    std::vector<bool> copy_cache(buffers);
+    for (int i = 0; i < buffers; ++i) {
+      const mx::array& in = inputs[layout_.cache + i];
       copy_cache[i] = !(in.flags().row_contiguous && in.data_size() == in.size());
       if (copy_cache[i]) outputs[1 + i].set_data(mx::allocator::malloc(outputs[1 + i].nbytes()));
       else outputs[1 + i].copy_shared_buffer(in);
@@ -134,13 +151,13 @@ class LmlabDecoderStep : public mx::Primitive {
     for (auto& a : inputs) in.push_back(mx::array::unsafe_weak_copy(a));
     for (auto& a : outputs) out.push_back(mx::array::unsafe_weak_copy(a));
     encoder.dispatch([in = std::move(in), out = std::move(out), layout = layout_, shape = shape_,
-                      offset = offset_, copy_k = copy_cache[0], copy_v = copy_cache[1]]() mutable {
-      for (int i = 0; i < 2; ++i)
-        if (i == 0 ? copy_k : copy_v) {
-          const cpu::RowMajor src(in[kKeys + i]);
+                      offsets = offsets_, copy_cache = std::move(copy_cache)]() mutable {
+      for (size_t i = 0; i < copy_cache.size(); ++i)
+        if (copy_cache[i]) {
+          const cpu::RowMajor src(in[layout.cache + i]);
           std::memcpy(out[1 + i].data<char>(), src.data<char>(), out[1 + i].nbytes());
         }
-      run(in, out, layout, shape, offset);
+      run(in, out, layout, shape, offsets);
     });
   }
 
@@ -164,7 +181,9 @@ class LmlabDecoderStep : public mx::Primitive {
   bool is_equivalent(const mx::Primitive& other) const override { return &other == this; }
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
-    return {inputs[kH].shape(), inputs[kKeys].shape(), inputs[kValues].shape()};
+    std::vector<mx::Shape> shapes{inputs[kH].shape()};
+    for (int i = 0; i < 2 * layout_.cache_pairs; ++i) shapes.push_back(inputs[layout_.cache + i].shape());
+    return shapes;
   }
 
  private:
@@ -199,15 +218,37 @@ class LmlabDecoderStep : public mx::Primitive {
       }
   }
 
+  // Sequence b's cache: its rows of the shared buffers, or its own pair.
+  static std::vector<RowCache> row_caches(Inputs& in, std::vector<mx::array>& out, const Layout& layout,
+                                          const DecoderStepShape& shape, const std::vector<int>& offsets) {
+    const int B = in[kH].shape(0), L = in[kH].shape(1), half = shape.rope_dims / 2;
+    const long per_row = static_cast<long>(shape.kv_heads) * shape.head_dim;
+    const float* cos = in.data<float>(kCos);
+    const float* sin = in.data<float>(kSin);
+    std::vector<RowCache> rows(B);
+    for (int b = 0; b < B; ++b) {
+      if (layout.cache_pairs == 1) {
+        const int cap = out[1].shape(2);
+        const long at = b * per_row * cap;
+        rows[b] = {out[1].data<float>() + at, out[2].data<float>() + at, cap, offsets[0], cos, sin};
+      } else {
+        const long tables = static_cast<long>(b) * L * half;
+        rows[b] = {out[1 + 2 * b].data<float>(), out[2 + 2 * b].data<float>(), out[1 + 2 * b].shape(2), offsets[b],
+                   cos + tables, sin + tables};
+      }
+    }
+    return rows;
+  }
+
   static void run(const std::vector<mx::array>& arrays, std::vector<mx::array>& out, const Layout& layout,
-                  const DecoderStepShape& shape, int offset) {
+                  const DecoderStepShape& shape, const std::vector<int>& offsets) {
     Inputs in(arrays);
     const mx::array& h = in[kH];
     const int B = h.shape(0), L = h.shape(1), D = h.shape(2), M = B * L;
     const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;
     const int I = in[layout.proj[kGate].w].shape(0);
-    const int cap = out[1].shape(2);
     const float eps = shape.norm_eps;
+    const std::vector<RowCache> rows = row_caches(in, out, layout, shape, offsets);
 
     // The factors each norm multiplies by: the weights themselves, or offset +
     // weight (Gemma), rounded as MLX's float32 add rounds it.
@@ -236,35 +277,37 @@ class LmlabDecoderStep : public mx::Primitive {
       for (float& e : k) e *= shape.rope_mscale;
     }
     const int half = shape.rope_dims / 2;
-    const float* cos = in.data<float>(kCos);
-    const float* sin = in.data<float>(kSin);
-    float* keys = out[1].data<float>();
-    float* values = out[2].data<float>();
-    for (int b = 0; b < B; ++b)
+    for (int b = 0; b < B; ++b) {
+      const RowCache& c = rows[b];
       for (int l = 0; l < L; ++l) {
         const long m = static_cast<long>(b) * L + l;
-        rotate(q.data() + m * H * Dh, H, Dh, shape.rope_dims, shape.rope_traditional, cos + l * half, sin + l * half);
-        rotate(k.data() + m * Hk * Dh, Hk, Dh, shape.rope_dims, shape.rope_traditional, cos + l * half, sin + l * half);
+        rotate(q.data() + m * H * Dh, H, Dh, shape.rope_dims, shape.rope_traditional, c.cos + l * half, c.sin + l * half);
+        rotate(k.data() + m * Hk * Dh, Hk, Dh, shape.rope_dims, shape.rope_traditional, c.cos + l * half,
+               c.sin + l * half);
         for (int j = 0; j < Hk; ++j) {
-          const long dst = ((static_cast<long>(b) * Hk + j) * cap + offset + l) * Dh;
-          std::memcpy(keys + dst, k.data() + (m * Hk + j) * Dh, sizeof(float) * Dh);
-          std::memcpy(values + dst, v.data() + (m * Hk + j) * Dh, sizeof(float) * Dh);
+          const long dst = (static_cast<long>(j) * c.capacity + c.offset + l) * Dh;
+          std::memcpy(c.keys + dst, k.data() + (m * Hk + j) * Dh, sizeof(float) * Dh);
+          std::memcpy(c.values + dst, v.data() + (m * Hk + j) * Dh, sizeof(float) * Dh);
         }
       }
+    }
 
-    // Attention over the cache, then the output projection and residual.
-    cpu::AttnProblem p{};
-    p.q = q.data();
-    p.k = keys;
-    p.v = values;
-    p.out = att.data();
-    const long qs[4] = {static_cast<long>(L) * H * Dh, Dh, static_cast<long>(H) * Dh, 1};
-    const long cs[4] = {static_cast<long>(Hk) * cap * Dh, static_cast<long>(cap) * Dh, Dh, 1};
-    for (int i = 0; i < 4; ++i) p.qs[i] = qs[i], p.ks[i] = cs[i], p.vs[i] = cs[i];
-    p.B = B, p.H = H, p.Hk = Hk, p.L = L, p.Lk = offset + L, p.D = Dh;
-    p.scale = shape.attn_scale;
-    p.window = shape.window;
-    cpu::run_attention(p);
+    // Attention over each sequence's cache, then the output projection and residual.
+    for (int b = 0; b < B; ++b) {
+      const RowCache& c = rows[b];
+      cpu::AttnProblem p{};
+      p.q = q.data() + static_cast<long>(b) * L * H * Dh;
+      p.k = c.keys;
+      p.v = c.values;
+      p.out = att.data() + static_cast<long>(b) * H * L * Dh;
+      const long qs[4] = {static_cast<long>(L) * H * Dh, Dh, static_cast<long>(H) * Dh, 1};
+      const long cs[4] = {static_cast<long>(Hk) * c.capacity * Dh, static_cast<long>(c.capacity) * Dh, Dh, 1};
+      for (int i = 0; i < 4; ++i) p.qs[i] = qs[i], p.ks[i] = cs[i], p.vs[i] = cs[i];
+      p.B = 1, p.H = H, p.Hk = Hk, p.L = L, p.Lk = c.offset + L, p.D = Dh;
+      p.scale = shape.attn_scale;
+      p.window = shape.window;
+      cpu::run_attention(p);
+    }
     const float* att_in = att.data();
     if (L > 1) {  // (B, H, L, Dh) → (B, L, H·Dh)
       for (int b = 0; b < B; ++b)
@@ -291,7 +334,7 @@ class LmlabDecoderStep : public mx::Primitive {
 
   Layout layout_;
   DecoderStepShape shape_;
-  int offset_;
+  std::vector<int> offsets_;  // one for the shared buffers, else one per sequence
 };
 
 const QuantizedLinear& projection(const DecoderLayerArrays& w, int i) {
@@ -303,19 +346,16 @@ bool float32_vector(const std::optional<array>& a, int n) {
   return !a || (a->dtype() == mx::float32 && a->ndim() == 1 && a->shape(0) == n);
 }
 
-}  // namespace
-
-bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
-                            const array& keys, const array& values, int offset, mx::StreamOrDevice s) {
+// The checks both entry points share: a CPU stream, float32 h of B·L rows
+// within max_rows, the block's arrays in shapes and types the step computes.
+bool block_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape, int max_rows,
+                     mx::StreamOrDevice s) {
   if (!cpu::on_cpu(s)) return false;
   if (h.ndim() != 3 || h.dtype() != mx::float32) return false;
   const int B = h.shape(0), L = h.shape(1), D = h.shape(2);
   const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;
-  if (L < 1 || B < 1 || B * L > kDecoderStepMaxRows || H < 1 || Hk < 1 || H % Hk != 0 || Dh < 1) return false;
+  if (L < 1 || B < 1 || B * L > max_rows || H < 1 || Hk < 1 || H % Hk != 0 || Dh < 1) return false;
   if (shape.rope_dims < 2 || shape.rope_dims % 2 != 0 || shape.rope_dims > Dh) return false;
-  if (keys.dtype() != mx::float32 || values.dtype() != mx::float32 || keys.ndim() != 4) return false;
-  if (keys.shape() != values.shape() || keys.shape(0) != B || keys.shape(1) != Hk || keys.shape(3) != Dh) return false;
-  if (offset < 0 || offset + L > keys.shape(2)) return false;
   if (!float32_vector(w.in_norm, D) || !float32_vector(w.post_norm, D)) return false;
   if (!float32_vector(w.q_norm, Dh) || !float32_vector(w.k_norm, Dh)) return false;
   if (!float32_vector(w.attn_out_norm, D) || !float32_vector(w.mlp_out_norm, D)) return false;
@@ -335,17 +375,26 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
   return true;
 }
 
-DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
-                               const array& rope_cos, const array& rope_sin, const array& keys,
-                               const array& values, int offset, mx::StreamOrDevice s) {
-  if (!decoder_step_is_native(h, w, shape, keys, values, offset, s))
-    throw std::invalid_argument("[lmlab::nn::decoder_step] unsupported inputs (see decoder_step_is_native)");
-  const int L = h.shape(1), half = shape.rope_dims / 2;
-  if (rope_cos.shape() != mx::Shape{L, half} || rope_sin.shape() != rope_cos.shape() ||
-      rope_cos.dtype() != mx::float32 || rope_sin.dtype() != mx::float32)
-    throw std::invalid_argument("[lmlab::nn::decoder_step] rope tables must be float32 (L, rope_dims/2)");
-  std::vector<array> inputs{h, rope_cos, rope_sin, keys, values, w.in_norm, w.post_norm};
-  Layout layout;
+// A cache pair the step can write: float32 (batch, Hk, capacity, Dh) with room for L tokens at offset.
+bool cache_is_native(const array& keys, const array& values, int batch, const DecoderStepShape& shape, int offset,
+                     int L) {
+  if (keys.dtype() != mx::float32 || values.dtype() != mx::float32 || keys.ndim() != 4) return false;
+  if (keys.shape() != values.shape() || keys.shape(0) != batch || keys.shape(1) != shape.kv_heads ||
+      keys.shape(3) != shape.head_dim)
+    return false;
+  return offset >= 0 && offset + L <= keys.shape(2);
+}
+
+void check_tables(const array& cos, const array& sin, const mx::Shape& expected) {
+  if (cos.shape() != expected || sin.shape() != expected || cos.dtype() != mx::float32 || sin.dtype() != mx::float32)
+    throw std::invalid_argument(fmt::format("[lmlab::nn::decoder_step] rope tables must be float32 {}",
+                                            fmt::join(expected, "x")));
+}
+
+// The primitive's inputs up to the caches, and the slots they fill.
+std::vector<array> block_inputs(const array& h, const DecoderLayerArrays& w, const array& rope_cos,
+                                const array& rope_sin, Layout& layout) {
+  std::vector<array> inputs{h, rope_cos, rope_sin, w.in_norm, w.post_norm};
   for (int i = 0; i < kProjections; ++i) {
     const QuantizedLinear& p = projection(w, i);
     LinearSlots& slot = layout.proj[i];
@@ -368,10 +417,71 @@ DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, cons
   optional_slot(w.k_norm, layout.k_norm);
   optional_slot(w.attn_out_norm, layout.attn_out_norm);
   optional_slot(w.mlp_out_norm, layout.mlp_out_norm);
-  auto outs = array::make_arrays({h.shape(), keys.shape(), values.shape()}, {mx::float32, mx::float32, mx::float32},
-                                 std::make_shared<LmlabDecoderStep>(mx::to_stream(s), layout, shape, offset),
-                                 std::move(inputs));
+  layout.cache = static_cast<int>(inputs.size());
+  return inputs;
+}
+
+std::vector<array> make_step(const array& h, std::vector<array> inputs, const Layout& layout,
+                             const DecoderStepShape& shape, std::vector<int> offsets, mx::StreamOrDevice s) {
+  std::vector<mx::Shape> shapes{h.shape()};
+  for (size_t i = layout.cache; i < inputs.size(); ++i) shapes.push_back(inputs[i].shape());
+  std::vector<mx::Dtype> types(shapes.size(), mx::float32);
+  return array::make_arrays(std::move(shapes), std::move(types),
+                            std::make_shared<LmlabDecoderStep>(mx::to_stream(s), layout, shape, std::move(offsets)),
+                            std::move(inputs));
+}
+
+}  // namespace
+
+bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                            const array& keys, const array& values, int offset, mx::StreamOrDevice s) {
+  return block_is_native(h, w, shape, kDecoderStepMaxRows, s) &&
+         cache_is_native(keys, values, h.shape(0), shape, offset, h.shape(1));
+}
+
+DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                               const array& rope_cos, const array& rope_sin, const array& keys,
+                               const array& values, int offset, mx::StreamOrDevice s) {
+  if (!decoder_step_is_native(h, w, shape, keys, values, offset, s))
+    throw std::invalid_argument("[lmlab::nn::decoder_step] unsupported inputs (see decoder_step_is_native)");
+  check_tables(rope_cos, rope_sin, {h.shape(1), shape.rope_dims / 2});
+  Layout layout;
+  std::vector<array> inputs = block_inputs(h, w, rope_cos, rope_sin, layout);
+  inputs.insert(inputs.end(), {keys, values});
+  auto outs = make_step(h, std::move(inputs), layout, shape, {offset}, s);
   return {outs[0], outs[1], outs[2]};
+}
+
+bool decoder_step_rows_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                                 const std::vector<array>& keys, const std::vector<array>& values,
+                                 const std::vector<int>& offsets, mx::StreamOrDevice s) {
+  if (!block_is_native(h, w, shape, kDecoderStepMaxBatch, s) || h.shape(1) != 1) return false;
+  const size_t B = h.shape(0);
+  if (keys.size() != B || values.size() != B || offsets.size() != B) return false;
+  for (size_t b = 0; b < B; ++b)
+    if (!cache_is_native(keys[b], values[b], 1, shape, offsets[b], 1)) return false;
+  return true;
+}
+
+DecoderRowsResult decoder_step_rows(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                                    const array& rope_cos, const array& rope_sin, const std::vector<array>& keys,
+                                    const std::vector<array>& values, const std::vector<int>& offsets,
+                                    mx::StreamOrDevice s) {
+  if (!decoder_step_rows_is_native(h, w, shape, keys, values, offsets, s))
+    throw std::invalid_argument("[lmlab::nn::decoder_step_rows] unsupported inputs (see decoder_step_rows_is_native)");
+  const int B = h.shape(0);
+  check_tables(rope_cos, rope_sin, {B, shape.rope_dims / 2});
+  Layout layout;
+  layout.cache_pairs = B;
+  std::vector<array> inputs = block_inputs(h, w, rope_cos, rope_sin, layout);
+  for (int b = 0; b < B; ++b) inputs.insert(inputs.end(), {keys[b], values[b]});
+  auto outs = make_step(h, std::move(inputs), layout, shape, offsets, s);
+  DecoderRowsResult r{outs[0], {}, {}};
+  for (int b = 0; b < B; ++b) {
+    r.keys.push_back(outs[1 + 2 * b]);
+    r.values.push_back(outs[2 + 2 * b]);
+  }
+  return r;
 }
 
 }  // namespace lmlab::nn::cpu

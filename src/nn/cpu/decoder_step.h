@@ -21,6 +21,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <mlx/array.h>
 #include <mlx/utils.h>
@@ -65,5 +66,28 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
                             mlx::core::StreamOrDevice s = {});
 
 inline constexpr int kDecoderStepMaxRows = 8;
+
+// Continuous batching: B sequences of one new token each, at their own
+// positions, each with its own cache (an nn::KVCache per sequence), in one
+// step, so that the projections read each weight once for all B rows.
+struct DecoderRowsResult {
+  array h;                          // (B, 1, D)
+  std::vector<array> keys, values;  // sequence b's buffers with its new position written at offsets[b]
+};
+
+// h: (B, 1, D) float32; keys[b], values[b]: sequence b's cache buffers
+// (1, Hk, capacity_b, Dh), valid up to offsets[b], with room for one more;
+// rope_cos/sin: (B, rope_dims/2), row b the angles of position offsets[b]. The
+// buffers are written in place as decoder_step writes them.
+DecoderRowsResult decoder_step_rows(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                                    const array& rope_cos, const array& rope_sin, const std::vector<array>& keys,
+                                    const std::vector<array>& values, const std::vector<int>& offsets,
+                                    mlx::core::StreamOrDevice s = {});
+
+bool decoder_step_rows_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                                 const std::vector<array>& keys, const std::vector<array>& values,
+                                 const std::vector<int>& offsets, mlx::core::StreamOrDevice s = {});
+
+inline constexpr int kDecoderStepMaxBatch = 64;
 
 }  // namespace lmlab::nn::cpu
