@@ -16,7 +16,9 @@ namespace {
 
 const char* kHeader = "iteration,train_loss,val_loss,learning_rate,it_per_sec,tokens_per_sec,trained_tokens,peak_memory_gb";
 
-std::string cell(const std::optional<double>& v) { return v ? fmt::format("{:.6g}", *v) : ""; }
+// Losses with every digit a float32 has, so that two runs' logs can be
+// compared below the printed three decimals (bench/lora_parity.py).
+std::string cell(const std::optional<double>& v) { return v ? fmt::format("{:.9g}", *v) : ""; }
 
 std::optional<double> parse_cell(const std::string& s) {
   if (s.empty()) return std::nullopt;

@@ -195,55 +195,62 @@ def parity_model(dest, float_dest):
         (d / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def parity_data(dest):
-    """64 training and 16 validation Super Bowl records (held-out ones only)."""
+def parity_data(dest, n_train=64, n_valid=16):
+    """The first Super Bowl training records and held-out validation ones."""
     sb = SHARED / "data" / "superbowl"
     train = sb.joinpath("train.jsonl").read_text().splitlines()
     seen = set(train)
     valid = [l for l in sb.joinpath("valid.jsonl").read_text().splitlines() if l not in seen]
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "train.jsonl").write_text("\n".join(train[:64]) + "\n")
-    (dest / "valid.jsonl").write_text("\n".join(valid[:16]) + "\n")
+    (dest / "train.jsonl").write_text("\n".join(train[:n_train]) + "\n")
+    (dest / "valid.jsonl").write_text("\n".join(valid[:n_valid]) + "\n")
 
 
-def parity_golden(dest):
+def mlx_lm_train(config):
+    """mlx_lm.lora's run() with CONFIG_DEFAULTS updated by config (numpy
+    seeded, model and data loaded, then train_model): the per-iteration
+    [iteration, train loss, learning rate] and [iteration, validation loss]
+    it reports, and the full config it ran."""
     import types
-    import mlx.core as mx
     from mlx_lm import load
     from mlx_lm.lora import CONFIG_DEFAULTS, train_model
     from mlx_lm.tuner.datasets import load_dataset
 
+    args = dict(CONFIG_DEFAULTS)
+    args.update(config)
+    args = types.SimpleNamespace(**args)
+
+    class Record:
+        def __init__(self):
+            self.train, self.val = [], []
+
+        def on_train_loss_report(self, info):
+            self.train.append([info["iteration"], info["train_loss"], info["learning_rate"]])
+
+        def on_val_loss_report(self, info):
+            self.val.append([info["iteration"] + 1, info["val_loss"]])
+
+    rec = Record()
+    np.random.seed(args.seed)
+    model, tokenizer = load(args.model)
+    train_set, valid_set, _ = load_dataset(args, tokenizer)
+    train_model(args, model, train_set, valid_set, rec)
+    return rec.train, rec.val, {k: v for k, v in vars(args).items() if k != "config"}
+
+
+def parity_golden(dest):
     parity_model(dest / "model", dest / "model_f32")
     parity_data(dest / "data")
     results = {}
     for name, overrides in PARITY_RUNS.items():
-        args = dict(CONFIG_DEFAULTS)
-        args.update(data=str(dest / "data"), train=True, seed=7, num_layers=2, steps_per_report=1,
-                    save_every=1000, mask_prompt=True, max_seq_length=128,
-                    adapter_path=str(dest / ("adapters_" + name)))
-        args.update(overrides)
-        args["model"] = str(dest / overrides.get("model", "model"))
-        args = types.SimpleNamespace(**args)
-
-        class Record:
-            train, val = [], []
-
-            def on_train_loss_report(self, info):
-                self.train.append([info["iteration"], info["train_loss"], info["learning_rate"]])
-
-            def on_val_loss_report(self, info):
-                self.val.append([info["iteration"] + 1, info["val_loss"]])
-
-        rec = Record()
-        rec.train, rec.val = [], []
-        # mlx_lm.lora's run(): numpy seeded, model and data loaded, then train_model.
-        np.random.seed(args.seed)
-        model, tokenizer = load(args.model)
-        train_set, valid_set, _ = load_dataset(args, tokenizer)
-        train_model(args, model, train_set, valid_set, rec)
-        results[name] = {"config": {k: v for k, v in vars(args).items() if k != "config"},
-                         "train": rec.train, "val": rec.val}
-        print(f"parity {name}: loss {rec.train[0][1]:.4f} -> {rec.train[-1][1]:.4f}", file=sys.stderr)
+        config = dict(data=str(dest / "data"), train=True, seed=7, num_layers=2, steps_per_report=1,
+                      save_every=1000, mask_prompt=True, max_seq_length=128,
+                      adapter_path=str(dest / ("adapters_" + name)))
+        config.update(overrides)
+        config["model"] = str(dest / overrides.get("model", "model"))
+        train, val, ran = mlx_lm_train(config)
+        results[name] = {"config": ran, "train": train, "val": val}
+        print(f"parity {name}: loss {train[0][1]:.4f} -> {train[-1][1]:.4f}", file=sys.stderr)
     (dest / "parity.json").write_text(json.dumps(results, default=str))
 
 

@@ -13,8 +13,7 @@
 // SGD (an update proportional to the gradient, so a wrong reduction shows
 // undamped) with gradient accumulation 2 and a checkpoint mid-accumulation at
 // 5. Compared: every train and validation loss and trained-token count in
-// train_log.csv, and the adapters. Measured: losses equal to the 6 digits the
-// log keeps, adapters within 4.1e-8 of the one-process run's. Bounds: 2e-5
+// train_log.csv, and the adapters. Measured: losses equal to 6 digits, adapters within 4.1e-8 of the one-process run's. Bounds: 2e-5
 // relative on losses, 5e-5 absolute on adapters. The mean of the shares'
 // gradients instead of the token-weighted sum moves losses by 1e-4 relative
 // and adapters by 1.4e-3, and fails both. Rank 1 runs with an adapter path of
