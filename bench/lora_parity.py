@@ -208,7 +208,7 @@ def run(work, name):
 def versions():
     import mlx.core as mx
     import mlx_lm
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip()
     return {"mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "lmlab": commit}
 
@@ -282,6 +282,13 @@ def doc_tables(results):
             "(growth would be drift):", ""]
     for r in results:
         out.append(f"- {r['name']}: " + ", ".join(f"{a}-{b}: {m:.1e}" for a, b, m in summary(r)["windows"]))
+    for r in results:
+        if r["model"].endswith("smollm2-mlx-q4"):  # readable text; the tiny checkpoint's is noise
+            out += ["", f"Greedy continuations of held-out questions in the {r['name']} run (the same ids in both "
+                    "engines):", "", "| adapters | question | 24 tokens, lmlab = mlx-lm |", "| --- | --- | --- |"]
+            for g in r["greedy"]:
+                text = g["text"].replace("\n", " ").replace("|", "\\|")
+                out.append(f"| {g['adapters']} | {g['question']} | {text} |")
     for r in results:
         tr, ours = r["mlx_lm"]["train"], r["lmlab"]["train"]
         out += ["", f"<details><summary>{r['name']}: every iteration, and the YAML both engines read</summary>", "",
