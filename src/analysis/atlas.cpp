@@ -2,7 +2,8 @@
 // head) perturbed one at a time at a fixed strength, each scored by the KL of
 // the model's next-token distributions against the unperturbed model's over
 // an evaluation text. The baseline is computed once; each entry costs one
-// edit, one pass over the text and one restore (hash-checked).
+// edit, one pass over the text from the perturbed block on, and one restore
+// (hash-checked).
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -105,7 +106,12 @@ Atlas run_atlas(const LoadedModel& m, const AtlasOptions& o, const ProgressCallb
   Atlas a{.model = m.path, .model_hash = weights_hash(*m.model), .tied = tied, .eval_tokens = static_cast<int64_t>(tokens.size())};
   a.config = atlas_config(m, o, a.model_hash, tokens);
   auto tb = Clock::now();
-  detail::Baseline base = detail::make_baseline(model, tokens, o.windows);
+  // Each entry's pass starts at the block it perturbs, from the baseline's
+  // residual stream (the head's at the head): on average half the blocks.
+  int first = model.config().num_hidden_layers;
+  for (const Job& job : jobs) first = std::min(first, detail::first_layer_changed(model, job.targets));
+  detail::Baseline base = detail::make_baseline(model, tokens, o.windows,
+                                                detail::keep_residuals(model, tokens, o.windows, std::max(first, 1)));
   a.baseline_ppl = base.ppl;
   a.baseline_seconds = since(tb);
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -123,7 +129,7 @@ Atlas run_atlas(const LoadedModel& m, const AtlasOptions& o, const ProgressCallb
     const auto tv = Clock::now();
     detail::Divergence d;
     try {
-      d = detail::diverge(model, tokens, o.windows, base);
+      d = detail::diverge(model, tokens, o.windows, base, detail::first_layer_changed(model, job.targets));
     } catch (...) {
       s.restore();
       throw;

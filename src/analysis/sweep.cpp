@@ -198,6 +198,7 @@ class Runner {
   std::vector<std::vector<int>> prompts_;
   std::vector<std::regex> expect_;
   detail::Baseline base_;
+  int first_layer_ = 0;  // the first block an edit of the target changes
   uint64_t target_hash_ = 0;
   double mean_word_ = 0;
   std::map<double, SweepPoint> done_;
@@ -262,7 +263,7 @@ SweepPoint Runner::measure(double v) {
     p.fields = measured.fields;
     if (o_.edit.op == EditOp::ShiftWords) p.change.word_pct = mean_word_ > 0 ? 100.0 * v / mean_word_ : 0.0;
     p.words = detail::example_words(before, model.weights(), edited.empty() ? r_.tensors : edited, o_.example_words);
-    detail::Divergence d = detail::diverge(model, tokens_, o_.windows, base_);
+    detail::Divergence d = detail::diverge(model, tokens_, o_.windows, base_, first_layer_);
     p.kl = d.kl.mean, p.kl_median = d.kl.median, p.kl_p99 = d.kl.p99, p.kl_max = d.kl.max;
     p.top1 = d.top1, p.ppl = d.ppl;
     p.replies = replies();
@@ -333,7 +334,10 @@ SweepReport Runner::run(const LoadedModel& original) {
   planned_ = s.kind == Schedule::Kind::Bisect
                  ? 2 + static_cast<int>(std::ceil(std::log2(std::max(2.0, (s.hi - s.lo) / std::max(s.resolution, 1e-300)))))
                  : static_cast<int>(values.size());
-  base_ = detail::make_baseline(*m_.model, tokens_, o_.windows);
+  // Passes after an edit start at the first block it changes (the head alone for lm_head).
+  first_layer_ = detail::first_layer_changed(*m_.model, r_.tensors);
+  base_ = detail::make_baseline(*m_.model, tokens_, o_.windows,
+                                detail::keep_residuals(*m_.model, tokens_, o_.windows, first_layer_));
   r_.baseline_ppl = base_.ppl;
   r_.baseline_replies = replies();
   r_.baseline_answers_ok = check_answers(r_.baseline_replies);

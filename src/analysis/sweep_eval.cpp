@@ -2,6 +2,7 @@
 // next-token distributions over an evaluation text against the unperturbed
 // model's (computed once, the baseline).
 #include <cmath>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -45,13 +46,25 @@ std::vector<int> eval_tokens(const LoadedModel& m, const std::vector<int>& given
   return ids;
 }
 
-Baseline make_baseline(const Model& m, const std::vector<int>& tokens, const quant::WindowOptions& o) {
+Baseline make_baseline(const Model& m, const std::vector<int>& tokens, const quant::WindowOptions& o,
+                       bool keep_residuals) {
   Baseline b;
   b.windows = quant::plan_windows(static_cast<int64_t>(tokens.size()), o);
+  const int blocks = m.config().num_hidden_layers;
   std::vector<double> nll;
   for (auto batch : quant::detail::batches(b.windows, o)) {
-    quant::detail::Scored s = quant::detail::score(m, tokens, batch);
-    mx::eval({s.logprobs, s.targets});
+    nn::Hooks hooks;
+    hooks.residual = true;
+    quant::detail::Scored s = quant::detail::score(m, tokens, batch, keep_residuals ? &hooks : nullptr);
+    std::vector<mx::array> outs{s.logprobs, s.targets};
+    if (keep_residuals) {
+      b.residuals.emplace_back();
+      for (int l = 0; l < blocks; ++l) {
+        b.residuals.back().push_back(hooks.captured.at(fmt::format("layers.{}.residual", l)));
+        outs.push_back(b.residuals.back().back());
+      }
+    }
+    mx::eval(outs);
     quant::detail::append(nll, quant::detail::nll(s.logprobs, s.targets));
     b.logprobs.push_back(s.logprobs);
     b.targets.push_back(s.targets);
@@ -61,11 +74,21 @@ Baseline make_baseline(const Model& m, const std::vector<int>& tokens, const qua
 }
 
 Divergence diverge(const Model& m, const std::vector<int>& tokens, const quant::WindowOptions& o,
-                   const Baseline& b) {
+                   const Baseline& b, int first_layer) {
   std::vector<double> kl, same, nll;
   size_t i = 0;
   for (auto batch : quant::detail::batches(b.windows, o)) {
-    quant::detail::Scored s = quant::detail::score(m, tokens, batch);
+    // Block first_layer − 1's output replaced by the baseline's: the blocks
+    // before it are then no part of the graph and never run.
+    nn::Hooks start;
+    const bool skip = first_layer > 0 && i < b.residuals.size();
+    if (skip) {
+      const std::string name = fmt::format("layers.{}.residual", first_layer - 1);
+      const mx::array& cached = b.residuals[i][first_layer - 1];
+      start.layers = {first_layer - 1};
+      start.edit = [name, cached](const std::string& n, const mx::array& value) { return n == name ? cached : value; };
+    }
+    quant::detail::Scored s = quant::detail::score(m, tokens, batch, skip ? &start : nullptr);
     quant::detail::Compared c = quant::detail::compare(b.logprobs[i++], s.logprobs, s.targets);
     mx::eval({c.kl, c.same_top1, c.nll});
     quant::detail::append(kl, c.kl);
@@ -77,6 +100,31 @@ Divergence diverge(const Model& m, const std::vector<int>& tokens, const quant::
   d.top1 = quant::summarize(std::move(same)).mean;
   d.ppl = std::exp(quant::summarize(std::move(nll)).mean);
   return d;
+}
+
+int first_layer_changed(const Model& m, const std::vector<std::string>& tensors) {
+  const int blocks = m.config().num_hidden_layers;
+  int first = blocks;
+  for (const std::string& t : tensors) {
+    int layer = 0;
+    if (t.rfind("lm_head.", 0) == 0 || t.rfind("model.norm.", 0) == 0) layer = blocks;
+    else if (std::sscanf(t.c_str(), "model.layers.%d.", &layer) != 1 || layer < 0 || layer > blocks) layer = 0;
+    first = std::min(first, layer);
+  }
+  return first;
+}
+
+bool keep_residuals(const Model& m, const std::vector<int>& tokens, const quant::WindowOptions& o, int first_layer) {
+  if (first_layer <= 0) return false;
+  size_t positions = 0;
+  const std::vector<quant::Window> windows = quant::plan_windows(static_cast<int64_t>(tokens.size()), o);
+  for (auto batch : quant::detail::batches(windows, o)) {
+    int64_t width = 0;
+    for (const quant::Window& w : batch) width = std::max(width, w.end - w.begin);
+    positions += batch.size() * static_cast<size_t>(width);
+  }
+  const size_t bytes = positions * m.config().num_hidden_layers * m.config().hidden_size * sizeof(float);
+  return bytes <= kResidualBudget;
 }
 
 }  // namespace detail

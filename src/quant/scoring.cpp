@@ -57,7 +57,7 @@ std::vector<std::span<const Window>> batches(const std::vector<Window>& windows,
   return out;
 }
 
-Scored score(const Model& m, std::span<const int> tokens, std::span<const Window> windows) {
+Scored score(const Model& m, std::span<const int> tokens, std::span<const Window> windows, nn::Hooks* hooks) {
   int64_t width = 0;
   for (const Window& w : windows) width = std::max(width, w.end - w.begin);
   const int rows = static_cast<int>(windows.size()), L = static_cast<int>(width);
@@ -68,7 +68,7 @@ Scored score(const Model& m, std::span<const int> tokens, std::span<const Window
     std::copy(tokens.begin() + w.begin, tokens.begin() + w.end, ids.begin() + static_cast<size_t>(r) * L);
     targets.insert(targets.end(), tokens.begin() + w.first_target, tokens.begin() + w.end);
   }
-  array logits = m.forward(array(ids.begin(), {rows, L}, mx::int32));
+  array logits = m.forward(array(ids.begin(), {rows, L}, mx::int32), nullptr, hooks);
   std::vector<array> parts;
   for (int r = 0; r < rows; ++r) {
     const Window& w = windows[r];

@@ -8,6 +8,7 @@
 
 #include <mlx/mlx.h>
 
+#include "lmlab/nn.h"
 #include "lmlab/quant.h"
 
 namespace lmlab::quant::detail {
@@ -22,7 +23,9 @@ struct Scored {
 };
 // One forward pass over the batch (a shorter window would be padded on the
 // right, which a causal model never sees from earlier positions).
-Scored score(const Model& m, std::span<const int> tokens, std::span<const Window> windows);
+// With hooks, the forward pass captures or edits activations (nn::Hooks).
+Scored score(const Model& m, std::span<const int> tokens, std::span<const Window> windows,
+             nn::Hooks* hooks = nullptr);
 
 // Per scored token, all (n) float32 unless said otherwise.
 struct Compared {

@@ -1,8 +1,10 @@
 // atlas: every tensor of a tiny quantized model perturbed in turn (noise and
 // re-quantization), each entry measured against the unperturbed model and
 // the model restored bit-exactly; a tied model gets embed, head and tied
-// entries; the heatmap, the JSON round trip and the convert recipe's view.
+// entries; the heatmap, the JSON round trip and the convert recipe's view;
+// a pass that starts at the perturbed block gives the whole pass's numbers.
 #include "analysis/lab_test_util.h"
+#include "analysis/sweep_internal.h"
 #include "lmlab/sweep.h"
 
 namespace lmlab::test {
@@ -42,6 +44,39 @@ TEST(Atlas, EveryTensorOfEveryLayerIsMeasuredAndRestored) {
     for (const auto& e : a.entries) sides += e.kind == "embed" || e.kind == "head" || e.kind == "tied";
     EXPECT_EQ(sides, tied ? 3 : 2);
   }
+}
+
+TEST(Atlas, PassFromThePerturbedBlockEqualsTheWholePass) {
+  LoadedModel m = tiny_loaded("llama_q4");
+  Model& model = *m.model;
+  const int blocks = model.config().num_hidden_layers;
+  const quant::WindowOptions windows{.context = 32, .stride = 24};
+  const std::vector<int> t = tokens();
+  ASSERT_TRUE(an::detail::keep_residuals(model, t, windows, 1));
+  const an::detail::Baseline whole = an::detail::make_baseline(model, t, windows);
+  const an::detail::Baseline kept = an::detail::make_baseline(model, t, windows, true);
+  ASSERT_EQ(kept.residuals.size(), kept.logprobs.size());
+  EXPECT_EQ(kept.ppl, whole.ppl);
+  for (const std::string target : {"model.layers.0.mlp.down_proj.weight", "model.layers.1.self_attn.v_proj.weight",
+                                   "model.layers.1.post_attention_layernorm.weight", "lm_head.weight"}) {
+    SCOPED_TRACE(target);
+    an::Surgery s(model);
+    s.apply({.target = target, .op = an::EditOp::Noise, .value = 2.0, .relative = true, .seed = 3});
+    const int first = an::detail::first_layer_changed(model, {target});
+    EXPECT_EQ(first, target == "lm_head.weight" ? blocks : target[13] - '0');
+    const an::detail::Divergence full = an::detail::diverge(model, t, windows, whole);
+    const an::detail::Divergence from = an::detail::diverge(model, t, windows, kept, first);
+    EXPECT_GT(full.kl.mean, 0);
+    EXPECT_EQ(from.kl.mean, full.kl.mean);
+    EXPECT_EQ(from.kl.p99, full.kl.p99);
+    EXPECT_EQ(from.top1, full.top1);
+    EXPECT_EQ(from.ppl, full.ppl);
+    // Starting past the edit leaves it out: the blocks before the start never run.
+    if (first < blocks) EXPECT_EQ(an::detail::diverge(model, t, windows, kept, first + 1).kl.mean, 0.0);
+    s.restore();
+  }
+  EXPECT_EQ(an::detail::first_layer_changed(model, {"model.embed_tokens.weight", "lm_head.weight"}), 0);
+  EXPECT_EQ(an::detail::first_layer_changed(model, {"model.norm.weight"}), blocks);
 }
 
 TEST(Atlas, RequantizationToFewerBitsCostsMoreThanToMore) {
