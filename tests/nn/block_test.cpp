@@ -15,29 +15,21 @@
 #include "models/model_test_util.h"
 #include "models/transformer.h"
 #include "nn/linear.h"
+#include "nn/nn_test_util.h"
 
 namespace lmlab::test {
 namespace {
 
 namespace mx = mlx::core;
 
-#define SKIP_OFF_CPU()                                                                  \
-  do {                                                                                  \
-    (void)cpu_context();                                                                \
-    if (mx::default_device() != mx::Device::cpu) GTEST_SKIP() << "a CPU primitive"; \
-  } while (0)
-
-std::unique_ptr<Model> load_tiny(const std::string& name) {
-  io::ModelDir d = io::read_model_dir(fixtures_dir() / "model" / "tiny" / name);
-  return make_model(d.config, std::move(d.weights), mx::float32);
-}
+using nn_util::load_tiny;
+using nn_util::max_diff;
 
 bool fused(const nn::KVCache& cache) {
   const mx::array keys = cache.state().at(0);
   return keys.has_primitive() && std::string(keys.primitive().name()) == "LmlabDecoderStep";
 }
 
-float max_diff(const mx::array& a, const mx::array& b) { return mx::max(mx::abs(mx::subtract(a, b))).item<float>(); }
 
 // Prefill then single tokens through a cache; the logits of every step, concatenated.
 mx::array decode(const Model& m, const std::vector<int>& ids, int prefill, nn::Hooks* hooks = nullptr,
@@ -103,7 +95,7 @@ void merge(Model& m) {
 }
 
 TEST(Adapters, AZeroAdapterChangesNoLogit) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   LMLAB_REQUIRE_FILE(fixtures_dir() / "model" / "tiny" / "llama_q4" / "config.json");
   auto base = load_tiny("llama_q4");
   bool base_fused = false;
@@ -120,7 +112,7 @@ TEST(Adapters, AZeroAdapterChangesNoLogit) {
 class AdapterKind : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(AdapterKind, ChangesLogitsAsTheComposedBlockAndItsMergedWeights) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   LMLAB_REQUIRE_FILE(fixtures_dir() / "model" / "tiny" / "llama_q4" / "config.json");
   auto base = load_tiny("llama_q4");
   mx::array plain = decode(*base, kIds, 6);
@@ -229,7 +221,7 @@ Weights sandwich_gguf_weights() {
 }
 
 TEST(Family, AddedAtRunTimeWithGemmaStyleBlocks) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   register_sandwich();
   auto config = sandwich_config();
   Weights w = models::gguf_weights(sandwich_gguf_weights(), config);

@@ -10,6 +10,7 @@
 
 #include "lmlab/io.h"
 #include "models/model_test_util.h"
+#include "nn/nn_test_util.h"
 #include "nn/cpu/decoder_step.h"
 
 namespace lmlab::test {
@@ -17,10 +18,7 @@ namespace {
 
 namespace mx = mlx::core;
 
-std::unique_ptr<Model> load_tiny(const std::string& name) {
-  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
-  return make_model(d.config, std::move(d.weights), mx::float32);
-}
+using nn_util::load_tiny;
 
 // Whether layer 0's newest keys came from the batched fused step.
 bool from_rows_step(const nn::KVCache& cache) {
@@ -72,16 +70,10 @@ Rows decode_both(const Model& m, int sequences, int rounds) {
   return r;
 }
 
-#define SKIP_OFF_CPU()                                                                  \
-  do {                                                                                  \
-    (void)cpu_context();                                                                \
-    if (mx::default_device() != mx::Device::cpu) GTEST_SKIP() << "a CPU primitive"; \
-  } while (0)
-
 class DecodeRowsFamily : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DecodeRowsFamily, EachRowIsItsSequenceDecodedAlone) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   LMLAB_REQUIRE_FILE(tiny_checkpoint_dir(GetParam()) / "config.json");
   auto m = load_tiny(GetParam());
   Rows r = decode_both(*m, 3, 5);
@@ -100,7 +92,7 @@ INSTANTIATE_TEST_SUITE_P(Tiny, DecodeRowsFamily,
                                            "gemma3_text_q4", "gemma3_text_q5", "phi3_q4"));
 
 TEST(DecodeRows, ManyRowsTakeTheManyRowsKernels) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   // 12 rows: above the few-rows GEMV, so the float projections dequantize
   // panels (another summation order: not bit-identical, within 1e-4).
   auto m = load_tiny("qwen3_q4");
@@ -110,7 +102,7 @@ TEST(DecodeRows, ManyRowsTakeTheManyRowsKernels) {
 }
 
 TEST(DecodeRows, MixtureOfExpertsComposesEachSequence) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   for (const char* name : {"mixtral", "qwen3_moe"}) {
     LMLAB_REQUIRE_FILE(tiny_checkpoint_dir(name) / "config.json");
     auto m = load_tiny(name);
@@ -121,7 +113,7 @@ TEST(DecodeRows, MixtureOfExpertsComposesEachSequence) {
 }
 
 TEST(DecodeRows, RefusesRowsWithoutTheirOwnCache) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   auto m = load_tiny("llama_q4");
   auto a = m->make_cache(), b = m->make_cache();
   EXPECT_THROW(m->decode_rows(mx::array({1, 2}, {2, 1}, mx::int32), {a.get()}), std::invalid_argument);

@@ -10,6 +10,7 @@
 
 #include "lmlab/io.h"
 #include "models/model_test_util.h"
+#include "nn/nn_test_util.h"
 #include "nn/cpu/decoder_step.h"
 
 namespace lmlab::test {
@@ -17,26 +18,13 @@ namespace {
 
 namespace mx = mlx::core;
 
-std::unique_ptr<Model> load_tiny(const std::string& name) {
-  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
-  return make_model(d.config, std::move(d.weights), mx::float32);
-}
+using nn_util::load_tiny;
+using nn_util::max_diff;
 
 // Whether the newest entries of layer 0's cache came from the fused step.
 bool fused(const nn::KVCache& cache) {
   const mx::array keys = cache.state().at(0);
   return keys.has_primitive() && std::string(keys.primitive().name()) == "LmlabDecoderStep";
-}
-
-// The fused step is a CPU primitive; the GPU core checks (LMLAB_TEST_DEVICE=gpu) run the composed block.
-#define SKIP_OFF_CPU()                                                                  \
-  do {                                                                                  \
-    (void)cpu_context();                                                                \
-    if (mx::default_device() != mx::Device::cpu) GTEST_SKIP() << "a CPU primitive"; \
-  } while (0)
-
-float max_diff(const mx::array& a, const mx::array& b) {
-  return mx::max(mx::abs(mx::subtract(a, b))).item<float>();
 }
 
 // The cached positions of every layer, fused run against composed run.
@@ -75,7 +63,7 @@ float run_both(const Model& m, const std::vector<std::vector<int>>& chunks, int 
 class DecoderStepFamily : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DecoderStepFamily, MatchesTheComposedBlock) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   LMLAB_REQUIRE_FILE(tiny_checkpoint_dir(GetParam()) / "config.json");
   auto m = load_tiny(GetParam());
   // A 12-token prefill (composed), single tokens, a chunk of 3, a chunk of 8,
@@ -96,7 +84,7 @@ INSTANTIATE_TEST_SUITE_P(Tiny, DecoderStepFamily,
                                            "gemma3_text_q5", "phi3_q4"));
 
 TEST(DecoderStep, DefaultModelDecodesAsTheComposedBlock) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   for (const char* act : {"float", "q8"}) {
     auto loaded = load_model(cpu_context(), {.activations = act});
     const Model& m = *loaded.model;
@@ -126,7 +114,7 @@ TEST(DecoderStep, DefaultModelDecodesAsTheComposedBlock) {
 }
 
 TEST(DecoderStep, WritesTheCacheInPlace) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   auto m = load_tiny("llama_q4");
   auto cache = m->make_cache();
   m->forward(mx::array({1, 2, 3}, {1, 3}, mx::int32), cache.get());
@@ -149,7 +137,7 @@ TEST(DecoderStep, WritesTheCacheInPlace) {
 }
 
 TEST(DecoderStep, ComposedWhereItDoesNotApply) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   // Float weights, more than 8 rows, or hooks: the composed block.
   auto dense = load_tiny("llama");
   auto cache = dense->make_cache();
@@ -171,7 +159,7 @@ TEST(DecoderStep, ComposedWhereItDoesNotApply) {
 }
 
 TEST(DecoderStep, RejectsACacheTooSmall) {
-  SKIP_OFF_CPU();
+  LMLAB_SKIP_OFF_CPU();
   auto m = load_tiny("llama_q4");
   const auto& c = m->config();
   const auto& w = m->weights();
