@@ -37,6 +37,7 @@ async function send(method, path, body) {
 
 export const get = (path) => send("GET", path);
 export const post = (path, body) => send("POST", path, body);
+export const del = (path) => send("DELETE", path);
 
 // Streams a chat completion: onChunk(chunk, seconds since the request) per
 // server-sent event; resolves when "[DONE]" arrives.

@@ -39,15 +39,22 @@ constexpr int kKeptJobs = 8;  // finished sweeps kept for their pages to read
 // A sweep the lab started. Fields under `mu`; the thread only on the owner's side.
 struct SweepJob {
   std::mutex mu;
-  std::string state = "queued";  // running, done, failed
+  std::string state = "queued";  // running, done, failed, cancelled
   int done = 0, total = 0;
   json points = json::array();
   json report;
   std::string error;
-  std::atomic<bool> cancel{false};
+  std::atomic<bool> cancel{false};     // stop at the next point
+  std::atomic<bool> requested{false};  // ... because DELETE asked (else: shutting down)
   fs::path dir;  // holds the sweep's state file, read after every point
   std::thread thread;
 };
+
+// Ends a sweep between points (the served model is restored after every point).
+[[noreturn]] void throw_stopped(const SweepJob& job) {
+  throw std::runtime_error(job.requested ? "[sweep] cancelled (DELETE /lab/sweep/ID)"
+                                         : "[sweep] stopped: the server is shutting down");
+}
 
 struct SweepRequest {
   an::SweepOptions options;
@@ -210,7 +217,7 @@ json run(LoadedModel& m, SweepJob& job, SweepRequest& r) {
       job.done = static_cast<int>(p.done), job.total = static_cast<int>(p.total);
       job.points = std::move(rows);
     }
-    if (job.cancel) throw std::runtime_error("[sweep] stopped: the server is shutting down");
+    if (job.cancel) throw_stopped(job);
   };
   an::SweepReport report = an::run_sweep(m, o, progress);
   const uint64_t after = an::weights_hash(*m.model);
@@ -226,7 +233,7 @@ void start(ServerContext& c, const std::shared_ptr<SweepJob>& job, SweepRequest 
   job->thread = std::thread([&c, job, r = std::move(r)]() mutable {
     try {
       json report = c.scheduler.call([&](LoadedModel& m) {
-        if (job->cancel) throw std::runtime_error("[sweep] stopped: the server is shutting down");
+        if (job->cancel) throw_stopped(*job);
         return run(m, *job, r);
       });
       std::lock_guard lock(job->mu);
@@ -237,7 +244,7 @@ void start(ServerContext& c, const std::shared_ptr<SweepJob>& job, SweepRequest 
     } catch (const std::exception& e) {
       std::lock_guard lock(job->mu);
       job->error = e.what();
-      job->state = "failed";
+      job->state = job->requested ? "cancelled" : "failed";
     }
     std::error_code ec;
     fs::remove_all(job->dir, ec);
@@ -248,7 +255,7 @@ json job_json(int id, SweepJob& job) {
   std::lock_guard lock(job.mu);
   json out = {{"id", id}, {"state", job.state}, {"done", job.done}, {"total", job.total}, {"points", job.points}};
   if (job.state == "done") out["report"] = job.report;
-  if (job.state == "failed") out["error"] = job.error;
+  if (job.state == "failed" || job.state == "cancelled") out["error"] = job.error;
   return out;
 }
 
@@ -258,7 +265,7 @@ void forget_old(LabJobs& jobs) {
     auto it = jobs.jobs.begin();
     {
       std::lock_guard lock(it->second->mu);
-      if (it->second->state != "done" && it->second->state != "failed") return;
+      if (it->second->state == "queued" || it->second->state == "running") return;
     }
     if (it->second->thread.joinable()) it->second->thread.join();
     jobs.jobs.erase(it);
@@ -317,6 +324,27 @@ void add_lab_sweep_routes(httplib::Server& svr, ServerContext& c) {
       job = it->second;
     }
     send_json(res, 200, job_json(id, *job));
+  })));
+  // Cancels a queued or running sweep: it stops before its next point (the
+  // served model restored, as after every point) and ends "cancelled".
+  svr.Delete(R"(/lab/sweep/(\d{1,9}))", guarded(authorized(c, [&c](const httplib::Request& req, httplib::Response& res) {
+    const int id = std::stoi(req.matches[1]);
+    std::shared_ptr<SweepJob> job;
+    {
+      std::lock_guard lock(c.lab_jobs->mu);
+      auto it = c.lab_jobs->jobs.find(id);
+      if (it == c.lab_jobs->jobs.end())
+        throw ApiError(404, "invalid_request_error", "not_found", fmt::format("no sweep {} (the lab keeps the last {})", id, kKeptJobs));
+      job = it->second;
+    }
+    {
+      std::lock_guard lock(job->mu);
+      if (job->state == "queued" || job->state == "running") {
+        job->requested = true;
+        job->cancel = true;
+      }
+    }
+    send_json(res, 202, job_json(id, *job));
   })));
 }
 

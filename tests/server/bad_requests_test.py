@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import unittest
 from urllib.parse import urlparse
 
@@ -92,6 +93,7 @@ CORPUS = [
      "thresholds"),
     ("sweep unknown tensor", "POST", "/lab/sweep", b'{"target": "nope.weight", "values": [0]}', 400, "nope"),
     ("sweep unknown job", "GET", "/lab/sweep/999", None, 404, "no sweep"),
+    ("cancel an unknown sweep", "DELETE", "/lab/sweep/999", None, 404, "no sweep"),
     ("run without a name", "GET", "/lab/runs/log", None, 400, "run"),
     ("run path with ..", "GET", "/lab/runs/log?run=good/../../etc", None, 400, ".."),
     ("run path absolute", "GET", "/lab/runs/log?run=%2Fetc", None, 400, "absolute"),
@@ -160,6 +162,49 @@ class BadRequests(unittest.TestCase):
         self.assertEqual(status, 200, data)
         rows = json.loads(data)["rows"]
         self.assertEqual([(r["iteration"], r["train_loss"], r["val_loss"]) for r in rows], [(0, None, 3.5), (1, 3.25, None)])
+
+    def test_cancel_a_running_sweep(self):
+        """DELETE stops a sweep before its next point; the served model is left
+        as it was, and the next sweep may start."""
+        _, data = self.send("GET", "/lab/surgery", None)
+        before = json.loads(data)["hash"]
+        sweep = {"values": list(range(12)), "prompts": ["Hi"], "max_tokens": 1,
+                 "text": "The cat sat on the mat. The dog lay by the door. " * 4}
+        status, data = self.send("POST", "/lab/sweep", json.dumps(sweep).encode())
+        self.assertEqual(status, 202, data)
+        job = json.loads(data)["id"]
+
+        def poll():
+            return json.loads(self.send("GET", f"/lab/sweep/{job}", None)[1])
+
+        while poll()["done"] < 1:
+            time.sleep(0.05)
+        status, data = self.send("DELETE", f"/lab/sweep/{job}", None)
+        self.assertEqual(status, 202, data)
+        for _ in range(600):
+            state = poll()
+            if state["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        self.assertEqual(state["state"], "cancelled", state)
+        self.assertIn("cancelled", state["error"])
+        self.assertLess(state["done"], 12)
+        self.assertNotIn("report", state)
+        _, data = self.send("GET", "/lab/surgery", None)
+        self.assertEqual(json.loads(data)["hash"], before)
+        # Cancelling an ended sweep changes nothing.
+        status, data = self.send("DELETE", f"/lab/sweep/{job}", None)
+        self.assertEqual((status, json.loads(data)["state"]), (202, "cancelled"))
+        status, data = self.send("POST", "/lab/sweep", json.dumps({**sweep, "values": [0]}).encode())
+        self.assertEqual(status, 202, data)
+        job = json.loads(data)["id"]
+        for _ in range(600):
+            state = poll()
+            if state["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        self.assertEqual(state["state"], "done", state)
+        self.assertTrue(state["report"]["served_model_unchanged"])
 
     def test_huge_body(self):
         big = json.dumps({**GOOD, "messages": [{"role": "user", "content": "x" * (300 << 10)}]}).encode()

@@ -3,7 +3,7 @@
 // point as `lmlab sweep` does (restored bit-exactly after every point), with
 // the seed's table and KL / top-1 agreement / perplexity charted against the
 // strength. The page polls the sweep's job for the points finished so far.
-import { h, get, post, showError } from "../api.js";
+import { h, get, post, del, showError } from "../api.js";
 
 const COLORS = { healthy: "#9fd89a", degraded: "#ffe08a", collapsing: "#ffb26b", dead: "#f28b82" };
 const SEED = "0, 1, 1000000, 1000001, 1000003, 1000004, 1000005, 1000010, 10000000, 100000000";
@@ -56,6 +56,8 @@ export default {
     const degraded = h("input", { type: "number", value: "0.5", step: "any", style: "width:5em", id: "sweep-degraded" });
     const collapsing = h("input", { type: "number", value: "3", step: "any", style: "width:5em", id: "sweep-collapsing" });
     const run = h("button", { id: "sweep-run" }, "Run sweep");
+    const cancel = h("button", { id: "sweep-cancel", hidden: true }, "Cancel");
+    let running = null;  // the id of the sweep this page started, while it runs
     const progress = h("div", { class: "stats", id: "sweep-progress" });
     const out = h("div", { id: "sweep-out" });
     let chart;
@@ -102,7 +104,7 @@ export default {
         progress.textContent = `sweep ${id}: ${job.state}, ${job.done} of ${job.total || "?"} points`;
         const key = `${job.state}:${job.points.length}`;
         if (job.points.length && key !== drawn) { draw(job, logX); drawn = key; }
-        if (job.state === "done" || job.state === "failed") {
+        if (job.state === "done" || job.state === "failed" || job.state === "cancelled") {
           progress.dataset.state = job.state;
           if (job.state === "failed") showError(job.error);
           return;
@@ -116,10 +118,18 @@ export default {
       delete progress.dataset.state;
       try {
         const job = await post("/lab/sweep", request());
+        running = job.id;
+        cancel.hidden = false;
         await poll(job.id, kind.value === "log_grid");
       } finally {
+        running = null;
+        cancel.hidden = true;
         run.disabled = false;
       }
+    });
+    // Stops the sweep before its next point; the points done so far stay charted.
+    cancel.addEventListener("click", async () => {
+      if (running !== null) await del(`/lab/sweep/${running}`);
     });
     const showKind = () => {
       values.hidden = kind.value !== "values";
@@ -133,6 +143,6 @@ export default {
       "before the next; API requests wait while a sweep runs, so the lab takes at most 24 points per sweep (lmlab sweep has no limit)."),
       h("div", { class: "row" }, op, target, names, "schedule", kind, values, lo, hi, points, until),
       h("div", { class: "row" }, "prompt", prompts, "expect", expect, "healthy ≤", healthy, "degraded ≤", degraded, "collapsing ≤", collapsing),
-      h("div", { class: "row" }, text, run), progress, out);
+      h("div", { class: "row" }, text, run, cancel), progress, out);
   },
 };
