@@ -105,7 +105,7 @@ struct MemoryPlan {
   double trainable_gb = 0;   // trained parameters, their gradients and accumulators
   double optimizer_gb = 0;   // optimizer state
   double activations_gb = 0; // kept for the backward pass at the longest batch
-  double logits_gb = 0;      // logits and their gradient at the longest batch
+  double logits_gb = 0;      // logits and their gradient at the longest batch; a packed output projection's float copies
   double total_gb = 0;       // predicted peak
   int batch = 0, tokens = 0; // the longest batch's shape (B, L)
   std::vector<std::string> advice{};  // what to change when it does not fit the limit

@@ -25,6 +25,7 @@ struct MemoryInputs {
   int batch = 0, tokens = 0;      // the longest batch: B sequences of L input tokens
   bool checkpoint = false;
   int act_bytes = 4;              // bytes per activation (the compute dtype)
+  bool quantized_head = false;    // the output projection is packed (the logits' backward dequantizes it)
 };
 
 MemoryPlan plan_memory(const MemoryInputs& in, double limit_gb);

@@ -202,6 +202,7 @@ MemoryInputs Trainer::State::memory_inputs() const {
   in.tokens = std::max(1, padded_width(longest, cfg.max_seq_length) - 1);
   in.checkpoint = cfg.grad_checkpoint;
   in.act_bytes = static_cast<int>(mx::size_of(m.model->dtype()));
+  in.quantized_head = w.quant(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head") != nullptr;
   return in;
 }
 
