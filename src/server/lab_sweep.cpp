@@ -272,6 +272,15 @@ void forget_old(LabJobs& jobs) {
   }
 }
 
+// The job with this id (404 when the lab does not keep it).
+std::shared_ptr<SweepJob> find_job(LabJobs& jobs, int id) {
+  std::lock_guard lock(jobs.mu);
+  auto it = jobs.jobs.find(id);
+  if (it == jobs.jobs.end())
+    throw ApiError(404, "invalid_request_error", "not_found", fmt::format("no sweep {} (the lab keeps the last {})", id, kKeptJobs));
+  return it->second;
+}
+
 }  // namespace
 
 void add_lab_sweep_routes(httplib::Server& svr, ServerContext& c) {
@@ -315,28 +324,14 @@ void add_lab_sweep_routes(httplib::Server& svr, ServerContext& c) {
   })));
   svr.Get(R"(/lab/sweep/(\d{1,9}))", guarded(authorized(c, [&c](const httplib::Request& req, httplib::Response& res) {
     const int id = std::stoi(req.matches[1]);
-    std::shared_ptr<SweepJob> job;
-    {
-      std::lock_guard lock(c.lab_jobs->mu);
-      auto it = c.lab_jobs->jobs.find(id);
-      if (it == c.lab_jobs->jobs.end())
-        throw ApiError(404, "invalid_request_error", "not_found", fmt::format("no sweep {} (the lab keeps the last {})", id, kKeptJobs));
-      job = it->second;
-    }
+    std::shared_ptr<SweepJob> job = find_job(*c.lab_jobs, id);
     send_json(res, 200, job_json(id, *job));
   })));
   // Cancels a queued or running sweep: it stops before its next point (the
   // served model restored, as after every point) and ends "cancelled".
   svr.Delete(R"(/lab/sweep/(\d{1,9}))", guarded(authorized(c, [&c](const httplib::Request& req, httplib::Response& res) {
     const int id = std::stoi(req.matches[1]);
-    std::shared_ptr<SweepJob> job;
-    {
-      std::lock_guard lock(c.lab_jobs->mu);
-      auto it = c.lab_jobs->jobs.find(id);
-      if (it == c.lab_jobs->jobs.end())
-        throw ApiError(404, "invalid_request_error", "not_found", fmt::format("no sweep {} (the lab keeps the last {})", id, kKeptJobs));
-      job = it->second;
-    }
+    std::shared_ptr<SweepJob> job = find_job(*c.lab_jobs, id);
     {
       std::lock_guard lock(job->mu);
       if (job->state == "queued" || job->state == "running") {

@@ -177,15 +177,19 @@ class BadRequests(unittest.TestCase):
         def poll():
             return json.loads(self.send("GET", f"/lab/sweep/{job}", None)[1])
 
+        def ended():
+            for _ in range(600):
+                state = poll()
+                if state["state"] not in ("queued", "running"):
+                    return state
+                time.sleep(0.1)
+            return state
+
         while poll()["done"] < 1:
             time.sleep(0.05)
         status, data = self.send("DELETE", f"/lab/sweep/{job}", None)
         self.assertEqual(status, 202, data)
-        for _ in range(600):
-            state = poll()
-            if state["state"] not in ("queued", "running"):
-                break
-            time.sleep(0.1)
+        state = ended()
         self.assertEqual(state["state"], "cancelled", state)
         self.assertIn("cancelled", state["error"])
         self.assertLess(state["done"], 12)
@@ -198,11 +202,7 @@ class BadRequests(unittest.TestCase):
         status, data = self.send("POST", "/lab/sweep", json.dumps({**sweep, "values": [0]}).encode())
         self.assertEqual(status, 202, data)
         job = json.loads(data)["id"]
-        for _ in range(600):
-            state = poll()
-            if state["state"] not in ("queued", "running"):
-                break
-            time.sleep(0.1)
+        state = ended()
         self.assertEqual(state["state"], "done", state)
         self.assertTrue(state["report"]["served_model_unchanged"])
 
