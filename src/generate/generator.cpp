@@ -91,10 +91,16 @@ struct Pending {
   mx::array token;
   std::optional<mx::array> logprob, top_ids, top_logprobs;
 
-  void schedule() const {
-    std::vector<mx::array> all{token};
+  // The arrays a step computes, appended to `out`.
+  void arrays(std::vector<mx::array>& out) const {
+    out.push_back(token);
     for (const auto* a : {&logprob, &top_ids, &top_logprobs})
-      if (*a) all.push_back(**a);
+      if (*a) out.push_back(**a);
+  }
+
+  void schedule() const {
+    std::vector<mx::array> all;
+    arrays(all);
     mx::async_eval(all);
   }
 };
@@ -355,9 +361,7 @@ void step_together(std::span<Generator* const> gens) {
     const int i = static_cast<int>(b);
     s.y = s.sample(mx::reshape(mx::slice(logits, {i, 0, 0}, {i + 1, 1, V}), {1, V}));
     s.awaiting.reset();
-    scheduled.push_back(s.y->token);
-    for (const auto* a : {&s.y->logprob, &s.y->top_ids, &s.y->top_logprobs})
-      if (*a) scheduled.push_back(**a);
+    s.y->arrays(scheduled);
   }
   mx::async_eval(scheduled);
 }

@@ -31,7 +31,6 @@ bool from_rows_step(const nn::KVCache& cache) {
 struct Rows {
   float worst = 0;       // largest |logit difference| batched vs alone
   bool fused = true;     // every batched round went through the rows step
-  int rounds = 0;
 };
 
 // Prefills sequences of different lengths (prompt b has 3 + 2b tokens), then
@@ -65,7 +64,6 @@ Rows decode_both(const Model& m, int sequences, int rounds) {
       next[b] = mx::argmax(mx::reshape(own, {-1})).item<int>();
       EXPECT_EQ(batch[b]->offset(), alone[b]->offset());
     }
-    ++r.rounds;
   }
   return r;
 }
