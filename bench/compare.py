@@ -12,9 +12,10 @@ docs/benchmarks.md between the `bench:generate` markers.
   (same engine and kernels as lmlab; its embedding is 4-bit where the GGUF's is 8-bit).
 
 With --model gemma3-270m: Gemma 3 270M Q4_K_M (scripts/fetch-model.sh
-gemma3-270m), lmlab and llama.cpp on the same file, runs interleaved (lmlab,
-llama.cpp, lmlab, ...) so that a shared machine's load falls on both alike;
-written between the `bench:gemma` markers.
+gemma3-270m), lmlab (float and --activations q8) and llama.cpp on the same
+file, runs interleaved (lmlab, lmlab q8, llama.cpp, lmlab, ...) so that a
+shared machine's load falls on all alike; written between the `bench:gemma`
+markers.
 
 Usage: .deps/py/bin/python bench/compare.py [--runs 3] [--threads 2] [--model gemma3-270m]
 """
@@ -128,9 +129,10 @@ def main():
     model = default_model(a.model)
     ids, text = prompt_ids(model)
     if a.model:
-        results = {"lmlab": [], "llama.cpp": []}
+        results = {"lmlab": [], "lmlab q8": [], "llama.cpp": []}
         for _ in range(a.runs):  # interleaved
             results["lmlab"] += run_lmlab(model, text, 1)
+            results["lmlab q8"] += run_lmlab(model, text, 1, "q8")
             results["llama.cpp"] += run_llamacpp(model, ids, 1, a.threads)
     else:
         results = {"lmlab": run_lmlab(model, text, a.runs),

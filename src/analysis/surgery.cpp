@@ -325,7 +325,7 @@ void requantize_module(const Weights& w, const std::string& prefix, const EditSp
   QuantSpec spec = q;
   spec.bits = bits;
   spec.group_size = group;
-  if (bits != 4 && bits != 8) spec.activations.clear();  // int8 activations exist for 4/8-bit kernels only
+  if (bits != 4 && bits != 5 && bits != 8) spec.activations.clear();  // int8 activations exist for 4/5/8-bit kernels only
   formats.emplace(prefix, spec);
 }
 

@@ -49,7 +49,7 @@ void ModelOptions::add_compute(CLI::App& app) {
       ->check(CLI::IsMember({"", "float32", "float16", "bfloat16"}));
   app.add_option("--activations", activations,
                  "quantized matmuls on CPU: float (exact dequantized weights) or q8 (activations "
-                 "rounded to int8 blocks, as llama.cpp computes GGUF Q4_0/Q4_1/Q8_0; faster)")
+                 "rounded to int8 blocks, as llama.cpp computes GGUF Q4_0/Q4_1/Q5_0/Q8_0; faster)")
       ->check(CLI::IsMember({"float", "q8"}))
       ->capture_default_str();
   app.add_option("--device", device, "cpu, gpu or auto")

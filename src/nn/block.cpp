@@ -11,6 +11,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/core.h"
+#include "lmlab/ggml.h"
 #include "nn/cpu/cpu_attention.h"
 #include "nn/cpu/decoder_step.h"
 #include "nn/cuda/decoder_step.h"
@@ -81,7 +82,13 @@ array attend(const array& q, const array& k, const array& v, float scale, int wi
   return mx::fast::scaled_dot_product_attention(q, k, v, scale, mask ? "array" : "", mask);
 }
 
-std::optional<QuantizedLinear> fusable(const Linear& l) {
+// raw_blocks: whether the step takes GGML block modes (the CPU step does).
+std::optional<QuantizedLinear> fusable(const Linear& l, bool raw_blocks) {
+  if (l.quant && !l.adapter && raw_blocks && l.ggml_blocks()) {
+    const io::GgmlType type = io::ggml_mode_type(l.quant->mode);
+    return QuantizedLinear{l.weight, l.weight, l.weight, l.bias, l.quant->group_size, l.quant->bits, "",
+                           static_cast<int>(type)};
+  }
   if (!l.quant || l.adapter || l.quant->mode != "affine" || !l.biases) return std::nullopt;
   return QuantizedLinear{l.weight, *l.scales, *l.biases, l.bias, l.quant->group_size, l.quant->bits,
                          l.quant->activations};
@@ -217,7 +224,7 @@ std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, Forwa
       spec_.mlp != MlpKind::dense)
     return std::nullopt;
   if (gpu ? (h.dtype() != mx::float16 && h.dtype() != mx::bfloat16) : h.dtype() != mx::float32) return std::nullopt;
-  auto fusable_arrays = fused_arrays(w);
+  auto fusable_arrays = fused_arrays(w, /*raw_blocks=*/!gpu);
   if (!fusable_arrays) return std::nullopt;
   const auto& [arrays, shape] = *fusable_arrays;
   const RoPE& rope = *spec_.rope;
@@ -238,11 +245,12 @@ std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, Forwa
   return std::move(step.h);
 }
 
-std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> DecoderBlock::fused_arrays(const Weights& w) const {
+std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> DecoderBlock::fused_arrays(const Weights& w,
+                                                                                          bool raw_blocks) const {
   std::optional<QuantizedLinear> p[7];
   const auto projections = names_.projections();
   for (int i = 0; i < 7; ++i)
-    if (!(p[i] = fusable(Linear::view(w, *projections[i])))) return std::nullopt;
+    if (!(p[i] = fusable(Linear::view(w, *projections[i]), raw_blocks))) return std::nullopt;
   auto optional_norm = [&](bool used, const std::string& name) {
     return used ? std::optional<array>(w.at(name + ".weight")) : std::nullopt;
   };
@@ -278,7 +286,7 @@ array DecoderBlock::decode_rows(const Weights& w, const array& h, RowsState& st)
     throw std::invalid_argument(fmt::format("[block] decode_rows takes (B, 1, D) for {} caches", st.caches.size()));
   const bool cpu_step = mx::default_device() == mx::Device::cpu && !spec_.group && st.fused && !st.training &&
                         spec_.mlp == MlpKind::dense && h.dtype() == mx::float32 && B > 1;
-  if (auto fusable_arrays = cpu_step ? fused_arrays(w) : std::nullopt) {
+  if (auto fusable_arrays = cpu_step ? fused_arrays(w, /*raw_blocks=*/true) : std::nullopt) {
     const auto& [arrays, shape] = *fusable_arrays;
     const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
     const mx::Shape kv{1, Hk, 1, Dh};

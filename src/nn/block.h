@@ -151,7 +151,8 @@ class DecoderBlock {
   // The fused CPU step when it applies; nullopt leaves h to the composed block.
   std::optional<array> fused(const Weights& w, const array& h, ForwardState& st) const;
   // The arrays and shape of a fused step, when every projection is one it takes.
-  std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> fused_arrays(const Weights& w) const;
+  // raw_blocks: let projections kept as raw GGML blocks in (the CPU step takes them).
+  std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> fused_arrays(const Weights& w, bool raw_blocks) const;
 
   int layer_;
   BlockSpec spec_;

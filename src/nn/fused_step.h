@@ -12,13 +12,17 @@ namespace lmlab::nn {
 
 using mlx::core::array;
 
-// A linear layer in MLX's affine quantization (x @ dequantize(w)ᵀ + bias).
+// A linear layer in MLX's affine quantization (x @ dequantize(w)ᵀ + bias), or,
+// on the CPU step only, kept as raw GGML blocks (ggml_type ≥ 0: w is the
+// (out, in / block · block bytes) uint8 blocks of that io::GgmlType, and
+// scales, biases, group_size and bits are not read; nn::ggml_matmul's product).
 struct QuantizedLinear {
   array w, scales, biases;
   std::optional<array> bias;
   int group_size = 64;
   int bits = 4;
   std::string activations;  // CPU only: "", "q8_0" or "q8_1", as nn::quantized_matmul takes it
+  int ggml_type = -1;
 };
 
 // Norm weights as stored; the step multiplies by (norm_offset + weight).

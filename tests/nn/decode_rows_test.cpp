@@ -85,6 +85,16 @@ TEST_P(DecodeRowsFamily, EachRowIsItsSequenceDecodedAlone) {
   EXPECT_LT(composed.worst, 1e-5f);
 }
 
+TEST(DecodeRows, RawGgmlBlockProjectionsTakeTheRowsStep) {
+  LMLAB_SKIP_OFF_CPU();
+  LMLAB_REQUIRE_FILE(tiny_checkpoint_dir("gemma3_text") / "config.json");
+  auto m = nn_util::load_tiny_raw_blocks("gemma3_text");
+  Rows r = decode_both(*m, 3, 4);
+  std::printf("[ rows     ] gemma3_text, iq4_nl blocks: max |logit diff| batched vs alone = %.3g\n", r.worst);
+  EXPECT_TRUE(r.fused);
+  EXPECT_LT(r.worst, 1e-5f);
+}
+
 INSTANTIATE_TEST_SUITE_P(Tiny, DecodeRowsFamily,
                          ::testing::Values("llama_q4", "llama_yarn_q4", "mistral_q4", "qwen2_q4", "qwen3_q4",
                                            "gemma3_text_q4", "gemma3_text_q5", "phi3_q4"));

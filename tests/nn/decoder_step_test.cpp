@@ -83,6 +83,19 @@ INSTANTIATE_TEST_SUITE_P(Tiny, DecoderStepFamily,
                                            "llama_yarn_q4", "mistral_q4", "qwen2_q4", "qwen3_q4", "gemma3_text_q4",
                                            "gemma3_text_q5", "phi3_q4"));
 
+TEST(DecoderStep, RawGgmlBlockProjectionsMatchTheComposedBlock) {
+  // Every projection kept as raw IQ4_NL blocks (as a GGUF's IQ4_NL, Q6_K...
+  // tensors load): the step decodes them as nn::ggml_matmul does.
+  LMLAB_SKIP_OFF_CPU();
+  LMLAB_REQUIRE_FILE(tiny_checkpoint_dir("gemma3_text") / "config.json");
+  auto m = nn_util::load_tiny_raw_blocks("gemma3_text");
+  ASSERT_EQ(m->weights().quant("model.layers.0.mlp.down_proj")->mode, "iq4_nl");
+  float diff = run_both(*m, {{5, 9, 2, 41, 7, 3, 11, 19, 23, 1, 8, 60}, {4}, {17}, {2, 30, 9}, {12}});
+  std::printf("[ fused    ] gemma3_text, iq4_nl blocks: max |logit diff| fused vs composed = %.3g\n", diff);
+  EXPECT_LT(diff, 1e-5f);
+  EXPECT_LT(run_both(*m, {{3, 1, 4, 1, 5}, {3}, {5, 8}}, 2), 1e-5f);
+}
+
 TEST(DecoderStep, DefaultModelDecodesAsTheComposedBlock) {
   LMLAB_SKIP_OFF_CPU();
   for (const char* act : {"float", "q8"}) {

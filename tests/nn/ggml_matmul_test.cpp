@@ -10,6 +10,7 @@
 #include "lmlab/io.h"
 #include "models/model_test_util.h"
 #include "nn/cpu/ggml_matmul.h"
+#include "nn/cpu/quantized_matmul_kernels.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -74,6 +75,54 @@ INSTANTIATE_TEST_SUITE_P(All, GgmlMatmulType,
                          ::testing::Values(GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
                                            GgmlType::IQ4_XS),
                          [](const auto& info) { return io::ggml_mode_name(info.param); });
+
+TEST(GgmlMatmul, Q6KGemvEveryRowCountAndExtremeFields) {
+  // 1 to 8 rows take the Q6_K GEMV kernel (one to four rows of x per pass over
+  // a weight row), 9 the row-decoding path; K of one and of eight super-blocks;
+  // N odd. The blocks hold the extreme fields (q 0 and 63, scales -128 and 127)
+  // beside random ones, so sign and high-bit handling are both checked.
+  for (int K : {256, 2048}) {
+    const int N = 13;
+    auto blocks = random_blocks(GgmlType::Q6_K, N, K, 21 + K);
+    {
+      mx::eval(blocks);
+      uint8_t* b = blocks.data<uint8_t>();
+      const std::vector<uint8_t> zero(210, 0);
+      for (int e : {0, 1}) {  // rows 0 and 1, first super-block: all fields at one extreme
+        io::GgmlBlockFields f = io::ggml_unpack_block(GgmlType::Q6_K, zero.data());
+        f.d = 0.004f;
+        for (int& sc : f.scales) sc = e ? 127 : -128;
+        for (int& q : f.q) q = e ? 63 : 0;
+        io::ggml_pack_block(GgmlType::Q6_K, f, b + e * blocks.shape(1));
+      }
+    }
+    auto dense = io::ggml_dequantize(blocks, GgmlType::Q6_K, mx::float32);
+    for (int rows = 1; rows <= 9; ++rows) {
+      auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(100 + rows));
+      SCOPED_TRACE(fmt::format("K {} rows {}", K, rows));
+      expect_close(nn::ggml_matmul(x, blocks, GgmlType::Q6_K), x, dense);
+    }
+  }
+}
+
+TEST_P(GgmlMatmulType, PortableRowsMatchTheDequantizedMatmul) {
+  // The decode-and-dot path run_qmm takes for raw blocks without a kernel of
+  // their own (every type but Q6_K on AVX2 CPUs, all of them elsewhere).
+  const GgmlType type = GetParam();
+  const int N = 11, K = 512, M = 3;
+  auto blocks = random_blocks(type, N, K, 31 + static_cast<uint32_t>(type));
+  auto dense = io::ggml_dequantize(blocks, type, mx::float32);
+  auto x = mx::random::normal({M, K}, mx::float32, mx::random::key(7));
+  mx::eval(blocks, x);
+  std::vector<float> out(static_cast<size_t>(M) * N, -1.0f);
+  nn::cpu::QmmProblem p{.x = x.data<float>(), .w = reinterpret_cast<const uint32_t*>(blocks.data<uint8_t>()),
+                        .scales = nullptr, .biases = nullptr, .scale_type = nn::cpu::ScaleType::f32,
+                        .out = out.data(), .M = M, .N = N, .K = K, .group_size = 0, .bits = 0,
+                        .ggml_type = static_cast<int>(type)};
+  nn::cpu::ggml_rows(p, 0, 5);
+  nn::cpu::ggml_rows(p, 5, N);
+  expect_close(mx::array(out.data(), {M, N}, mx::float32), x, dense);
+}
 
 TEST(GgmlMatmul, ManyRowsAndBatchShapes) {
   // 2 048 × 768 weights: split over the compute pool; x (2, 5, K) flattens to rows.

@@ -3,8 +3,11 @@
 // (LMLAB_TEST_DEVICE=gpu).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <mlx/primitives.h>
 
@@ -16,6 +19,45 @@ namespace lmlab::test::nn_util {
 inline std::unique_ptr<Model> load_tiny(const std::string& name) {
   io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
   return make_model(d.config, std::move(d.weights), mlx::core::float32);
+}
+
+// The float tiny checkpoint `name` with every projection of every block
+// ("layers.N. ... _proj") rounded to IQ4_NL and kept as raw GGML blocks (mode
+// "iq4_nl", 32 elements a block, so the tiny models' widths divide): per block
+// d = max|w| / 127 and each element the nearest codebook value.
+inline std::unique_ptr<Model> load_tiny_raw_blocks(const std::string& name) {
+  namespace mx = mlx::core;
+  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
+  std::vector<std::string> modules;
+  for (const auto& [n, a] : d.weights.items())
+    if (n.find("layers.") != std::string::npos && n.ends_with("_proj.weight") && a.ndim() == 2)
+      modules.push_back(n.substr(0, n.size() - 7));
+  const io::GgmlBlock blk = *io::ggml_block(static_cast<uint32_t>(io::GgmlType::IQ4_NL));
+  for (const std::string& m : modules) {
+    const mx::array w = mx::astype(d.weights.at(m + ".weight"), mx::float32);
+    mx::eval(w);
+    const int N = w.shape(0), K = w.shape(1);
+    const float* src = w.data<float>();
+    std::vector<uint8_t> bytes(static_cast<size_t>(N) * K / blk.elements * blk.bytes);
+    const std::vector<uint8_t> zero(blk.bytes, 0);
+    for (long b = 0; b < static_cast<long>(N) * K / 32; ++b) {
+      io::GgmlBlockFields f = io::ggml_unpack_block(io::GgmlType::IQ4_NL, zero.data());
+      float amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(src[32 * b + i]));
+      f.d = amax / 127.0f;
+      for (int i = 0; i < 32; ++i) {
+        int best = 0;
+        for (int c = 1; c < 16; ++c)
+          if (std::abs(io::kIq4Values[c] * f.d - src[32 * b + i]) < std::abs(io::kIq4Values[best] * f.d - src[32 * b + i]))
+            best = c;
+        f.q[i] = best;
+      }
+      io::ggml_pack_block(io::GgmlType::IQ4_NL, f, bytes.data() + b * blk.bytes);
+    }
+    d.weights.set(m + ".weight", mx::array(bytes.data(), {N, static_cast<int>(bytes.size() / N)}, mx::uint8));
+    d.weights.set_quant(m, QuantSpec{.bits = 4, .group_size = blk.elements, .mode = "iq4_nl"});
+  }
+  return make_model(d.config, std::move(d.weights), mx::float32);
 }
 
 // The largest |a - b|.

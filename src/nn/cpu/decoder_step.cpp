@@ -16,6 +16,7 @@
 #include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
+#include "lmlab/ggml.h"
 #include "nn/cpu/attention_kernels.h"
 #include "nn/cpu/cpu_arrays.h"
 #include "nn/cpu/elementwise_kernels.h"
@@ -51,9 +52,10 @@ enum Slot { kH, kCos, kSin, kInNorm, kPostNorm };
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kProjections };
 
 struct LinearSlots {
-  int w = -1, bias = -1;  // scales at w + 1, biases at w + 2
+  int w = -1, bias = -1;  // affine: scales at w + 1, biases at w + 2; raw GGML blocks: w alone
   int group_size = 0, bits = 0;
   ActQuant act = ActQuant::none;
+  int ggml_type = -1;  // ≥ 0: w holds raw blocks of this io::GgmlType
 };
 
 struct Layout {
@@ -193,6 +195,24 @@ class LmlabDecoderStep : public mx::Primitive {
     std::vector<cpu::QmmProblem> problems;
     for (auto [s, y] : outs) {
       const mx::array& w = in[s->w];
+      if (s->ggml_type >= 0) {
+        const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(s->ggml_type));
+        problems.push_back({
+            .x = x,
+            .w = reinterpret_cast<const uint32_t*>(in.data<uint8_t>(s->w)),
+            .scales = nullptr,
+            .biases = nullptr,
+            .scale_type = cpu::ScaleType::f32,
+            .out = y,
+            .M = M,
+            .N = w.shape(0),
+            .K = w.shape(1) / b.bytes * b.elements,
+            .group_size = b.elements,
+            .bits = s->bits,
+            .ggml_type = s->ggml_type,
+        });
+        continue;
+      }
       problems.push_back({
           .x = x,
           .w = in.data<uint32_t>(s->w),
@@ -346,6 +366,14 @@ bool float32_vector(const std::optional<array>& a, int n) {
   return !a || (a->dtype() == mx::float32 && a->ndim() == 1 && a->shape(0) == n);
 }
 
+// (N, K / block · block bytes) uint8 rows of raw GGML blocks of a type lmlab decodes.
+bool raw_blocks_are_native(const array& w, int type, int K) {
+  const auto b = io::ggml_block(static_cast<uint32_t>(type));
+  if (!b || !io::is_ggml_mode(io::ggml_mode_name(static_cast<io::GgmlType>(type)))) return false;
+  return w.dtype() == mx::uint8 && K % b->elements == 0 &&
+         static_cast<long>(w.shape(1)) == static_cast<long>(K) / b->elements * b->bytes;
+}
+
 // The checks both entry points share: a CPU stream, float32 h of B·L rows
 // within max_rows, the block's arrays in shapes and types the step computes.
 bool block_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape, int max_rows,
@@ -367,6 +395,12 @@ bool block_is_native(const array& h, const DecoderLayerArrays& w, const DecoderS
   for (int i = 0; i < kProjections; ++i) {
     const QuantizedLinear& p = projection(w, i);
     if (p.w.ndim() != 2 || p.w.shape(0) != out_dims[i]) return false;
+    if (p.ggml_type >= 0) {
+      if (!raw_blocks_are_native(p.w, p.ggml_type, in_dims[i]) || !p.activations.empty() ||
+          !float32_vector(p.bias, out_dims[i]))
+        return false;
+      continue;
+    }
     if (!cpu::native_activations(p.bits, p.activations)) return false;
     if (!cpu::native_weights(p.w, p.scales, p.biases, p.group_size, p.bits, "affine", in_dims[i]) ||
         !float32_vector(p.bias, out_dims[i]))
@@ -402,7 +436,9 @@ std::vector<array> block_inputs(const array& h, const DecoderLayerArrays& w, con
     slot.group_size = p.group_size;
     slot.bits = p.bits;
     slot.act = cpu::parse_activations(p.activations);
-    inputs.insert(inputs.end(), {p.w, p.scales, p.biases});
+    slot.ggml_type = p.ggml_type;
+    if (p.ggml_type >= 0) inputs.push_back(p.w);
+    else inputs.insert(inputs.end(), {p.w, p.scales, p.biases});
     if (p.bias) {
       slot.bias = static_cast<int>(inputs.size());
       inputs.push_back(*p.bias);

@@ -14,7 +14,9 @@
 // as llama.cpp writes its cache.
 //
 // Contract: float32 activations and cache, ≤ kDecoderStepMaxRows new rows, every
-// projection an affine-quantized matrix lmlab's kernel takes; runs on MLX's CPU
+// projection an affine-quantized matrix lmlab's kernel takes or raw GGML blocks
+// (QuantizedLinear::ggml_type; Q6_K through its AVX2 kernel, the other block
+// types decoded row by row as nn::ggml_matmul decodes them); runs on MLX's CPU
 // stream thread plus lmlab's compute pool; writes its output and the new cache
 // positions in place (see decoder_step()); reads everything else.
 #pragma once
@@ -60,7 +62,8 @@ DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w,
 
 // Whether decoder_step runs these inputs: a CPU stream, float32 activations,
 // norms, biases and cache, B·L ≤ kDecoderStepMaxRows, every projection one
-// that nn::quantized_matmul computes with lmlab's kernel.
+// that nn::quantized_matmul computes with lmlab's kernel or raw GGML blocks of
+// a type nn::ggml_matmul takes, with float activations.
 bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
                             const array& keys, const array& values, int offset,
                             mlx::core::StreamOrDevice s = {});

@@ -12,8 +12,8 @@
 #include <mlx/primitives.h>
 
 #include "lmlab/io.h"
-#include "nn/cpu/compute_pool.h"
 #include "nn/cpu/cpu_arrays.h"
+#include "nn/cpu/quantized_matmul_kernels.h"
 
 namespace mx = mlx::core;
 
@@ -21,40 +21,15 @@ namespace lmlab::nn {
 
 namespace {
 
-// Σ a[i]·b[i] in eight float32 lanes (one AVX2 register when the CPU has it;
-// the loader's ifunc picks the clone at run time).
-__attribute__((target_clones("arch=haswell", "default"))) float dot(const float* a, const float* b, int n) {
-  float acc[8] = {};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// Rows [n0, n1) of out (M, N) = x (M, K) · Wᵀ, decoding each row of W once.
-void rows(io::GgmlType type, const float* x, const uint8_t* w, long row_bytes, float* out, int M, int N, int K,
-          int n0, int n1) {
-  std::vector<float> row(K);
-  for (int n = n0; n < n1; ++n) {
-    io::ggml_dequantize_row(type, w + n * row_bytes, row.data(), K);
-    for (int m = 0; m < M; ++m) out[static_cast<long>(m) * N + n] = dot(x + static_cast<long>(m) * K, row.data(), K);
-  }
-}
-
-// Below this many weights a call runs on one thread.
-constexpr long kMinParallelWeights = 32 * 1024;
-
+// out (M, N) = x (M, K) · dequantize(W)ᵀ through lmlab's quantized-matmul
+// pool and kernels (quantized_matmul_kernels.h, QmmProblem::ggml_type): a few
+// rows by the Q6_K GEMV kernel or row decoding, more by decoded panels.
 void run(io::GgmlType type, const float* x, const uint8_t* w, float* out, int M, int N, int K) {
   const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(type));
-  const long row_bytes = static_cast<long>(K) / b.elements * b.bytes;
-  const int threads = static_cast<long>(N) * K < kMinParallelWeights ? 1 : cpu::pool_threads();
-  if (threads == 1 || M == 0) return rows(type, x, w, row_bytes, out, M, N, K, 0, N);
-  const int tasks = std::min(N, threads * 4), chunk = (N + tasks - 1) / tasks;
-  cpu::parallel_for(tasks, [&](int t) {
-    rows(type, x, w, row_bytes, out, M, N, K, std::min(N, t * chunk), std::min(N, (t + 1) * chunk));
-  });
+  cpu::QmmProblem p{.x = x, .w = reinterpret_cast<const uint32_t*>(w), .scales = nullptr, .biases = nullptr,
+                    .scale_type = cpu::ScaleType::f32, .out = out, .M = M, .N = N, .K = K,
+                    .group_size = b.elements, .bits = io::ggml_field_bits(type), .ggml_type = static_cast<int>(type)};
+  cpu::run_qmm(p);
 }
 
 mx::array composed(const mx::array& x, const mx::array& blocks, io::GgmlType type, mx::StreamOrDevice s) {

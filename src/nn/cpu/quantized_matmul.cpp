@@ -15,6 +15,7 @@
 #include <mlx/ops.h>
 #include <mlx/primitives.h>
 
+#include "lmlab/ggml.h"
 #include "nn/cpu/compute_pool.h"
 #include "nn/cpu/cpu_arrays.h"
 #include "nn/cpu/quantized_matmul_kernels.h"
@@ -144,11 +145,32 @@ void scalar_gemv_q8(const QmmProblem& p, const int8_t* xq, const float* xd, cons
   }
 }
 
-const QmmKernels kScalarKernels{scalar_prepare, scalar_gemv, nullptr, scalar_prepare_q8, scalar_gemv_q8, 1};
+const QmmKernels kScalarKernels{scalar_prepare, scalar_gemv, nullptr, scalar_prepare_q8, scalar_gemv_q8, nullptr, nullptr,
+                                1};
 
 }  // namespace
 
 const QmmKernels& scalar_qmm_kernels() { return kScalarKernels; }
+
+void ggml_rows(const QmmProblem& p, int n0, int n1) {
+  const auto type = static_cast<io::GgmlType>(p.ggml_type);
+  const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(p.ggml_type));
+  const long row_bytes = static_cast<long>(p.K) / b.elements * b.bytes;
+  std::vector<float> row(p.K);
+  for (int n = n0; n < n1; ++n) {
+    io::ggml_dequantize_row(type, reinterpret_cast<const uint8_t*>(p.w) + n * row_bytes, row.data(), p.K);
+    for (int m = 0; m < p.M; ++m) {
+      const float* x = p.x + static_cast<long>(m) * p.K;
+      float acc[8] = {};
+      int k = 0;
+      for (; k + 8 <= p.K; k += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += x[k + j] * row[k + j];
+      float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+      for (; k < p.K; ++k) sum += x[k] * row[k];
+      p.out[static_cast<long>(m) * p.N + n] = sum;
+    }
+  }
+}
 
 float q8_block_sum_term(ActQuant act, float d_rounded, float d_exact, int sum) {
   if (act == ActQuant::q8_1) return static_cast<float>(static_cast<mx::float16_t>(d_exact * static_cast<float>(sum)));
@@ -177,6 +199,9 @@ const QmmKernels& best_kernels() {
 
 // Rows of x at or below which the gemv kernel is used.
 constexpr int kGemvMaxRows = 4;
+// Rows of x at or below which raw GGML blocks take the GEMV kernel or row
+// decoding rather than decoded panels.
+constexpr int kRawGemvMaxRows = 8;
 // Below this many weights per call the matmul runs on one thread.
 constexpr long kMinParallelWeights = 32 * 1024;
 
@@ -192,9 +217,14 @@ struct PreparedQmm {
   std::vector<float> xp, xs;
   std::vector<int8_t> xq;
   int chunk = 0, tasks = 0;
+  cpu::RawDecoder raw{};
 
   void range(const QmmKernels& k, int n0, int n1) const {
-    if (int8) k.gemv_q8(*p, xq.data(), xp.data(), xs.data(), n0, n1);
+    if (p->ggml_type >= 0) {
+      if (use_gemm) k.gemm_raw(*p, raw, n0, n1);
+      else if (p->ggml_type == static_cast<int>(io::GgmlType::Q6_K) && k.gemv_q6_k) k.gemv_q6_k(*p, n0, n1);
+      else cpu::ggml_rows(*p, n0, n1);
+    } else if (int8) k.gemv_q8(*p, xq.data(), xp.data(), xs.data(), n0, n1);
     else if (use_gemm) k.gemm(*p, n0, n1);
     else k.gemv(*p, xp.data(), xs.data(), n0, n1);
   }
@@ -202,9 +232,17 @@ struct PreparedQmm {
 
 void prepare(const QmmKernels& k, const QmmProblem& p, int threads, PreparedQmm& out) {
   out.p = &p;
-  out.int8 = p.act != cpu::ActQuant::none;
-  out.use_gemm = !out.int8 && k.gemm && p.M > kGemvMaxRows;
-  if (out.int8) {
+  out.int8 = p.ggml_type < 0 && p.act != cpu::ActQuant::none;
+  out.use_gemm = p.ggml_type < 0 && !out.int8 && k.gemm && p.M > kGemvMaxRows;
+  if (p.ggml_type >= 0) {
+    // Raw GGML blocks read x as it is: a few rows through the GEMV kernels or
+    // row decoding, more through decoded panels.
+    const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(p.ggml_type));
+    out.raw = {b.elements, b.bytes, [](int type, const uint8_t* blocks, float* y, long n) {
+                 io::ggml_dequantize_row(static_cast<io::GgmlType>(type), blocks, y, n);
+               }};
+    out.use_gemm = k.gemm_raw && p.M > kRawGemvMaxRows;
+  } else if (out.int8) {
     out.xq.resize(static_cast<size_t>(p.M) * p.K);
     out.xp.resize(static_cast<size_t>(p.M) * (p.K / 32));
     out.xs.resize(static_cast<size_t>(p.M) * (p.K / p.group_size));
@@ -381,7 +419,7 @@ bool cpu::native_weights(const array& w, const array& scales, const std::optiona
 }
 
 bool cpu::native_activations(int bits, const std::string& activations) {
-  return activations.empty() || ((activations == "q8_0" || activations == "q8_1") && bits != 5);
+  return activations.empty() || activations == "q8_0" || activations == "q8_1";
 }
 
 bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,

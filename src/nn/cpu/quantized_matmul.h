@@ -25,8 +25,7 @@ using mlx::core::array;
 // x @ dequantize(w, scales, biases)ᵀ, like mx::quantized_matmul(..., /*transpose=*/true).
 // x: (..., K) → (..., N); w: (N, K·bits/32) uint32; scales, biases: (N, K/group_size).
 // Our kernel runs for float32 x on a CPU stream, affine mode, bits 4, 5 or 8,
-// group size 32/64/128; anything else goes to mx::quantized_matmul (so does
-// int8 rounding of x against 5-bit weights: those multiply float x).
+// group size 32/64/128; anything else goes to mx::quantized_matmul.
 //
 // activations: "" multiplies float32 x by the dequantized weights. "q8_0" or
 // "q8_1" first rounds x to int8 in blocks of 32 and takes integer dot products,
@@ -53,8 +52,8 @@ ActQuant parse_activations(const std::string& name);
 // affine 4, 5 or 8 bits, group 32, 64 or 128, with biases.
 bool native_weights(const array& w, const array& scales, const std::optional<array>& biases,
                     int group_size, int bits, const std::string& mode, int K);
-// Whether it takes that `activations` argument with `bits`-bit weights: float
-// always, int8 (q8_0, q8_1) with 4- and 8-bit weights only.
+// Whether it takes that `activations` argument with `bits`-bit weights: float,
+// or int8 (q8_0, q8_1), with 4-, 5- and 8-bit weights alike.
 bool native_activations(int bits, const std::string& activations);
 }  // namespace cpu
 

@@ -117,15 +117,23 @@ inline void bias_terms(const void* biases, const long* row_off, const float* xs,
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + tail[r];
 }
 
-// Sixteen 5-bit fields from the 10 bytes at src[0..9] (a 16-byte register),
-// in natural order: each 32-bit lane takes the two bytes holding its field
-// (byte 5j/8 on) and shifts it down by 5j mod 8.
+// Sixteen 5-bit fields from ten bytes of a 16-byte register, in natural
+// order: each 32-bit lane takes the two bytes holding its field (byte 5j/8 on,
+// plus `at`, where the ten bytes start) and shifts it down by 5j mod 8. The
+// last field never straddles a byte, so its second byte is not read (-1): with
+// at = 6 the register may end with the group's last byte.
+template <int At>
 inline void unpack16_5bit(__m128i src, __m256* q) {
+  static_assert(At == 0 || At == 6);
+  constexpr char a = At;
   const __m256i bytes = _mm256_broadcastsi128_si256(src);
-  const __m256i lo = _mm256_setr_epi8(0, 1, -1, -1, 0, 1, -1, -1, 1, 2, -1, -1, 1, 2, -1, -1,  //
-                                      2, 3, -1, -1, 3, 4, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1);
-  const __m256i hi = _mm256_setr_epi8(5, 6, -1, -1, 5, 6, -1, -1, 6, 7, -1, -1, 6, 7, -1, -1,  //
-                                      7, 8, -1, -1, 8, 9, -1, -1, 8, 9, -1, -1, 9, 10, -1, -1);
+  const __m256i lo = _mm256_setr_epi8(a, a + 1, -1, -1, a, a + 1, -1, -1, a + 1, a + 2, -1, -1, a + 1, a + 2, -1, -1,  //
+                                      a + 2, a + 3, -1, -1, a + 3, a + 4, -1, -1, a + 3, a + 4, -1, -1, a + 4, a + 5,
+                                      -1, -1);
+  const __m256i hi = _mm256_setr_epi8(a + 5, a + 6, -1, -1, a + 5, a + 6, -1, -1, a + 6, a + 7, -1, -1, a + 6, a + 7,
+                                      -1, -1,  //
+                                      a + 7, a + 8, -1, -1, a + 8, a + 9, -1, -1, a + 8, a + 9, -1, -1, a + 9, -1, -1,
+                                      -1);
   const __m256i shifts = _mm256_setr_epi32(0, 5, 2, 7, 4, 1, 6, 3);
   const __m256i mask = _mm256_set1_epi32(0x1F);
   q[0] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(bytes, lo), shifts), mask));
@@ -138,11 +146,10 @@ inline void unpack16_5bit(__m128i src, __m256* q) {
 template <int Bits>
 inline void unpack32(const uint8_t* p, __m256* q) {
   if constexpr (Bits == 5) {
-    // 20 bytes; copied so that the 16-byte loads never read past the weights.
-    alignas(16) uint8_t b[32] = {};
-    __builtin_memcpy(b, p, 20);
-    unpack16_5bit(_mm_load_si128(reinterpret_cast<const __m128i*>(b)), q);
-    unpack16_5bit(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 10)), q + 2);
+    // 20 bytes, read as bytes 0-15 and 4-19 so that no load reaches past the
+    // group (a copy into a stack buffer instead stalled on store forwarding).
+    unpack16_5bit<0>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), q);
+    unpack16_5bit<6>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4)), q + 2);
   } else if constexpr (Bits == 4) {
     // Widen each byte to 32 bits first (the load folds into vpmovzxbd), then
     // split it: low nibble by a mask, high nibble by a shift alone.
@@ -342,7 +349,7 @@ void gemm(const QmmProblem& p, int n0, int n1) {
 // Int8 activations (ActQuant q8_0 / q8_1): integer dot products per block of
 // 32, y += (scale·d)·Σ q_w·q + bias·s.
 //
-// xq order. 8-bit weights: natural. 4-bit weights, per pair of blocks (b, b+1):
+// xq order. 8- and 5-bit weights: natural. 4-bit weights, per pair of blocks (b, b+1):
 // the 16 even elements of b, the 16 even of b+1, the odd of b, the odd of b+1,
 // which is how the low and high nibbles of the pair's 32 weight bytes come out;
 // a last unpaired block: its even elements, then its odd ones.
@@ -419,6 +426,33 @@ inline __m256 dot_block_8bit(const uint8_t* w, __m256i a) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
 }
 
+// Sixteen 5-bit fields from ten bytes of a 16-byte register (from byte `At`), as
+// 16-bit lanes in natural order: each lane takes the two bytes holding its
+// field, and a multiply by 2^(11 − shift) and a shift right by 11 keep the
+// field's five bits (the last field never straddles a byte: -1).
+template <int At>
+inline __m256i fields16_5bit(__m128i src) {
+  static_assert(At == 0 || At == 6);
+  constexpr char a = At;
+  const __m256i bytes = _mm256_broadcastsi128_si256(src);
+  const __m256i idx = _mm256_setr_epi8(a, a + 1, a, a + 1, a + 1, a + 2, a + 1, a + 2, a + 2, a + 3, a + 3, a + 4,
+                                       a + 3, a + 4, a + 4, a + 5,  //
+                                       a + 5, a + 6, a + 5, a + 6, a + 6, a + 7, a + 6, a + 7, a + 7, a + 8, a + 8,
+                                       a + 9, a + 8, a + 9, a + 9, -1);
+  const __m256i mul = _mm256_setr_epi16(2048, 64, 512, 16, 128, 1024, 32, 256, 2048, 64, 512, 16, 128, 1024, 32, 256);
+  return _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(bytes, idx), mul), 11);
+}
+
+// One 5-bit block (20 bytes at w, read as bytes 0-15 and 4-19): its fields as
+// unsigned bytes in natural order (≤ 31, so maddubs cannot saturate).
+inline __m256 dot_block_5bit(const uint8_t* w, __m256i a) {
+  const __m256i lo = fields16_5bit<0>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+  const __m256i hi = fields16_5bit<6>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 4)));
+  // packus interleaves the 128-bit lanes (fields 0-7, 16-23, 8-15, 24-31); the permute restores order.
+  const __m256i q = _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0xD8);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1)));
+}
+
 // A pair of 4-bit blocks (32 bytes at w): lanes 0-3 hold block b's partial sums, 4-7 block b+1's.
 inline __m256 dot_pair_4bit(const uint8_t* w, __m256i a_even, __m256i a_odd) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -478,12 +512,13 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
         }
       }
     }
-    for (; b < B; ++b) {  // 8-bit blocks, or the last unpaired 4-bit one
+    for (; b < B; ++b) {  // 8- and 5-bit blocks, or the last unpaired 4-bit one
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
       const int g = b / kBlocksPerGroup;
       for (int r = 0; r < R; ++r) {
-        const __m256 f = Bits == 8 ? dot_block_8bit(w + r * row_bytes + 32 * b, a)
-                                   : dot_single_4bit(w + r * row_bytes + 16 * b, a);
+        const __m256 f = Bits == 8   ? dot_block_8bit(w + r * row_bytes + 32 * b, a)
+                         : Bits == 5 ? dot_block_5bit(w + r * row_bytes + 20 * b, a)
+                                     : dot_single_4bit(w + r * row_bytes + 16 * b, a);
         acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(param_at<T>(p.scales, row_off[r] + g) * dm[b]), acc[r]);
       }
     }
@@ -517,13 +552,136 @@ void gemv_q8_bits(const QmmProblem& p, const int8_t* xq, const float* xd, const 
   }
 }
 
+// ---------------------------------------------------------------------------
+// Raw Q6_K blocks (256 elements in 210 bytes: ql[128], qh[64], int8 scales[16],
+// fp16 d). Element e of a block is (d·sc[e/16])·(q_e − 32), q_e six bits: the
+// low four from ql, the high two from qh (ggml's dequantize_row_q6_K).
+
+constexpr int kQ6kBytes = 210;
+constexpr int kQ6kType = 14;  // io::GgmlType::Q6_K
+
+// A block's fields minus 32 as int8 in natural order, and dsc[j] = d·sc[j].
+inline void decode_q6_k(const uint8_t* b, int8_t* q, float* dsc) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+  for (int h = 0; h < 2; ++h) {
+    // Elements 128h + l, +32, +64, +96 (l < 32): the low and high nibbles of
+    // ql[64h + l] and ql[64h + 32 + l], with bits 0-1, 2-3, 4-5, 6-7 of qh[32h + l].
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * h));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h));
+    const __m256i q1 = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+    const __m256i q2 = _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+    const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_and_si256(hb, m2));
+    const __m256i q4 =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+    __m256i* dst = reinterpret_cast<__m256i*>(q + 128 * h);
+    _mm256_store_si256(dst, _mm256_sub_epi8(q1, k32));
+    _mm256_store_si256(dst + 1, _mm256_sub_epi8(q2, k32));
+    _mm256_store_si256(dst + 2, _mm256_sub_epi8(q3, k32));
+    _mm256_store_si256(dst + 3, _mm256_sub_epi8(q4, k32));
+  }
+  uint16_t dh;
+  __builtin_memcpy(&dh, b + 208, 2);
+  const float d = _cvtsh_ss(dh);
+  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+  for (int j = 0; j < 16; ++j) dsc[j] = d * static_cast<float>(sc[j]);
+}
+
+// Column n for R rows of x from row m0: Σ_e ((d·sc)·q_e)·x_e, the weight
+// rounded as ggml rounds it, two accumulators per row.
+template <int R>
+inline void q6_k_column(const QmmProblem& p, const uint8_t* row, int n, int m0) {
+  const int K = p.K, blocks = K / 256;
+  alignas(32) int8_t q[256];
+  float dsc[16];
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int b = 0; b < blocks; ++b) {
+    decode_q6_k(row + static_cast<long>(b) * kQ6kBytes, q, dsc);
+    const float* x = p.x + static_cast<long>(m0) * K + 256 * b;
+    for (int j = 0; j < 16; ++j) {
+      const __m256 s = _mm256_set1_ps(dsc[j]);
+      const __m256 w0 = _mm256_mul_ps(
+          s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 16 * j)))));
+      const __m256 w1 = _mm256_mul_ps(
+          s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 16 * j + 8)))));
+      for (int r = 0; r < R; ++r) {
+        const float* xr = x + static_cast<long>(r) * K + 16 * j;
+        acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr), acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), acc[r][1]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) p.out[static_cast<long>(m0 + r) * p.N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+}
+
+// Rows n..n+rows-1, elements k0..k0+kc-1 of raw GGML blocks as floats into a
+// panel, with ggml's dequantized values (Q6_K decoded here, other types by
+// io::ggml_dequantize_row); k0 and kc are multiples of the block size.
+void dequantize_raw_panel(const QmmProblem& p, const RawDecoder& decode, int n, int rows, int k0, int kc,
+                          float* panel) {
+  const long row_bytes = static_cast<long>(p.K) / decode.elements * decode.bytes;
+  const uint8_t* base = reinterpret_cast<const uint8_t*>(p.w);
+  for (int r = 0; r < rows; ++r) {
+    const uint8_t* blocks = base + (n + r) * row_bytes + static_cast<long>(k0) / decode.elements * decode.bytes;
+    float* dst = panel + r * kPanelCols;
+    if (p.ggml_type == kQ6kType) {
+      alignas(32) int8_t q[256];
+      float dsc[16];
+      for (int c = 0; c < kc; c += 256) {
+        decode_q6_k(blocks + static_cast<long>(c / 256) * kQ6kBytes, q, dsc);
+        for (int i = 0; i < 256; i += 8)
+          _mm256_store_ps(dst + c + i, _mm256_mul_ps(_mm256_set1_ps(dsc[i / 16]),
+                                                     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                         reinterpret_cast<const __m128i*>(q + i))))));
+      }
+    } else {
+      decode.row(p.ggml_type, blocks, dst, kc);
+    }
+  }
+  for (int r = rows; r < kPanelRows; ++r)
+    for (int c = 0; c < kc; ++c) panel[r * kPanelCols + c] = 0.0f;
+}
+
+void gemm_raw(const QmmProblem& p, const RawDecoder& decode, int n0, int n1) {
+  alignas(32) float panel[kPanelRows * kPanelCols];
+  for (int n = n0; n < n1; n += kPanelRows) {
+    const int rows = min_int(kPanelRows, n1 - n);
+    for (int k0 = 0; k0 < p.K; k0 += kPanelCols) {
+      const int kc = min_int(kPanelCols, p.K - k0);
+      dequantize_raw_panel(p, decode, n, rows, k0, kc, panel);
+      int m = 0;
+      for (; m + 3 <= p.M; m += 3) gemm_tile<3>(p, panel, m, n, rows, k0, kc);
+      if (p.M - m == 2) gemm_tile<2>(p, panel, m, n, rows, k0, kc);
+      if (p.M - m == 1) gemm_tile<1>(p, panel, m, n, rows, k0, kc);
+    }
+  }
+}
+
+void gemv_q6_k(const QmmProblem& p, int n0, int n1) {
+  const long row_bytes = static_cast<long>(p.K / 256) * kQ6kBytes;
+  const uint8_t* base = reinterpret_cast<const uint8_t*>(p.w);
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* row = base + n * row_bytes;
+    int m = 0;
+    for (; m + 4 <= p.M; m += 4) q6_k_column<4>(p, row, n, m);
+    switch (p.M - m) {
+      case 3: q6_k_column<3>(p, row, n, m); break;
+      case 2: q6_k_column<2>(p, row, n, m); break;
+      case 1: q6_k_column<1>(p, row, n, m); break;
+      default: break;
+    }
+  }
+}
+
 void prepare_q8_dispatch(const QmmProblem& p, int8_t* xq, float* xd, float* xs) {
   if (p.bits == 4) prepare_q8<4>(p, xq, xd, xs);
-  else prepare_q8<8>(p, xq, xd, xs);
+  else prepare_q8<8>(p, xq, xd, xs);  // natural order, as 5-bit blocks read it too
 }
 
 void gemv_q8_dispatch(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1) {
   if (p.bits == 4) gemv_q8_bits<4>(p, xq, xd, xs, n0, n1);
+  else if (p.bits == 5) gemv_q8_bits<5>(p, xq, xd, xs, n0, n1);
   else gemv_q8_bits<8>(p, xq, xd, xs, n0, n1);
 }
 
@@ -563,8 +721,8 @@ void gemm_dispatch(const QmmProblem& p, int n0, int n1) {
   else gemm<8>(p, n0, n1);
 }
 
-const QmmKernels kAvx2Kernels{prepare_dispatch,    gemv_dispatch,    gemm_dispatch,
-                              prepare_q8_dispatch, gemv_q8_dispatch, kPanelRows};
+const QmmKernels kAvx2Kernels{prepare_dispatch, gemv_dispatch, gemm_dispatch, prepare_q8_dispatch, gemv_q8_dispatch,
+                              gemv_q6_k,        gemm_raw,      kPanelRows};
 
 }  // namespace
 

@@ -31,6 +31,18 @@ struct QmmProblem {
   float* out;            // (M, N)
   int M, N, K, group_size, bits;
   ActQuant act = ActQuant::none;
+  // ≥ 0: w points at raw GGML blocks of this io::GgmlType instead (N rows of
+  // K / block · block bytes; scales, biases, group_size and bits unused), and
+  // act is none: out = x · dequantize(w)ᵀ with ggml's dequantized values.
+  int ggml_type = -1;
+};
+
+// How the kernels decode raw GGML blocks of types they have no decoder of their
+// own for: the block shape, and io::ggml_dequantize_row (passed in, so that the
+// AVX2 translation unit needs no lmlab headers).
+struct RawDecoder {
+  int elements, bytes;
+  void (*row)(int type, const uint8_t* blocks, float* out, long n);
 };
 
 struct QmmKernels {
@@ -46,12 +58,23 @@ struct QmmKernels {
   // (M·K/group_size: per weight group, the sum of its blocks' s); gemv_q8 then reads them.
   void (*prepare_q8)(const QmmProblem& p, int8_t* xq, float* xd, float* xs);
   void (*gemv_q8)(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n0, int n1);
+  // Raw Q6_K blocks (ggml_type 14), any number of rows: each weight formed as
+  // ggml's dequantize_row_q6_K forms it, (d·sc)·(q − 32), times float32 x. Null
+  // when the set has none (the caller then decodes rows with io::ggml_dequantize_row).
+  void (*gemv_q6_k)(const QmmProblem& p, int n0, int n1);
+  // Raw GGML blocks (any type), many rows: panels of w decoded to ggml's float
+  // values once and reused across all M rows, as gemm does. Null when absent.
+  void (*gemm_raw)(const QmmProblem& p, const RawDecoder& decode, int n0, int n1);
   // Column-chunk granularity the kernels prefer (ranges start at multiples of it).
   int n_align;
 };
 
 // A block's s (see ActQuant) from its rounded scale d, the unrounded one and Σq.
 float q8_block_sum_term(ActQuant act, float d_rounded, float d_exact, int sum);
+
+// Problems with ggml_type ≥ 0 of a type the set has no kernel for: rows
+// [n0, n1) decoded with io::ggml_dequantize_row, then float32 dot products.
+void ggml_rows(const QmmProblem& p, int n0, int n1);
 
 // Runs the best kernel set on p, split over lmlab's CPU compute pool. Safe to
 // call from several threads at once (a caller that finds the pool busy runs alone).
