@@ -97,14 +97,18 @@ const std::string& Transformer::head_module() const {
 }
 
 array Transformer::forward(const array& tokens, nn::KVCache* cache, nn::Hooks* hooks) const {
-  return run(tokens, cache, hooks, nullptr);
+  return head(blocks(tokens, cache, hooks, nullptr));
 }
 
 array Transformer::forward_blocks(const array& tokens, const BlockRunner& runner) const {
-  return run(tokens, nullptr, nullptr, &runner);
+  return head(blocks(tokens, nullptr, nullptr, &runner));
 }
 
-array Transformer::run(const array& tokens, nn::KVCache* cache, nn::Hooks* hooks, const BlockRunner* runner) const {
+array Transformer::hidden(const array& tokens, const BlockRunner* runner) const {
+  return blocks(tokens, nullptr, nullptr, runner);
+}
+
+array Transformer::blocks(const array& tokens, nn::KVCache* cache, nn::Hooks* hooks, const BlockRunner* runner) const {
   if (tokens.ndim() != 2)
     throw std::invalid_argument(fmt::format("[forward] tokens must be (B, L), got {} dims", tokens.ndim()));
   array h = nn::embedding_rows(nn::Linear::view(weights_, spec_.embed), tokens, dtype_);
@@ -116,7 +120,7 @@ array Transformer::run(const array& tokens, nn::KVCache* cache, nn::Hooks* hooks
   nn::ForwardState st{
       .cache = cache, .offset = cache ? cache->offset() : 0, .hooks = hooks, .training = training_, .fused = fused_};
   for (const auto& block : spec_.blocks) h = runner ? (*runner)(block, h, st) : block(weights_, h, st);
-  return head(h);
+  return h;
 }
 
 array Transformer::decode_rows(const array& tokens, const std::vector<nn::KVCache*>& caches) const {

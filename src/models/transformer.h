@@ -41,6 +41,10 @@ class Transformer : public Model {
   using BlockRunner = std::function<mlx::core::array(const nn::DecoderBlock& block, const mlx::core::array& h,
                                                      nn::ForwardState& st)>;
   mlx::core::array forward_blocks(const mlx::core::array& tokens, const BlockRunner& run) const;
+  // The residual stream after the last block (B, L, D), before the final norm
+  // and the head: the training loss applies head() to the positions it counts
+  // only. `run` as in forward_blocks, or nullptr for the blocks themselves.
+  mlx::core::array hidden(const mlx::core::array& tokens, const BlockRunner* run = nullptr) const;
   // The module the output head reads: spec.head, or the embedding when tied.
   const std::string& head_module() const;
   const TransformerSpec& spec() const { return spec_; }
@@ -49,8 +53,8 @@ class Transformer : public Model {
   void set_blocks(std::vector<nn::DecoderBlock> blocks, const mlx::core::distributed::Group& group);
 
  private:
-  mlx::core::array run(const mlx::core::array& tokens, nn::KVCache* cache, nn::Hooks* hooks,
-                       const BlockRunner* runner) const;
+  mlx::core::array blocks(const mlx::core::array& tokens, nn::KVCache* cache, nn::Hooks* hooks,
+                          const BlockRunner* runner) const;
   TransformerSpec spec_;
 };
 

@@ -5,6 +5,7 @@
 #include <mlx/mlx.h>
 
 #include "lmlab/io.h"
+#include "nn/cpu/dequantize.h"
 #include "nn/cpu/ggml_matmul.h"
 #include "nn/cpu/quantized_matmul.h"
 
@@ -55,10 +56,17 @@ int Linear::in_features() const {
 bool Linear::ggml_blocks() const { return quant && io::is_ggml_mode(quant->mode); }
 
 array Linear::base(const array& x) const {
-  array y = ggml_blocks() ? ggml_matmul(x, weight, io::ggml_mode_type(quant->mode))
-            : quant       ? quantized_matmul(x, weight, *scales, biases, quant->group_size, quant->bits, quant->mode,
-                                             quant->activations)
-                          : mx::matmul(x, mx::transpose(weight));
+  auto product = [&] {
+    if (!quant) return mx::matmul(x, mx::transpose(weight));
+    if (ggml_blocks()) return ggml_matmul(x, weight, io::ggml_mode_type(quant->mode));
+    // Many rows on the CPU (a prompt, a training batch): the dequantized
+    // weights through BLAS's GEMM (nn/cpu/dequantize.h).
+    if (cpu::dense_rows(x, weight, *scales, biases, *quant))
+      return cpu::dense_quantized_matmul(x, weight, *scales, *biases, quant->group_size, quant->bits);
+    return quantized_matmul(x, weight, *scales, biases, quant->group_size, quant->bits, quant->mode,
+                            quant->activations);
+  };
+  array y = product();
   return bias ? mx::add(y, *bias) : y;
 }
 
