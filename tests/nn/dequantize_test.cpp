@@ -17,15 +17,8 @@ namespace {
 namespace mx = mlx::core;
 using nn_util::max_diff;
 
-struct Packed {
-  mx::array w, scales, biases;
-};
-
-Packed pack(int N, int K, int group_size, int bits, mx::Dtype scale_dtype, uint64_t seed) {
-  auto dense = mx::random::normal({N, K}, mx::float32, 0.0f, 0.05f, mx::random::key(seed));
-  auto q = mx::quantize(dense, group_size, bits);
-  return {q[0], mx::astype(q[1], scale_dtype), mx::astype(q[2], scale_dtype)};
-}
+using Packed = nn_util::QuantizedWeights;
+constexpr auto pack = nn_util::quantized_weights;
 
 using Case = std::tuple<int, int>;  // bits, group size
 class DequantizeCase : public ::testing::TestWithParam<Case> {};

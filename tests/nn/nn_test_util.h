@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
 #include "lmlab/io.h"
@@ -58,6 +59,20 @@ inline std::unique_ptr<Model> load_tiny_raw_blocks(const std::string& name) {
     d.weights.set_quant(m, QuantSpec{.bits = 4, .group_size = blk.elements, .mode = "iq4_nl"});
   }
   return make_model(d.config, std::move(d.weights), mx::float32);
+}
+
+// A random (N, K) matrix (normal, σ 0.05, from `seed`) quantized by MLX to
+// affine `bits`/`group_size`, its scales and biases in `scale_dtype`.
+struct QuantizedWeights {
+  mlx::core::array w, scales, biases;
+};
+
+inline QuantizedWeights quantized_weights(int N, int K, int group_size, int bits, mlx::core::Dtype scale_dtype,
+                                          uint64_t seed) {
+  namespace mx = mlx::core;
+  auto dense = mx::random::normal({N, K}, mx::float32, 0.0f, 0.05f, mx::random::key(seed));
+  auto q = mx::quantize(dense, group_size, bits);
+  return {q[0], mx::astype(q[1], scale_dtype), mx::astype(q[2], scale_dtype)};
 }
 
 // The largest |a - b|.

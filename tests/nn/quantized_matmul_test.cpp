@@ -9,6 +9,7 @@
 
 #include "nn/cpu/quantized_matmul.h"
 #include "nn/cpu/quantized_matmul_kernels.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -16,15 +17,8 @@ namespace {
 
 namespace mx = mlx::core;
 
-struct Quantized {
-  mx::array w, scales, biases;
-};
-
-Quantized make_weights(int N, int K, int group_size, int bits, mx::Dtype scale_dtype, uint64_t seed) {
-  auto dense = mx::random::normal({N, K}, mx::float32, 0.0f, 0.05f, mx::random::key(seed));
-  auto q = mx::quantize(dense, group_size, bits);
-  return {q[0], mx::astype(q[1], scale_dtype), mx::astype(q[2], scale_dtype)};
-}
+using Quantized = nn_util::QuantizedWeights;
+constexpr auto make_weights = nn_util::quantized_weights;
 
 // |got - want| ≤ tol · (|x| @ (|s·q| + |b|)ᵀ): float32 rounding of the sums,
 // measured against the magnitude of what is summed.
