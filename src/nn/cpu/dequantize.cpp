@@ -2,7 +2,6 @@
 #include "nn/cpu/dequantize.h"
 
 #include <cstdint>
-#include <cstring>
 #include <stdexcept>
 
 #include <mlx/allocator.h>
@@ -21,22 +20,9 @@ namespace lmlab::nn::cpu {
 
 namespace {
 
-float to_float(const void* p, mx::Dtype t, long i) {
-  if (t == mx::float32) return static_cast<const float*>(p)[i];
-  uint16_t h;
-  std::memcpy(&h, static_cast<const uint16_t*>(p) + i, 2);
-  if (t == mx::bfloat16) {
-    const uint32_t bits = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-  }
-  return static_cast<float>(static_cast<mx::float16_t>(*reinterpret_cast<const mx::float16_t*>(&h)));
-}
-
 // Rows n0..n1 of the float32 (N, K) result.
 template <int Bits>
-void dequantize_rows(const uint32_t* w, const void* scales, const void* biases, mx::Dtype st, float* out, int K,
+void dequantize_rows(const uint32_t* w, const void* scales, const void* biases, ScaleType st, float* out, int K,
                      int group_size, int n0, int n1) {
   constexpr int per_word = 32 / Bits;
   constexpr uint32_t mask = (1u << Bits) - 1;
@@ -45,8 +31,8 @@ void dequantize_rows(const uint32_t* w, const void* scales, const void* biases, 
     const uint32_t* wr = w + static_cast<long>(n) * words;
     float* o = out + static_cast<long>(n) * K;
     for (int g = 0; g < groups; ++g) {
-      const float s = to_float(scales, st, static_cast<long>(n) * groups + g);
-      const float b = to_float(biases, st, static_cast<long>(n) * groups + g);
+      const float s = param(st, scales, static_cast<long>(n) * groups + g);
+      const float b = param(st, biases, static_cast<long>(n) * groups + g);
       for (int j = 0; j < words_per_group; ++j) {
         const uint32_t word = wr[g * words_per_group + j];
         float* oj = o + (g * words_per_group + j) * per_word;
@@ -77,10 +63,10 @@ class LmlabDequantize : public mx::UnaryPrimitive {
       parallel_for(tasks, [&](int t) {
         const int n0 = t * rows, n1 = std::min(N, n0 + rows);
         if (bits == 4)
-          dequantize_rows<4>(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scales.dtype(),
+          dequantize_rows<4>(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scale_type(scales.dtype()),
                              out.data<float>(), K, gs, n0, n1);
         else
-          dequantize_rows<8>(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scales.dtype(),
+          dequantize_rows<8>(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scale_type(scales.dtype()),
                              out.data<float>(), K, gs, n0, n1);
       });
     });

@@ -26,6 +26,16 @@ namespace mx = mlx::core;
 namespace lmlab::nn {
 
 namespace cpu {
+
+float param(ScaleType t, const void* base, long i) {
+  switch (t) {
+    case ScaleType::f32: return static_cast<const float*>(base)[i];
+    case ScaleType::f16: return static_cast<float>(static_cast<const mx::float16_t*>(base)[i]);
+    case ScaleType::bf16: return static_cast<float>(static_cast<const mx::bfloat16_t*>(base)[i]);
+  }
+  return 0.0f;
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------
@@ -42,15 +52,6 @@ void scalar_prepare(const QmmProblem& p, float* xp, float* xs) {
       for (int k = 0; k < p.group_size; ++k) s += x[k];
       xs[m * G + g] = s;
     }
-}
-
-float param(ScaleType t, const void* base, long i) {
-  switch (t) {
-    case ScaleType::f32: return static_cast<const float*>(base)[i];
-    case ScaleType::f16: return static_cast<float>(static_cast<const mx::float16_t*>(base)[i]);
-    case ScaleType::bf16: return static_cast<float>(static_cast<const mx::bfloat16_t*>(base)[i]);
-  }
-  return 0.0f;
 }
 
 // Field k of a row: MLX packs the fields little-end first as one bit stream

@@ -12,6 +12,9 @@ namespace lmlab::nn::cpu {
 
 enum class ScaleType { f32, f16, bf16 };
 
+// Element i of a scales or biases array of that type, as float (exact).
+float param(ScaleType t, const void* base, long i);
+
 // How x meets the quantized weights.
 //  none: float32 x times the dequantized weights (MLX's arithmetic).
 //  q8_0, q8_1: x is first rounded to int8 in blocks of 32 as llama.cpp rounds
