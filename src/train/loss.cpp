@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
+#include "nn/cpu/cross_entropy.h"
+
 namespace mx = mlx::core;
 using mx::array;
 
@@ -16,9 +18,7 @@ namespace lmlab::train {
 array cross_entropy(const array& logits, const array& targets) {
   if (mx::default_device() == mx::Device::gpu)
     return mx::astype(mx::fast::cross_entropy(logits, targets), mx::float32);
-  array shifted = mx::subtract(logits, mx::stop_gradient(mx::max(logits, -1, /*keepdims=*/true)));
-  array score = mx::squeeze(mx::take_along_axis(shifted, mx::expand_dims(targets, -1), -1), -1);
-  return mx::astype(mx::subtract(mx::logsumexp(shifted, -1), score), mx::float32);
+  return nn::cross_entropy(logits, targets);
 }
 
 namespace {
