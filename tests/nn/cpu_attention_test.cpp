@@ -123,6 +123,45 @@ TEST(CpuAttention, Derivatives) {
   expect_close(mx::jvp(ours, {q, k, v}, tangents).second[0], mx::jvp(theirs, {q, k, v}, tangents).second[0], "jvp");
 }
 
+// The derivative kernel (LmlabCpuAttentionGrad) against MLX's composition:
+// the default model's heads (9 over 3, D 64) on the AVX2 path, an odd head size
+// on the scalar one, a sliding window, fewer query rows than keys, strided
+// queries and cotangents, and only some arguments asked for.
+TEST(CpuAttention, DerivativeKernelMatchesTheComposition) {
+  struct Case {
+    int B, H, Hk, L, Lk, D, window;
+  };
+  int seed = 30;
+  for (Case c : {Case{2, 9, 3, 37, 37, 64, 0}, Case{1, 4, 2, 20, 20, 12, 0}, Case{1, 2, 1, 33, 33, 16, 8},
+                 Case{2, 4, 4, 5, 23, 32, 0}, Case{1, 3, 1, 1, 9, 8, 0}}) {
+    seed += 4;
+    auto q = mx::random::normal({c.B, c.H, c.L, c.D}, mx::float32, mx::random::key(seed));
+    auto k = mx::random::normal({c.B, c.Hk, c.Lk, c.D}, mx::float32, mx::random::key(seed + 1));
+    auto v = mx::random::normal({c.B, c.Hk, c.Lk, c.D}, mx::float32, mx::random::key(seed + 2));
+    auto ct = mx::random::normal({c.B, c.H, c.L, c.D}, mx::float32, mx::random::key(seed + 3));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+    auto mask = nn::attention_mask(c.L, c.Lk, c.window);
+    auto ours = [&](const std::vector<mx::array>& in) {
+      return std::vector<mx::array>{nn::cpu_attention(in[0], in[1], in[2], scale, c.window)};
+    };
+    auto theirs = [&](const std::vector<mx::array>& in) {
+      return std::vector<mx::array>{
+          mx::fast::scaled_dot_product_attention(in[0], in[1], in[2], scale, mask ? "array" : "", mask)};
+    };
+    const std::string label = fmt::format("B{} H{}/{} L{} Lk{} D{} W{}", c.B, c.H, c.Hk, c.L, c.Lk, c.D, c.window);
+    auto g1 = mx::vjp(ours, {q, k, v}, {ct}).second;
+    auto g2 = mx::vjp(theirs, {q, k, v}, {ct}).second;
+    for (int i = 0; i < 3; ++i) expect_close(g1[i], g2[i], fmt::format("{} vjp arg {}", label, i));
+    // Strided query and cotangent (transposed copies), and only k's derivative.
+    auto qt = mx::swapaxes(mx::contiguous(mx::swapaxes(q, 1, 2)), 1, 2);
+    auto ctt = mx::swapaxes(mx::contiguous(mx::swapaxes(ct, 1, 2)), 1, 2);
+    auto only_k = [&](const std::vector<mx::array>& in) {
+      return std::vector<mx::array>{nn::cpu_attention(qt, in[0], v, scale, c.window)};
+    };
+    expect_close(mx::vjp(only_k, {k}, {ctt}).second[0], g2[1], label + " strided, k only");
+  }
+}
+
 TEST(CpuAttention, DeclinesWhatItDoesNotHandle) {
   auto q = mx::zeros({1, 4, 1, 64}), k = mx::zeros({1, 2, 5, 64});
   EXPECT_FALSE(nn::cpu_attention_is_native(q, k, k, mx::Device::gpu));

@@ -98,13 +98,92 @@ void attend(const AttnProblem& p, int b, int h, int j0_range, int j1, float* sco
   }
 }
 
+// q·k_j for n key rows (stride ks) into out[0..n), q held in registers, four keys at a time.
+inline void dots(const __m256* q, int V8, const float* rows, long stride, int n, float* out) {
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int c = 0; c < V8; ++c)
+      for (int t = 0; t < 4; ++t) acc[t] = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(rows + (j + t) * stride + 8 * c), acc[t]);
+    _mm_storeu_ps(out + j, hsum4(acc[0], acc[1], acc[2], acc[3]));
+  }
+  for (; j < n; ++j) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int c = 0; c < V8; ++c) acc = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(rows + j * stride + 8 * c), acc);
+    out[j] = hsum(acc);
+  }
+}
+
+void attend_grad(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch) {
+  const int D = p.D, V8 = D / 8;
+  const int kv = h / (p.H / p.Hk);
+  const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
+  const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
+  float* dk = g.dk + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
+  float* dv = g.dv + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
+  float *prob = scratch, *dprob = scratch + p.Lk;
+  for (int i = 0; i < p.L; ++i) {
+    const float* qrow = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
+    const float* drow = g.dout + b * g.dos[0] + h * g.dos[1] + i * g.dos[2];
+    float* dq = g.dq + ((static_cast<long>(b) * p.H + h) * p.L + i) * D;
+    const int j0 = first_key(p, i), n = p.Lk - p.L + i + 1 - j0;
+    __m256 q[kMaxD / 8], dout[kMaxD / 8], acc[kMaxD / 8];
+    for (int c = 0; c < V8; ++c) {
+      q[c] = _mm256_mul_ps(_mm256_loadu_ps(qrow + 8 * c), _mm256_set1_ps(p.scale));
+      dout[c] = _mm256_loadu_ps(drow + 8 * c);
+      acc[c] = _mm256_setzero_ps();
+    }
+    if (n > 0) {
+      const float* krows = kbase + static_cast<long>(j0) * p.ks[2];
+      const float* vrows = vbase + static_cast<long>(j0) * p.vs[2];
+      dots(q, V8, krows, p.ks[2], n, prob);
+      dots(dout, V8, vrows, p.vs[2], n, dprob);
+      float mx = prob[0];
+      for (int j = 1; j < n; ++j) mx = prob[j] > mx ? prob[j] : mx;
+      // P_j = e^(s_j − max) / Σ, and δ = Σ P_j dP_j.
+      const __m256 m8 = _mm256_set1_ps(mx);
+      __m256 vsum = _mm256_setzero_ps();
+      int j = 0;
+      for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(prob + j), m8));
+        _mm256_storeu_ps(prob + j, e);
+        vsum = _mm256_add_ps(vsum, e);
+      }
+      float sum = hsum(vsum);
+      for (; j < n; ++j) sum += prob[j] = __builtin_expf(prob[j] - mx);
+      const float inv = 1.0f / sum;
+      float delta = 0.0f;
+      for (j = 0; j < n; ++j) {
+        prob[j] *= inv;
+        delta += prob[j] * dprob[j];
+      }
+      // dv_j += P_j dout, dq += dS_j k_j, dk_j += dS_j q (q already scaled: dS_j here lacks the scale).
+      for (j = 0; j < n; ++j) {
+        const __m256 pj = _mm256_set1_ps(prob[j]), ds = _mm256_set1_ps(prob[j] * (dprob[j] - delta));
+        const float* krow = krows + j * p.ks[2];
+        float* dvrow = dv + static_cast<long>(j0 + j) * D;
+        float* dkrow = dk + static_cast<long>(j0 + j) * D;
+        for (int c = 0; c < V8; ++c) {
+          _mm256_storeu_ps(dvrow + 8 * c, _mm256_fmadd_ps(pj, dout[c], _mm256_loadu_ps(dvrow + 8 * c)));
+          acc[c] = _mm256_fmadd_ps(ds, _mm256_loadu_ps(krow + 8 * c), acc[c]);
+          _mm256_storeu_ps(dkrow + 8 * c, _mm256_fmadd_ps(ds, q[c], _mm256_loadu_ps(dkrow + 8 * c)));
+        }
+      }
+    }
+    const __m256 scale = _mm256_set1_ps(p.scale);
+    for (int c = 0; c < V8; ++c) _mm256_storeu_ps(dq + 8 * c, _mm256_mul_ps(scale, acc[c]));
+  }
+}
+
 }  // namespace
 
 AttnKernel avx2_attend() { return &attend; }
+AttnGradKernel avx2_attend_grad() { return &attend_grad; }
 
 #else
 
 AttnKernel avx2_attend() { return nullptr; }
+AttnGradKernel avx2_attend_grad() { return nullptr; }
 
 #endif
 

@@ -43,4 +43,28 @@ void run_attention(const AttnProblem& p);
 // The AVX2+FMA kernel (D a multiple of 8 up to 256, unit d strides), or nullptr when not compiled in.
 AttnKernel avx2_attend();
 
+// The derivatives of p's attention for the cotangent dout (B, H, L, D, by
+// element strides dos): dq (B, H, L, D), dk and dv (B, Hk, Lk, D), all
+// row-contiguous. With P the softmax of a row and dP = dout vᵀ:
+// dv += Pᵀ dout, dS = P ∘ (dP − rowsum(dout ∘ out)), dq = scale dS k, dk += scale dSᵀ q.
+struct AttnGrad {
+  const float* dout;
+  long dos[4];
+  float* dq;
+  float* dk;
+  float* dv;
+};
+
+// One (b, h) pair, all L query rows: writes h's rows of dq and adds into dk
+// and dv of h's key/value head; scratch holds 2·Lk floats.
+using AttnGradKernel = void (*)(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch);
+
+void attend_grad_scalar(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch);
+// All of p, split over the compute pool by (b, key/value head): each task owns
+// its dk and dv rows and the dq rows of the query heads that share them.
+void run_attention_grad(const AttnProblem& p, const AttnGrad& g);
+
+// The AVX2+FMA derivative kernel (same conditions as avx2_attend), or nullptr.
+AttnGradKernel avx2_attend_grad();
+
 }  // namespace lmlab::nn::cpu

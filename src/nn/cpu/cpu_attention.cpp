@@ -8,12 +8,15 @@
 #include <variant>
 #include <vector>
 
+#include <mlx/allocator.h>
+#include <mlx/backend/cpu/encoder.h>
 #include <mlx/mlx.h>
 #include <mlx/primitives.h>
 
 #include "nn/cpu/attention_kernels.h"
 #include "nn/cpu/compute_pool.h"
 #include "nn/cpu/cpu_arrays.h"
+#include "nn/cpu/elementwise_kernels.h"
 
 namespace mx = mlx::core;
 
@@ -54,6 +57,48 @@ void attend_scalar(const AttnProblem& p, int b, int h, int j0_range, int j1, flo
   }
 }
 
+void attend_grad_scalar(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch) {
+  const int kv = h / (p.H / p.Hk), D = p.D;
+  const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
+  const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
+  float* dk = g.dk + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
+  float* dv = g.dv + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
+  float *prob = scratch, *dprob = scratch + p.Lk;
+  for (int i = 0; i < p.L; ++i) {
+    const float* q = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
+    const float* dout = g.dout + b * g.dos[0] + h * g.dos[1] + i * g.dos[2];
+    float* dq = g.dq + ((static_cast<long>(b) * p.H + h) * p.L + i) * D;
+    for (int d = 0; d < D; ++d) dq[d] = 0.0f;
+    const int j0 = first_key(p, i), end = p.Lk - p.L + i + 1;
+    if (end <= j0) continue;
+    float mx = -INFINITY;
+    for (int j = j0; j < end; ++j) {
+      float s = 0.0f;
+      for (int d = 0; d < D; ++d) s += p.scale * q[d * p.qs[3]] * kbase[j * p.ks[2] + d * p.ks[3]];
+      prob[j] = s;
+      mx = std::max(mx, s);
+    }
+    float sum = 0.0f;
+    for (int j = j0; j < end; ++j) sum += prob[j] = std::exp(prob[j] - mx);
+    float delta = 0.0f;  // Σ_j P_j dP_j = dout · out
+    for (int j = j0; j < end; ++j) {
+      prob[j] /= sum;
+      float dp = 0.0f;
+      for (int d = 0; d < D; ++d) dp += dout[d * g.dos[3]] * vbase[j * p.vs[2] + d * p.vs[3]];
+      dprob[j] = dp;
+      delta += prob[j] * dp;
+    }
+    for (int j = j0; j < end; ++j) {
+      const float ds = p.scale * prob[j] * (dprob[j] - delta);
+      for (int d = 0; d < D; ++d) {
+        dv[j * D + d] += prob[j] * dout[d * g.dos[3]];
+        dq[d] += ds * kbase[j * p.ks[2] + d * p.ks[3]];
+        dk[j * D + d] += ds * q[d * p.qs[3]];
+      }
+    }
+  }
+}
+
 }  // namespace cpu
 
 namespace {
@@ -74,6 +119,27 @@ AttnKernel choose_kernel(const AttnProblem& p) {
 }
 
 }  // namespace
+
+void cpu::run_attention_grad(const AttnProblem& p, const AttnGrad& g) {
+  static const cpu::AttnGradKernel avx2 = cpu::avx2_fma() ? cpu::avx2_attend_grad() : nullptr;
+  const bool unit_d = p.qs[3] == 1 && p.ks[3] == 1 && p.vs[3] == 1 && g.dos[3] == 1;
+  const cpu::AttnGradKernel kernel = avx2 && unit_d && p.D % 8 == 0 && p.D <= 256 ? avx2 : &cpu::attend_grad_scalar;
+  const int G = p.H / p.Hk;
+  const long kv_rows = static_cast<long>(p.B) * p.Hk * p.Lk * p.D;
+  std::fill(g.dk, g.dk + kv_rows, 0.0f);
+  std::fill(g.dv, g.dv + kv_rows, 0.0f);
+  auto run = [&](int t) {
+    std::vector<float> scratch(2 * static_cast<size_t>(p.Lk));
+    const int b = t / p.Hk, kv = t % p.Hk;
+    for (int h = kv * G; h < (kv + 1) * G; ++h) kernel(p, g, b, h, scratch.data());
+  };
+  const long work = static_cast<long>(p.B) * p.H * p.L * p.Lk * p.D;
+  if (work < 64 * 1024 || p.B * p.Hk == 1) {
+    for (int t = 0; t < p.B * p.Hk; ++t) run(t);
+  } else {
+    parallel_for(p.B * p.Hk, run);
+  }
+}
 
 void cpu::run_attention(const AttnProblem& p) {
   const AttnKernel kernel = choose_kernel(p);
@@ -139,6 +205,70 @@ array reference_attention(const array& q, const array& k, const array& v, float 
   return mx::matmul(mx::softmax(scores, {-1}, /*precise=*/true, s), vv, s);
 }
 
+// The problem's pointers, strides and sizes for evaluated q, k, v.
+AttnProblem problem(const mx::array& q, const mx::array& k, const mx::array& v, float scale, int window) {
+  AttnProblem p{};
+  p.q = q.data<float>();
+  p.k = k.data<float>();
+  p.v = v.data<float>();
+  for (int i = 0; i < 4; ++i) {
+    p.qs[i] = q.strides()[i];
+    p.ks[i] = k.strides()[i];
+    p.vs[i] = v.strides()[i];
+  }
+  p.B = q.shape(0), p.H = q.shape(1), p.L = q.shape(2), p.D = q.shape(3);
+  p.Hk = k.shape(1), p.Lk = k.shape(2);
+  p.scale = scale;
+  p.window = window;
+  return p;
+}
+
+// (q, k, v, dout) → (dq, dk, dv): the derivatives in one pass over the rows,
+// recomputing each row's softmax (run_attention_grad).
+class LmlabCpuAttentionGrad : public mx::Primitive {
+ public:
+  LmlabCpuAttentionGrad(mx::Stream stream, float scale, int window)
+      : mx::Primitive(stream), scale_(scale), window_(window) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    for (auto& o : outputs) {
+      o.set_data(mx::allocator::malloc(o.nbytes()));
+      encoder.set_output_array(o);
+    }
+    encoder.dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
+                      v = mx::array::unsafe_weak_copy(inputs[2]), d = mx::array::unsafe_weak_copy(inputs[3]),
+                      dq = mx::array::unsafe_weak_copy(outputs[0]), dk = mx::array::unsafe_weak_copy(outputs[1]),
+                      dv = mx::array::unsafe_weak_copy(outputs[2]), scale = scale_, window = window_]() mutable {
+      cpu::AttnGrad g{};
+      g.dout = d.data<float>();
+      for (int i = 0; i < 4; ++i) g.dos[i] = d.strides()[i];
+      g.dq = dq.data<float>();
+      g.dk = dk.data<float>();
+      g.dv = dv.data<float>();
+      cpu::run_attention_grad(problem(q, k, v, scale, window), g);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("[lmlab::nn] LmlabCpuAttentionGrad runs on CPU streams only");
+  }
+
+  const char* name() const override { return "LmlabCpuAttentionGrad"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto* o = dynamic_cast<const LmlabCpuAttentionGrad*>(&other);
+    return o && o->scale_ == scale_ && o->window_ == window_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    return {inputs[0].shape(), inputs[1].shape(), inputs[2].shape()};
+  }
+
+ private:
+  float scale_;
+  int window_;
+};
+
 class LmlabCpuAttention : public cpu::FusedCpuPrimitive {
  public:
   LmlabCpuAttention(mx::Stream stream, float scale, int window)
@@ -148,25 +278,25 @@ class LmlabCpuAttention : public cpu::FusedCpuPrimitive {
     encode(inputs, out).dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
                       v = mx::array::unsafe_weak_copy(inputs[2]), out = mx::array::unsafe_weak_copy(out),
                       scale = scale_, window = window_]() mutable {
-      AttnProblem p{};
-      p.q = q.data<float>();
-      p.k = k.data<float>();
-      p.v = v.data<float>();
+      AttnProblem p = problem(q, k, v, scale, window);
       p.out = out.data<float>();
-      for (int i = 0; i < 4; ++i) {
-        p.qs[i] = q.strides()[i];
-        p.ks[i] = k.strides()[i];
-        p.vs[i] = v.strides()[i];
-      }
-      p.B = q.shape(0), p.H = q.shape(1), p.L = q.shape(2), p.D = q.shape(3);
-      p.Hk = k.shape(1), p.Lk = k.shape(2);
-      p.scale = scale;
-      p.window = window;
       cpu::run_attention(p);
     });
   }
 
   const char* name() const override { return "LmlabCpuAttention"; }
+
+  // The derivatives from lmlab's kernel (LmlabCpuAttentionGrad), not the composition.
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    std::vector<mx::array> grads = mx::array::make_arrays(
+        {primals[0].shape(), primals[1].shape(), primals[2].shape()}, {mx::float32, mx::float32, mx::float32},
+        std::make_shared<LmlabCpuAttentionGrad>(stream(), scale_, window_),
+        {primals[0], primals[1], primals[2], mx::astype(cotangents[0], mx::float32, stream())});
+    std::vector<mx::array> out;
+    for (int a : argnums) out.push_back(grads[a]);
+    return out;
+  }
 
   cpu::Composition composition() override {
     return [scale = scale_, window = window_, s = stream()](const std::vector<mx::array>& in) {
