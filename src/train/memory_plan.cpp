@@ -26,10 +26,12 @@ double kept_per_token(const MemoryInputs& in) {
 }
 
 // What the backward pass of one block holds at once on top (recomputed
-// attention scores and probabilities, the block's gradients in flight).
+// attention scores and probabilities where the attention materialises them,
+// the block's gradients in flight).
 double transient_per_block(const MemoryInputs& in) {
   const double B = in.batch, L = in.tokens;
-  return B * in.heads * L * L * 3 + B * L * (2.0 * in.hidden + 2.0 * in.intermediate);
+  const double scores = in.attention_scores ? B * in.heads * L * L * 3 : 0.0;
+  return scores + B * L * (2.0 * in.hidden + 2.0 * in.intermediate);
 }
 
 }  // namespace
@@ -47,13 +49,14 @@ MemoryPlan plan_memory(const MemoryInputs& in, double limit_gb) {
   double act = tokens * per_layer * kept_layers + transient_per_block(in);
   if (in.checkpoint) act += tokens * kept_per_token(in);  // the block being recomputed
   p.activations_gb = act * bytes / kGB;
-  // Logits, their max-shifted copy and exponentials, and their gradient; and
-  // for a packed output projection, about two float32 copies of it that the
-  // logits' backward holds: measured on the default model's 4-bit tied
-  // embedding, a fixed 0.229 GB at any batch and any number of trained
-  // blocks, and nothing on its float copy (tests/train/memory_plan_test.cpp).
+  // The logits and their gradient, only at the positions the loss counts
+  // (train::batch_loss); and for a packed output projection, about two float32
+  // copies of it that the logits' backward holds: measured on the default
+  // model's 4-bit tied embedding, a fixed 0.229 GB at any batch and any number
+  // of trained blocks, and nothing on its float copy (tests/train/memory_plan_test.cpp).
+  const double rows = in.logit_rows > 0 ? std::min<double>(in.logit_rows, tokens) : tokens;
   const double head = in.quantized_head ? 2.0 * in.vocab * in.hidden * 4 : 0.0;
-  p.logits_gb = (tokens * in.vocab * 4.0 * 4 + head) / kGB;
+  p.logits_gb = (rows * in.vocab * 4.0 * 2 + head) / kGB;
   p.total_gb = p.weights_gb + p.trainable_gb + p.optimizer_gb + p.activations_gb + p.logits_gb;
   if (limit_gb > 0 && p.total_gb > limit_gb) {
     const double over = p.total_gb - limit_gb;

@@ -26,6 +26,8 @@ struct MemoryInputs {
   bool checkpoint = false;
   int act_bytes = 4;              // bytes per activation (the compute dtype)
   bool quantized_head = false;    // the output projection is packed (the logits' backward dequantizes it)
+  int logit_rows = 0;             // the most target positions the loss counts in one batch (the head's rows)
+  bool attention_scores = true;   // attention keeps B·H·L² scores (MLX's); lmlab's CPU kernel keeps none
 };
 
 MemoryPlan plan_memory(const MemoryInputs& in, double limit_gb);

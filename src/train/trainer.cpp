@@ -203,6 +203,23 @@ MemoryInputs Trainer::State::memory_inputs() const {
   in.checkpoint = cfg.grad_checkpoint;
   in.act_bytes = static_cast<int>(mx::size_of(m.model->dtype()));
   in.quantized_head = w.quant(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head") != nullptr;
+  // The targets batch_loss counts in the batch with the most (batch_loss's
+  // counted_targets: positions max(1, offset) .. length - 1 of the padded width).
+  for (const auto& b : train_batches) {
+    int width = 0, rows = 0;
+    for (int i : b) width = std::max(width, static_cast<int>(data.train.examples[i].tokens.size()));
+    width = padded_width(width, cfg.max_seq_length);
+    for (int i : b) {
+      const Example& e = data.train.examples[i];
+      const int len = std::min(static_cast<int>(e.tokens.size()), cfg.max_seq_length);
+      const int first = std::max(1, cfg.mask_prompt ? e.offset : 0);
+      const int last = std::min(width - 1, cfg.mlx_lm_compat ? len : len - 1);
+      rows += std::max(0, last - first + 1);
+    }
+    in.logit_rows = std::max(in.logit_rows, rows);
+  }
+  if (reducer) in.logit_rows = (in.logit_rows + reducer->size() - 1) / reducer->size();
+  in.attention_scores = !(mx::default_device() == mx::Device::cpu && m.model->dtype() == mx::float32);
   return in;
 }
 
