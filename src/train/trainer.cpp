@@ -119,7 +119,8 @@ Trainer::State::State(LoadedModel& model, TrainConfig c)
       dir(cfg.adapter_path), rng(static_cast<uint32_t>(cfg.seed)), log(cfg.adapter_path) {
   const bool by_length = !cfg.mlx_lm_compat;
   if (cfg.train) train_batches = batch_indices(data.train.examples, cfg.batch_size, by_length);
-  if (!data.valid.examples.empty() && cfg.train)
+  // --val-batches 0: no validation at all (mlx-lm would print a NaN loss).
+  if (!data.valid.examples.empty() && cfg.train && cfg.val_batches != 0)
     valid_batches = batch_indices(data.valid.examples, cfg.batch_size, by_length);
   if (cfg.test) test_batches = batch_indices(data.test.examples, cfg.batch_size, by_length);
   if (cfg.train) {
