@@ -116,11 +116,9 @@ inline void dots(const __m256* q, int V8, const float* rows, long stride, int n,
 
 void attend_grad(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch) {
   const int D = p.D, V8 = D / 8;
-  const int kv = h / (p.H / p.Hk);
-  const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
-  const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
-  float* dk = g.dk + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
-  float* dv = g.dv + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
+  const AttnGradRows rows = grad_rows(p, g, b, h);
+  const float *kbase = rows.k, *vbase = rows.v;
+  float *dk = rows.dk, *dv = rows.dv;
   float *prob = scratch, *dprob = scratch + p.Lk;
   for (int i = 0; i < p.L; ++i) {
     const float* qrow = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];

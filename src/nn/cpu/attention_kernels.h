@@ -55,6 +55,16 @@ struct AttnGrad {
   float* dv;
 };
 
+// Where one (b, h) pair's derivative reads keys and values and adds dk and dv:
+// the rows of h's key/value head.
+struct AttnGradRows {
+  const float* k;
+  const float* v;
+  float* dk;
+  float* dv;
+};
+AttnGradRows grad_rows(const AttnProblem& p, const AttnGrad& g, int b, int h);
+
 // One (b, h) pair, all L query rows: writes h's rows of dq and adds into dk
 // and dv of h's key/value head; scratch holds 2·Lk floats.
 using AttnGradKernel = void (*)(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch);

@@ -44,12 +44,27 @@ RowMajor::RowMajor(const mx::array& a) {
   }
 }
 
-mx::cpu::CommandEncoder& FusedCpuPrimitive::encode(const std::vector<mx::array>& inputs, mx::array& out) {
+mx::cpu::CommandEncoder& encode(const mx::Stream& stream, const std::vector<mx::array>& inputs,
+                                std::vector<mx::array>& outputs) {
+  auto& encoder = mx::cpu::get_command_encoder(stream);
+  for (auto& in : inputs) encoder.set_input_array(in);
+  for (auto& o : outputs) {
+    o.set_data(mx::allocator::malloc(o.nbytes()));
+    encoder.set_output_array(o);
+  }
+  return encoder;
+}
+
+mx::cpu::CommandEncoder& encode(const mx::Stream& stream, const std::vector<mx::array>& inputs, mx::array& out) {
   out.set_data(mx::allocator::malloc(out.nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
+  auto& encoder = mx::cpu::get_command_encoder(stream);
   for (auto& in : inputs) encoder.set_input_array(in);
   encoder.set_output_array(out);
   return encoder;
+}
+
+mx::cpu::CommandEncoder& FusedCpuPrimitive::encode(const std::vector<mx::array>& inputs, mx::array& out) {
+  return cpu::encode(stream(), inputs, out);
 }
 
 void FusedCpuPrimitive::eval_gpu(const std::vector<mx::array>&, mx::array&) {

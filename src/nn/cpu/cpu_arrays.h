@@ -39,6 +39,14 @@ class RowMajor {
 // The MLX composition a fused primitive stands for: its inputs → its one output.
 using Composition = std::function<mlx::core::array(const std::vector<mlx::core::array>&)>;
 
+// For eval_cpu of a primitive on `stream`: allocates the outputs, registers
+// the inputs and outputs with the stream's command encoder, and returns the
+// encoder to dispatch the kernel on.
+mlx::core::cpu::CommandEncoder& encode(const mlx::core::Stream& stream, const std::vector<mlx::core::array>& inputs,
+                                       std::vector<mlx::core::array>& outputs);
+mlx::core::cpu::CommandEncoder& encode(const mlx::core::Stream& stream, const std::vector<mlx::core::array>& inputs,
+                                       mlx::core::array& out);
+
 // Base of lmlab's fused CPU primitives (attention, SwiGLU): evaluated by
 // eval_cpu only, differentiated through composition() (the vjp for the
 // requested arguments, the jvp with zero tangents for the others).

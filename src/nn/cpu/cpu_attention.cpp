@@ -57,12 +57,15 @@ void attend_scalar(const AttnProblem& p, int b, int h, int j0_range, int j1, flo
   }
 }
 
+AttnGradRows grad_rows(const AttnProblem& p, const AttnGrad& g, int b, int h) {
+  const int kv = h / (p.H / p.Hk);
+  const long kv_rows = (static_cast<long>(b) * p.Hk + kv) * p.Lk * p.D;
+  return {p.k + b * p.ks[0] + kv * p.ks[1], p.v + b * p.vs[0] + kv * p.vs[1], g.dk + kv_rows, g.dv + kv_rows};
+}
+
 void attend_grad_scalar(const AttnProblem& p, const AttnGrad& g, int b, int h, float* scratch) {
-  const int kv = h / (p.H / p.Hk), D = p.D;
-  const float* kbase = p.k + b * p.ks[0] + kv * p.ks[1];
-  const float* vbase = p.v + b * p.vs[0] + kv * p.vs[1];
-  float* dk = g.dk + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
-  float* dv = g.dv + (static_cast<long>(b) * p.Hk + kv) * p.Lk * D;
+  const int D = p.D;
+  const auto [kbase, vbase, dk, dv] = grad_rows(p, g, b, h);
   float *prob = scratch, *dprob = scratch + p.Lk;
   for (int i = 0; i < p.L; ++i) {
     const float* q = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
@@ -231,13 +234,7 @@ class LmlabCpuAttentionGrad : public mx::Primitive {
       : mx::Primitive(stream), scale_(scale), window_(window) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& o : outputs) {
-      o.set_data(mx::allocator::malloc(o.nbytes()));
-      encoder.set_output_array(o);
-    }
-    encoder.dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
+    cpu::encode(stream(), inputs, outputs).dispatch([q = mx::array::unsafe_weak_copy(inputs[0]), k = mx::array::unsafe_weak_copy(inputs[1]),
                       v = mx::array::unsafe_weak_copy(inputs[2]), d = mx::array::unsafe_weak_copy(inputs[3]),
                       dq = mx::array::unsafe_weak_copy(outputs[0]), dk = mx::array::unsafe_weak_copy(outputs[1]),
                       dv = mx::array::unsafe_weak_copy(outputs[2]), scale = scale_, window = window_]() mutable {

@@ -70,15 +70,6 @@ void for_rows(long rows, long width, const std::function<void(long)>& fn) {
   cpu::parallel_for(static_cast<int>(rows), [&](int r) { fn(r); });
 }
 
-// Registers inputs and the allocated output with the stream's encoder.
-mx::cpu::CommandEncoder& encode(const mx::Stream& stream, const std::vector<mx::array>& inputs, mx::array& out) {
-  out.set_data(mx::allocator::malloc(out.nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream);
-  for (auto& in : inputs) encoder.set_input_array(in);
-  encoder.set_output_array(out);
-  return encoder;
-}
-
 // Base of the two primitives: CPU only, no derivatives of their own (the
 // loss's comes from custom_vjp; the derivative's second derivative is not needed).
 class RowPrimitive : public mx::UnaryPrimitive {
@@ -95,7 +86,7 @@ class LmlabCrossEntropy : public RowPrimitive {
   using RowPrimitive::RowPrimitive;
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    encode(stream(), inputs, out).dispatch([z = mx::array::unsafe_weak_copy(inputs[0]),
+    cpu::encode(stream(), inputs, out).dispatch([z = mx::array::unsafe_weak_copy(inputs[0]),
                                             t = mx::array::unsafe_weak_copy(inputs[1]),
                                             out = mx::array::unsafe_weak_copy(out)]() mutable {
       const cpu::RowMajor z_rows(z), t_rows(t);
@@ -126,7 +117,7 @@ class LmlabCrossEntropyGrad : public RowPrimitive {
   using RowPrimitive::RowPrimitive;
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    encode(stream(), inputs, out).dispatch([z = mx::array::unsafe_weak_copy(inputs[0]),
+    cpu::encode(stream(), inputs, out).dispatch([z = mx::array::unsafe_weak_copy(inputs[0]),
                                             t = mx::array::unsafe_weak_copy(inputs[1]),
                                             g = mx::array::unsafe_weak_copy(inputs[2]),
                                             out = mx::array::unsafe_weak_copy(out)]() mutable {

@@ -90,13 +90,7 @@ class LmlabSwigluGrad : public mx::Primitive {
   explicit LmlabSwigluGrad(mx::Stream stream) : mx::Primitive(stream) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& o : outputs) {
-      o.set_data(mx::allocator::malloc(o.nbytes()));
-      encoder.set_output_array(o);
-    }
-    encoder.dispatch([g = mx::array::unsafe_weak_copy(inputs[0]), u = mx::array::unsafe_weak_copy(inputs[1]),
+    cpu::encode(stream(), inputs, outputs).dispatch([g = mx::array::unsafe_weak_copy(inputs[0]), u = mx::array::unsafe_weak_copy(inputs[1]),
                       d = mx::array::unsafe_weak_copy(inputs[2]), dg = mx::array::unsafe_weak_copy(outputs[0]),
                       du = mx::array::unsafe_weak_copy(outputs[1])]() mutable {
       const cpu::RowMajor g_rows(g), u_rows(u), d_rows(d);
