@@ -150,6 +150,7 @@ struct TrainResult {
   std::optional<double> test_loss{}, test_ppl{};
   double peak_memory_gb = 0;
   double predicted_peak_gb = 0;
+  bool planned_batch_trained = false;  // the plan is for the longest batch: did this run train one that long?
   double seconds = 0;
 };
 

@@ -130,8 +130,9 @@ void run_lora(const LoraCliOptions& o) {
   train::TrainResult r = trainer.run(cb);
   bar.clear();
   if (cfg.train)
-    fmt::print("Saved final weights to {}/adapters.safetensors.\nPeak memory {:.3f} GB (planned {:.3f} GB).\n",
-               cfg.adapter_path, r.peak_memory_gb, r.predicted_peak_gb);
+    fmt::print("Saved final weights to {}/adapters.safetensors.\nPeak memory {:.3f} GB (planned {:.3f} GB{}).\n",
+               cfg.adapter_path, r.peak_memory_gb, r.predicted_peak_gb,
+               r.planned_batch_trained ? "" : " for the longest batch, which this run did not train");
 }
 
 }  // namespace

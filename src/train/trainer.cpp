@@ -467,6 +467,9 @@ TrainResult Trainer::run(const TrainCallbacks& cb) {
         if (cb.on_event) cb.on_event(e);
         tic = Clock::now();
       }
+      int longest = 0;
+      for (int i : batch) longest = std::max(longest, static_cast<int>(s.data.train.examples[i].tokens.size()));
+      if (padded_width(longest, cfg.max_seq_length) - 1 >= s.plan.memory.tokens) result.planned_batch_trained = true;
       auto [loss, toks] = s.step(batch, it);
       r.losses += loss;
       r.n_tokens += toks;

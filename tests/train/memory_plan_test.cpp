@@ -86,6 +86,7 @@ TEST_P(MemoryPlanPeak, LongestSuperBowlBatchWithinTwentyPercent) {
     cb.on_event = [&](const train::TrainEvent& e) { validations += e.kind == train::TrainEvent::Kind::val; };
     const train::TrainResult r = trainer.run(cb);
     EXPECT_EQ(validations, 0) << "val_batches 0 runs no validation (mlx-lm prints a NaN loss)";
+    EXPECT_TRUE(r.planned_batch_trained) << "the run trained the batch the plan is for";
     std::printf("[ memory   ] %s, longest batch%s: planned %.3f GB, measured %.3f GB\n", GetParam().c_str(),
                 checkpoint ? ", checkpointed" : "", r.predicted_peak_gb, r.peak_memory_gb);
     EXPECT_NEAR(r.predicted_peak_gb, r.peak_memory_gb, 0.2 * r.peak_memory_gb) << (checkpoint ? "checkpointed" : "");
