@@ -2,11 +2,13 @@
 // (nn::Linear's path for many rows on the CPU) against mx::quantized_matmul,
 // forward and gradient with respect to x.
 #include <tuple>
+#include <vector>
 
 #include <mlx/mlx.h>
 
 #include "lmlab/nn.h"
 #include "nn/cpu/dequantize.h"
+#include "nn/cpu/elementwise_kernels.h"
 #include "nn/linear.h"
 #include "nn/nn_test_util.h"
 #include "test_util.h"
@@ -41,6 +43,29 @@ TEST_P(DequantizeCase, EqualsMlxDequantize) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, DequantizeCase, ::testing::Combine(::testing::Values(4, 8), ::testing::Values(32, 64, 128)));
+
+// The group kernels alone: the AVX2 one this machine dispatches to and the
+// portable loop it never picks here, against mx::dequantize, equal to the bit
+// (both compute s·q + b as a multiply and an add).
+TEST(DequantizeGroup, KernelsEqualMlxDequantizeExactly) {
+  LMLAB_SKIP_OFF_CPU();
+  for (int bits : {4, 8}) {
+    const Packed p = pack(3, 64, 32, bits, mx::float32, 11 + bits);
+    const mx::array want = mx::dequantize(p.w, p.scales, p.biases, 32, bits, "affine", std::nullopt, mx::float32);
+    mx::eval(want, p.w, p.scales, p.biases);
+    const uint32_t* w = p.w.data<uint32_t>();
+    for (auto kernel : {nn::cpu::dequant_group_kernel(), &nn::cpu::dequant_group_scalar}) {
+      std::vector<float> out(3 * 64);
+      for (int n = 0; n < 3; ++n)
+        for (int g = 0; g < 2; ++g)
+          kernel(w + n * 2 * bits + g * bits, 32, bits, p.scales.data<float>()[n * 2 + g],
+                 p.biases.data<float>()[n * 2 + g], out.data() + n * 64 + g * 32);
+      EXPECT_TRUE(mx::array_equal(mx::array(out.begin(), {3, 64}), want).item<bool>())
+ << (kernel == &nn::cpu::dequant_group_scalar ? "scalar " : "dispatched ")
+          << bits << " bits, max diff " << max_diff(mx::array(out.begin(), {3, 64}), want);
+    }
+  }
+}
 
 TEST(DenseQuantizedMatmul, MatchesMlxForwardAndGradient) {
   LMLAB_SKIP_OFF_CPU();

@@ -12,33 +12,37 @@
 
 #include "nn/cpu/compute_pool.h"
 #include "nn/cpu/cpu_arrays.h"
+#include "nn/cpu/elementwise_kernels.h"
 #include "nn/cpu/quantized_matmul.h"
 
 namespace mx = mlx::core;
 
 namespace lmlab::nn::cpu {
 
+void dequant_group_scalar(const uint32_t* w, int n, int bits, float s, float b, float* out) {
+  const uint32_t mask = (1u << bits) - 1;
+  const int per_word = 32 / bits;
+  for (int i = 0; i < n; ++i) out[i] = s * static_cast<float>((w[i / per_word] >> (bits * (i % per_word))) & mask) + b;
+}
+
+DequantGroupKernel dequant_group_kernel() {
+  static const DequantGroupKernel k = avx2_fma() && avx2_dequant_group() ? avx2_dequant_group() : &dequant_group_scalar;
+  return k;
+}
+
 namespace {
 
-// Rows n0..n1 of the float32 (N, K) result.
-template <int Bits>
+// Rows n0..n1 of the float32 (N, K) result, a group at a time.
 void dequantize_rows(const uint32_t* w, const void* scales, const void* biases, ScaleType st, float* out, int K,
-                     int group_size, int n0, int n1) {
-  constexpr int per_word = 32 / Bits;
-  constexpr uint32_t mask = (1u << Bits) - 1;
-  const int words = K / per_word, groups = K / group_size, words_per_group = group_size / per_word;
+                     int group_size, int bits, int n0, int n1) {
+  const int words = K * bits / 32, groups = K / group_size, words_per_group = group_size * bits / 32;
+  const DequantGroupKernel kernel = dequant_group_kernel();
   for (int n = n0; n < n1; ++n) {
     const uint32_t* wr = w + static_cast<long>(n) * words;
     float* o = out + static_cast<long>(n) * K;
-    for (int g = 0; g < groups; ++g) {
-      const float s = param(st, scales, static_cast<long>(n) * groups + g);
-      const float b = param(st, biases, static_cast<long>(n) * groups + g);
-      for (int j = 0; j < words_per_group; ++j) {
-        const uint32_t word = wr[g * words_per_group + j];
-        float* oj = o + (g * words_per_group + j) * per_word;
-        for (int i = 0; i < per_word; ++i) oj[i] = s * static_cast<float>((word >> (Bits * i)) & mask) + b;
-      }
-    }
+    for (int g = 0; g < groups; ++g)
+      kernel(wr + g * words_per_group, group_size, bits, param(st, scales, static_cast<long>(n) * groups + g),
+             param(st, biases, static_cast<long>(n) * groups + g), o + g * group_size);
   }
 }
 
@@ -58,12 +62,8 @@ class LmlabDequantize : public mx::UnaryPrimitive {
       const int tasks = (N + rows - 1) / rows;
       parallel_for(tasks, [&](int t) {
         const int n0 = t * rows, n1 = std::min(N, n0 + rows);
-        if (bits == 4)
-          dequantize_rows<4>(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scale_type(scales.dtype()),
-                             out.data<float>(), K, gs, n0, n1);
-        else
-          dequantize_rows<8>(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scale_type(scales.dtype()),
-                             out.data<float>(), K, gs, n0, n1);
+        dequantize_rows(wr.data<uint32_t>(), sr.data<void>(), br.data<void>(), scale_type(scales.dtype()),
+                        out.data<float>(), K, gs, bits, n0, n1);
       });
     });
   }

@@ -3,6 +3,8 @@
 // at run time. No templates or inline functions here (see quantized_matmul_kernels.h).
 #pragma once
 
+#include <cstdint>
+
 namespace lmlab::nn::cpu {
 
 // Whether this CPU runs the AVX2+FMA kernels (checked once).
@@ -28,6 +30,14 @@ using SwigluGradKernel = void (*)(const float* gate, const float* up, const floa
 void swiglu_grad_scalar(const float* gate, const float* up, const float* dout, float* dgate, float* dup, long n);
 SwigluGradKernel swiglu_grad_kernel();
 SwigluGradKernel avx2_swiglu_grad();
+
+// out[i] = s · q_i + b for the n values (a multiple of 8) packed in w at
+// `bits` (4 or 8) per value, value i at bit bits·i of the words, MLX's affine
+// layout: one group of a quantized row.
+using DequantGroupKernel = void (*)(const uint32_t* w, int n, int bits, float s, float b, float* out);
+void dequant_group_scalar(const uint32_t* w, int n, int bits, float s, float b, float* out);
+DequantGroupKernel dequant_group_kernel();
+DequantGroupKernel avx2_dequant_group();
 
 // log Σ_j e^x[j] over one row of n ≥ 1 logits, shifted by the row's maximum
 // (NaN when a logit is NaN; −inf when all are −inf).
