@@ -31,11 +31,20 @@ int padded_width(int longest, int max_seq_length) {
   return std::min(1 + pad_to * ((longest + pad_to - 1) / pad_to), max_seq_length);
 }
 
+int longest_example(const std::vector<Example>& ex, const std::vector<int>& indices) {
+  int longest = 0;
+  for (int i : indices) longest = std::max(longest, static_cast<int>(ex[i].tokens.size()));
+  return longest;
+}
+
+TargetRange counted_range(int offset, int length, int T, bool pad_target) {
+  return {std::max(1, offset), std::min(T - 1, pad_target ? length : length - 1)};
+}
+
 Batch make_batch(const std::vector<Example>& ex, const std::vector<int>& indices, int max_seq_length,
                  bool mask_prompt) {
   const int B = static_cast<int>(indices.size());
-  int longest = 0;
-  for (int i : indices) longest = std::max(longest, static_cast<int>(ex[i].tokens.size()));
+  const int longest = longest_example(ex, indices);
   const int T = padded_width(longest, max_seq_length);
   std::vector<int32_t> tokens(static_cast<size_t>(B) * T, 0), lengths(2 * B);
   for (int b = 0; b < B; ++b) {

@@ -29,4 +29,15 @@ Batch make_batch(const std::vector<Example>& examples, const std::vector<int>& i
 // The width a batch of sequences this long is padded to.
 int padded_width(int longest, int max_seq_length);
 
+// The longest example of a batch (before truncation).
+int longest_example(const std::vector<Example>& examples, const std::vector<int>& indices);
+
+// The target positions p (1-based, p ≤ T - 1) the loss counts in a row of width
+// T with prompt offset `offset` and `length` real tokens: max(1, offset) through
+// length - 1 (through length with pad_target, mlx-lm's mask); first > last when none.
+struct TargetRange {
+  int first, last;
+};
+TargetRange counted_range(int offset, int length, int T, bool pad_target);
+
 }  // namespace lmlab::train

@@ -61,7 +61,7 @@ std::vector<int32_t> counted_targets(const Batch& b, bool pad_target) {
   const int32_t* l = lengths.data<int32_t>();
   std::vector<int32_t> rows;
   for (int i = 0; i < B; ++i) {
-    const int first = std::max(1, l[2 * i]), last = std::min(T - 1, pad_target ? l[2 * i + 1] : l[2 * i + 1] - 1);
+    const auto [first, last] = counted_range(l[2 * i], l[2 * i + 1], T, pad_target);
     for (int p = first; p <= last; ++p) rows.push_back(i * (T - 1) + p - 1);
   }
   return rows;

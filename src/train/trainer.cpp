@@ -198,23 +198,19 @@ MemoryInputs Trainer::State::memory_inputs() const {
   in.lora_rank = cfg.fine_tune_type == "full" ? 0 : cfg.lora_parameters.rank;
   in.batch = cfg.batch_size / (reducer ? reducer->size() : 1);  // each rank holds its share
   int longest = 0;
-  for (const auto& b : train_batches)
-    for (int i : b) longest = std::max(longest, static_cast<int>(data.train.examples[i].tokens.size()));
+  for (const auto& b : train_batches) longest = std::max(longest, longest_example(data.train.examples, b));
   in.tokens = std::max(1, padded_width(longest, cfg.max_seq_length) - 1);
   in.checkpoint = cfg.grad_checkpoint;
   in.act_bytes = static_cast<int>(mx::size_of(m.model->dtype()));
   in.quantized_head = w.quant(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head") != nullptr;
-  // The targets batch_loss counts in the batch with the most (batch_loss's
-  // counted_targets: positions max(1, offset) .. length - 1 of the padded width).
+  // The targets batch_loss counts in the batch with the most.
   for (const auto& b : train_batches) {
-    int width = 0, rows = 0;
-    for (int i : b) width = std::max(width, static_cast<int>(data.train.examples[i].tokens.size()));
-    width = padded_width(width, cfg.max_seq_length);
+    const int width = padded_width(longest_example(data.train.examples, b), cfg.max_seq_length);
+    int rows = 0;
     for (int i : b) {
       const Example& e = data.train.examples[i];
       const int len = std::min(static_cast<int>(e.tokens.size()), cfg.max_seq_length);
-      const int first = std::max(1, cfg.mask_prompt ? e.offset : 0);
-      const int last = std::min(width - 1, cfg.mlx_lm_compat ? len : len - 1);
+      const auto [first, last] = counted_range(cfg.mask_prompt ? e.offset : 0, len, width, cfg.mlx_lm_compat);
       rows += std::max(0, last - first + 1);
     }
     in.logit_rows = std::max(in.logit_rows, rows);
@@ -467,9 +463,8 @@ TrainResult Trainer::run(const TrainCallbacks& cb) {
         if (cb.on_event) cb.on_event(e);
         tic = Clock::now();
       }
-      int longest = 0;
-      for (int i : batch) longest = std::max(longest, static_cast<int>(s.data.train.examples[i].tokens.size()));
-      if (padded_width(longest, cfg.max_seq_length) - 1 >= s.plan.memory.tokens) result.planned_batch_trained = true;
+      const int width = padded_width(longest_example(s.data.train.examples, batch), cfg.max_seq_length);
+      if (width - 1 >= s.plan.memory.tokens) result.planned_batch_trained = true;
       auto [loss, toks] = s.step(batch, it);
       r.losses += loss;
       r.n_tokens += toks;
