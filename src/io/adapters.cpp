@@ -24,12 +24,12 @@ std::string shape_str(const mx::Shape& s) {
   return out + (s.size() == 1 ? ",)" : ")");
 }
 
-// (out, in) of linear module `p`, unpacking quantized weights.
+// (out, in) of linear module `p` (of each expert, when stacked), unpacking quantized weights.
 std::pair<int, int> linear_dims(const Weights& w, const std::string& p) {
   const mx::array& weight = w.at(p + ".weight");
   int in = weight.shape(-1);
   if (const QuantSpec* q = w.quant(p)) in = in * 32 / q->bits;
-  return {weight.shape(0), in};
+  return {weight.shape(-2), in};
 }
 
 void attach(Weights& w, const AdapterFile& a, const std::string& module, const std::string& kind,
@@ -41,21 +41,32 @@ void attach(Weights& w, const AdapterFile& a, const std::string& module, const s
           fmt::format("[adapters] {}: '{}.{}' is missing", a.weights_file.string(), module, leaf));
     return it->second;
   };
-  if (!w.contains(module + ".weight") || w.at(module + ".weight").ndim() != 2)
+  const int ndim = w.contains(module + ".weight") ? w.at(module + ".weight").ndim() : 0;
+  if (ndim != 2 && ndim != 3)
     throw std::invalid_argument(fmt::format("[adapters] {}: '{}' is not a linear layer of this model",
                                             a.weights_file.string(), module));
   auto [out, in] = linear_dims(w, module);
   const mx::array& la = need("lora_a");
   const mx::array& lb = need("lora_b");
-  const int r = la.ndim() == 2 ? la.shape(1) : -1;
   auto check = [&](const std::string& leaf, const mx::array& t, const mx::Shape& want) {
     if (t.shape() != want)
       throw std::invalid_argument(fmt::format("[adapters] {}: '{}.{}' has shape {}, this model needs {}",
                                               a.weights_file.string(), module, leaf, shape_str(t.shape()),
                                               shape_str(want)));
   };
-  check("lora_a", la, {in, r});
-  check("lora_b", lb, {r, out});
+  if (ndim == 3) {  // stacked experts (E, out, in): mlx-lm's LoRASwitchLinear, LoRA only
+    if (kind != "lora")
+      throw std::invalid_argument(fmt::format("[adapters] {}: '{}' holds stacked experts, which take LoRA "
+                                              "adapters only, not {}",
+                                              a.weights_file.string(), module, kind));
+    const int E = w.at(module + ".weight").shape(0), r = la.ndim() == 3 ? la.shape(1) : -1;
+    check("lora_a", la, {E, r, in});
+    check("lora_b", lb, {E, out, r});
+  } else {
+    const int r = la.ndim() == 2 ? la.shape(1) : -1;
+    check("lora_a", la, {in, r});
+    check("lora_b", lb, {r, out});
+  }
   w.set(module + ".lora_a", la);
   w.set(module + ".lora_b", lb);
   if (kind == "dora") {

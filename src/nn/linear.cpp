@@ -34,6 +34,10 @@ array dropout(const array& x, float p) {
 
 }  // namespace
 
+array adapter_input(const Adapter& a, const array& x, bool training) {
+  return training ? dropout(x, a.spec.dropout) : x;
+}
+
 Linear Linear::view(const Weights& w, const std::string& name) {
   Linear l{.name = &name, .weight = w.at(name + ".weight")};
   l.bias = find(w, name + ".bias");
@@ -79,8 +83,9 @@ array Linear::dense_weight(mx::Dtype dtype) const {
 array Linear::operator()(const array& x, bool training) const {
   if (!adapter) return base(x);
   const Adapter& ad = *adapter;
-  array xd = training ? dropout(x, ad.spec.dropout) : x;
-  array z = mx::matmul(mx::matmul(xd, ad.a), ad.b);
+  if (stacked_experts())
+    throw std::invalid_argument(fmt::format("[linear] {}: stacked experts run through nn::moe_mlp", *name));
+  array z = mx::matmul(mx::matmul(adapter_input(ad, x, training), ad.a), ad.b);
   array lora = mx::astype(mx::multiply(z, array(ad.spec.scale, z.dtype())), x.dtype());
   if (ad.spec.kind == "lora") return mx::add(base(x), lora);
   if (ad.spec.kind != "dora")

@@ -21,11 +21,14 @@ namespace lmlab::nn {
 using mlx::core::array;
 
 struct Adapter {
-  array a;                // lora_a (in, r)
-  array b;                // lora_b (r, out)
+  array a;                // lora_a (in, r); stacked experts (E, r, in)
+  array b;                // lora_b (r, out); stacked experts (E, out, r)
   std::optional<array> m;  // DoRA magnitude (out)
   AdapterSpec spec;
 };
+
+// The adapter's input: x, with the adapter's dropout when training.
+array adapter_input(const Adapter& a, const array& x, bool training);
 
 struct Linear {
   const std::string* name = nullptr;  // module name, e.g. model.layers.0.self_attn.q_proj
@@ -49,7 +52,9 @@ struct Linear {
 
   // Kept as raw GGML blocks (QuantSpec mode q6_k...; no scales or biases arrays).
   bool ggml_blocks() const;
-  int out_features() const { return weight.shape(0); }
+  // A mixture-of-experts layer's experts stacked as (E, out, in) (nn/moe.h).
+  bool stacked_experts() const { return weight.ndim() == 3; }
+  int out_features() const { return weight.shape(-2); }
   int in_features() const;
 };
 

@@ -41,19 +41,28 @@ array float_gather_mm(const array& x, const array& w, const array& idx, bool sor
   return mx::astype(y, x.dtype());
 }
 
+// The LoRA adapter of stacked experts (mlx-lm's LoRASwitchLinear): each row's
+// expert's low-rank product, scale · (x A_eᵀ) B_eᵀ, in the adapter's dtype.
+array expert_lora(const Linear& l, const array& x, const array& idx, bool sorted, bool training) {
+  const Adapter& ad = *l.adapter;
+  if (ad.spec.kind != "lora")
+    throw Unsupported(fmt::format("[moe] {}: stacked experts take LoRA adapters only, not {}", *l.name, ad.spec.kind));
+  const array xa = mx::astype(adapter_input(ad, x, training), ad.a.dtype());
+  const array z = mx::gather_mm(xa, mx::swapaxes(ad.a, -1, -2), std::nullopt, idx, sorted);
+  const array y = mx::gather_mm(z, mx::swapaxes(ad.b, -1, -2), std::nullopt, idx, sorted);
+  return mx::astype(mx::multiply(y, array(ad.spec.scale, y.dtype())), x.dtype());
+}
+
 // x through the experts `idx` of a stacked projection: x (..., 1, in) with
 // idx broadcasting against x's batch dims → (..., 1, out).
-array expert_matmul(const Linear& l, const array& x, const array& idx, bool sorted) {
-  if (l.adapter)
-    throw Unsupported(fmt::format("[moe] {}: adapters on stacked expert projections are not supported; adapt the "
-                                  "attention projections",
-                                  *l.name));
+array expert_matmul(const Linear& l, const array& x, const array& idx, bool sorted, bool training) {
   if (l.ggml_blocks())
     throw Unsupported(fmt::format("[moe] {}: experts in GGML blocks ({}) are not supported", *l.name, l.quant->mode));
   array y = l.quant ? mx::gather_qmm(x, l.weight, *l.scales, l.biases, std::nullopt, idx, /*transpose=*/true,
                                      l.quant->group_size, l.quant->bits, l.quant->mode, std::nullopt, sorted)
                     : float_gather_mm(x, mx::swapaxes(l.weight, -1, -2), idx, sorted);
-  return l.bias ? mx::add(y, mx::expand_dims(mx::take(*l.bias, idx, 0), -2)) : y;
+  if (l.bias) y = mx::add(y, mx::expand_dims(mx::take(*l.bias, idx, 0), -2));
+  return l.adapter ? mx::add(y, expert_lora(l, x, idx, sorted, training)) : y;
 }
 
 // An expert projection (E, out, in): its weight and, when quantized, scales.
@@ -168,11 +177,12 @@ array moe_mlp(const Weights& w, const BlockSpec& spec, const BlockNames& names, 
     h = mx::take(mx::flatten(h, 0, -3), mx::floor_divide(order, array(k, order.dtype())), 0);  // (N, 1, D)
     idx = mx::take(flat, order, 0);
   }
-  array a = spec.activation == Activation::silu
-                ? swiglu(expert_matmul(gate, h, idx, sorted), expert_matmul(up, h, idx, sorted))
-                : geglu(expert_matmul(gate, h, idx, sorted), expert_matmul(up, h, idx, sorted));
+  // up before gate, as mlx-lm's SwitchGLU: adapter dropout draws in its order.
+  const array u = expert_matmul(up, h, idx, sorted, training);
+  const array g = expert_matmul(gate, h, idx, sorted, training);
+  array a = spec.activation == Activation::silu ? swiglu(g, u) : geglu(g, u);
   if (act) a = mx::expand_dims(act(mx::squeeze(a, -2)), -2);  // (B, L, k, 1, I)
-  array y = expert_matmul(down, a, idx, sorted);
+  array y = expert_matmul(down, a, idx, sorted, training);
   if (sorted) {
     mx::Shape shape = r.experts.shape();
     shape.insert(shape.end(), {1, y.shape(-1)});

@@ -1,5 +1,5 @@
 // Fusing adapters into the base after mlx_lm/fuse.py and the fuse() methods of
-// tuner/lora.py (LoRALinear) and tuner/dora.py (DoRALinear).
+// tuner/lora.py (LoRALinear, LoRASwitchLinear) and tuner/dora.py (DoRALinear).
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
@@ -13,9 +13,14 @@ namespace lmlab::train {
 
 namespace {
 
-// W + scale·Bᵀ Aᵀ in float32; DoRA rescales each row to m / ‖row‖.
+// W + scale·Bᵀ Aᵀ in float32; DoRA rescales each row to m / ‖row‖. Stacked
+// experts (LoRASwitchLinear.fuse): W_e + scale·B_e A_e for each expert e.
 array merged_weight(const nn::Linear& l) {
   const nn::Adapter& ad = *l.adapter;
+  if (l.stacked_experts())
+    return mx::add(l.dense_weight(mx::float32),
+                   mx::matmul(mx::multiply(mx::astype(ad.b, mx::float32), array(ad.spec.scale)),
+                              mx::astype(ad.a, mx::float32)));
   array w = mx::add(l.dense_weight(mx::float32),
                     mx::matmul(mx::multiply(mx::transpose(mx::astype(ad.b, mx::float32)), array(ad.spec.scale)),
                                mx::transpose(mx::astype(ad.a, mx::float32))));

@@ -17,12 +17,16 @@ namespace lmlab::train {
 
 namespace {
 
-// A block's projections in mlx-lm's Module.named_modules() order: a stack walk
-// that visits children in reverse of their definition (mlp before self_attn;
-// up, down, gate; o, v, k, q).
-std::vector<const std::string*> walk_order(const nn::BlockNames& n) {
+// A block's projections in mlx-lm's Module.named_modules() order, a stack walk
+// that visits children in reverse of their definition: the MLP before
+// self_attn; a dense MLP's up, down, gate; a mixture of experts' SwitchGLU
+// (down, up, gate) and then its router; attention's o, v, k, q.
+std::vector<const std::string*> walk_order(const nn::BlockNames& n, bool moe) {
+  if (moe) return {&n.down, &n.up, &n.gate, &n.router, &n.o, &n.v, &n.k, &n.q};
   return {&n.up, &n.down, &n.gate, &n.o, &n.v, &n.k, &n.q};
 }
+
+bool is_moe(const nn::DecoderBlock& b) { return b.spec().mlp == nn::MlpKind::moe; }
 
 std::string relative(const std::string& name, int layer) {
   const std::string prefix = fmt::format("model.layers.{}.", layer);
@@ -46,16 +50,9 @@ std::vector<std::string> lora_targets(const models::Transformer& t, int num_laye
   std::set<std::string> wanted(keys.begin(), keys.end()), matched;
   std::vector<std::string> out;
   for (int l = first; l < static_cast<int>(blocks.size()); ++l)
-    for (const std::string* name : walk_order(blocks[l].names())) {
+    for (const std::string* name : walk_order(blocks[l].names(), is_moe(blocks[l]))) {
       const std::string rel = relative(*name, l);
       if (!keys.empty() && !wanted.count(rel)) continue;
-      const nn::BlockNames& n = blocks[l].names();
-      if (blocks[l].spec().mlp == nn::MlpKind::moe && (name == &n.gate || name == &n.up || name == &n.down))
-        throw Unsupported(fmt::format(
-            "[lora] '{}' holds the stacked experts of a mixture-of-experts layer, which lmlab cannot adapt yet; "
-            "list the attention projections in lora_parameters.keys (self_attn.q_proj, self_attn.k_proj, "
-            "self_attn.v_proj, self_attn.o_proj)",
-            *name));
       matched.insert(rel);
       out.push_back(*name);
     }
@@ -71,8 +68,9 @@ std::vector<std::string> lora_targets(const models::Transformer& t, int num_laye
     out.push_back(k);
     matched.insert(k);
   }
-  std::vector<std::string> block_keys;
-  for (const std::string* name : walk_order(blocks.front().names())) block_keys.push_back(relative(*name, 0));
+  std::set<std::string> block_keys;
+  for (const auto& b : blocks)
+    for (const std::string* name : walk_order(b.names(), is_moe(b))) block_keys.insert(relative(*name, b.layer()));
   for (const std::string& k : keys)
     if (!matched.count(k) && !std::count(out.begin(), out.end(), k))
       throw std::invalid_argument(fmt::format("[lora] lora_parameters.keys: '{}' matches no layer (in a block: {})", k,
@@ -92,12 +90,24 @@ std::vector<std::string> attach_lora(Model& m, const std::vector<std::string>& t
     nn::Linear l = nn::Linear::view(w, name);
     const int in = l.in_features(), out = l.out_features();
     if (w.adapter(name)) throw std::invalid_argument(fmt::format("[lora] '{}' already has an adapter", name));
-    (void)mx::random::KeySequence::default_().next();  // the nn.Linear mlx-lm builds, then replaces
+    const bool experts = l.stacked_experts();
+    if (experts && kind == "dora")
+      throw Unsupported(fmt::format("[lora] '{}' holds stacked experts, which DoRA cannot adapt (nor can mlx-lm); "
+                                    "use fine_tune_type lora, or leave the experts out of lora_parameters.keys",
+                                    name));
+    // The layer mlx-lm builds and then replaces (nn.Linear, or SwitchLinear for
+    // stacked experts) draws its weights once.
+    (void)mx::random::KeySequence::default_().next();
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    mx::array a = mx::random::uniform(mx::array(static_cast<float>(-bound)), mx::array(static_cast<float>(bound)),
-                                      {in, p.rank}, mx::float32);
-    w.set(name + ".lora_a", a);
-    w.set(name + ".lora_b", mx::zeros({p.rank, out}, mx::float32));
+    const mx::array lo(static_cast<float>(-bound)), hi(static_cast<float>(bound));
+    if (experts) {  // mlx-lm's LoRASwitchLinear: lora_a (E, r, in), lora_b (E, out, r)
+      const int E = l.weight.shape(0);
+      w.set(name + ".lora_a", mx::random::uniform(lo, hi, {E, p.rank, in}, mx::float32));
+      w.set(name + ".lora_b", mx::zeros({E, out, p.rank}, mx::float32));
+    } else {
+      w.set(name + ".lora_a", mx::random::uniform(lo, hi, {in, p.rank}, mx::float32));
+      w.set(name + ".lora_b", mx::zeros({p.rank, out}, mx::float32));
+    }
     trainable.push_back(name + ".lora_a");
     trainable.push_back(name + ".lora_b");
     if (kind == "dora") {

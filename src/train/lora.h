@@ -15,7 +15,8 @@ namespace lmlab::train {
 
 // The modules to adapt, in the order mlx-lm creates their adapters (which fixes
 // which random draws each gets): within each of the last num_layers blocks
-// mlx-lm's module walk (MLP up, down, gate; attention o, v, k, q), keeping those
+// mlx-lm's module walk (MLP up, down, gate, or in a mixture-of-experts block
+// the stacked experts' down, up, gate and the router; attention o, v, k, q), keeping those
 // `keys` names (relative to the block; empty: all); then modules outside the
 // blocks that `keys` name in full (e.g. lm_head). Throws std::invalid_argument
 // for a key that matches nothing or num_layers beyond the model.
@@ -23,9 +24,10 @@ std::vector<std::string> lora_targets(const models::Transformer& t, int num_laye
                                       const std::vector<std::string>& keys);
 
 // Attaches adapters of `kind` (lora, dora) to `targets` with mlx-lm's initial
-// values: after mx.random.seed(seed), per module one draw for the dense layer
-// mlx-lm builds and discards, then lora_a ~ U(±1/√in) (in, r); lora_b = 0;
-// DoRA's m = the base rows' norms. Returns the trainable names (P.lora_a,
+// values: after mx.random.seed(seed), per module one draw for the layer mlx-lm
+// builds and discards, then lora_a ~ U(±1/√in) (in, r); lora_b = 0; DoRA's
+// m = the base rows' norms. Stacked experts (E, out, in) get mlx-lm's
+// LoRASwitchLinear layout: lora_a (E, r, in), lora_b (E, out, r); LoRA only. Returns the trainable names (P.lora_a,
 // P.lora_b, and P.m for DoRA).
 std::vector<std::string> attach_lora(Model& m, const std::vector<std::string>& targets, const LoraParameters& p,
                                      const std::string& kind, uint64_t seed);

@@ -155,6 +155,15 @@ PARITY_MODEL = dict(model_type="llama", hidden_size=96, num_hidden_layers=2, int
                     num_attention_heads=3, num_key_value_heads=1, rms_norm_eps=1e-5, vocab_size=512,
                     rope_theta=100000.0, tie_word_embeddings=True, max_position_embeddings=2048)
 
+# The mixture-of-experts parity checkpoint: Qwen3-MoE at a tiny size (4 experts,
+# 2 per token, every layer sparse), 4-bit group-32 experts and projections and
+# mlx-lm's 8-bit group-64 router, the same 512-id tokenizer.
+PARITY_MOE_MODEL = dict(model_type="qwen3_moe", hidden_size=128, num_hidden_layers=2, intermediate_size=256,
+                        moe_intermediate_size=64, num_experts=4, num_experts_per_tok=2, decoder_sparse_step=1,
+                        mlp_only_layers=[], norm_topk_prob=True, num_attention_heads=4, num_key_value_heads=2,
+                        head_dim=32, rms_norm_eps=1e-6, vocab_size=512, rope_theta=100000.0,
+                        tie_word_embeddings=False, max_position_embeddings=2048)
+
 PARITY_RUNS = {
     # name: config overrides; each trains mlx_lm.lora's own train() from the same start.
     "lora": dict(fine_tune_type="lora", iters=60, batch_size=4, learning_rate=2e-4, steps_per_eval=25,
@@ -169,6 +178,10 @@ PARITY_RUNS = {
     "full": dict(model="model_f32", fine_tune_type="full", num_layers=1, iters=16, batch_size=4, learning_rate=5e-2,
                  steps_per_eval=10, val_batches=2, optimizer="sgd",
                  optimizer_config={"sgd": {"momentum": 0.9}}),
+    # LoRA with mlx-lm's default keys on a mixture of experts: the stacked
+    # experts (LoRASwitchLinear), the router and the attention projections.
+    "moe": dict(model="model_moe", fine_tune_type="lora", iters=20, batch_size=4, learning_rate=5e-4,
+                steps_per_eval=10, val_batches=2, lora_parameters={"rank": 4, "scale": 10.0, "dropout": 0.0}),
 }
 
 
@@ -193,6 +206,25 @@ def parity_model(dest, float_dest):
         mx.save_safetensors(str(d / "model.safetensors"), dict(tree_flatten(model.parameters())),
                             metadata={"format": "mlx"})
         (d / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def parity_moe_model(dest):
+    """The mixture-of-experts parity checkpoint, quantized as mlx-lm quantizes Qwen3-MoE."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten, tree_map
+    from mlx_lm.models import qwen3_moe
+    from mlx_lm.utils import quantize_model
+
+    mx.random.seed(43)
+    model = qwen3_moe.Model(qwen3_moe.ModelArgs(**PARITY_MOE_MODEL))
+    model.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.1 + 1.0 if p.ndim == 1 else p,
+                          model.parameters()))
+    shutil.rmtree(dest, ignore_errors=True)
+    write_tokenizer(dest, vocab_size=PARITY_MOE_MODEL["vocab_size"])
+    model, config = quantize_model(model, dict(PARITY_MOE_MODEL), group_size=32, bits=4)
+    mx.save_safetensors(str(dest / "model.safetensors"), dict(tree_flatten(model.parameters())),
+                        metadata={"format": "mlx"})
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
 
 
 def parity_data(dest, n_train=64, n_valid=16):
@@ -240,6 +272,7 @@ def mlx_lm_train(config):
 
 def parity_golden(dest):
     parity_model(dest / "model", dest / "model_f32")
+    parity_moe_model(dest / "model_moe")
     parity_data(dest / "data")
     results = {}
     for name, overrides in PARITY_RUNS.items():

@@ -9,7 +9,10 @@
 //    constant, as mlx-lm's stop_gradient does), checked on one layer against
 //    finite differences of that surrogate;
 //  - the loss counts exactly the targets from the prompt offset to the last
-//    real token (and one pad target more in mlx-lm's mask).
+//    real token (and one pad target more in mlx-lm's mask);
+//  - mixture of experts: LoRA targets in mlx-lm's module order (stacked
+//    experts, router, attention), LoRASwitchLinear shapes, DoRA refused on
+//    experts, and the expert adapters' gradients against finite differences.
 #include <fmt/format.h>
 #include <mlx/mlx.h>
 
@@ -237,24 +240,74 @@ TEST(Loss, CountsTheTargetsFromThePromptOffsetToTheLastToken) {
   EXPECT_NEAR(compat_loss.item<float>(), want_compat, 1e-5);
 }
 
-TEST(LoraTargets, StackedExpertsAreRefusedAttentionIsAdapted) {
-  // Qwen3-MoE's tiny checkpoint: expert layers and one dense layer
-  // (mlp_only_layers). Adapting every projection would reach the stacked
-  // experts: refused at target selection, before anything is attached.
-  const auto dir = tiny_checkpoint_dir("qwen3_moe");
-  LMLAB_REQUIRE_FILE(dir / "config.json");
+std::unique_ptr<Model> tiny_moe(const std::string& name) {
+  io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
+  return make_model(d.config, std::move(d.weights), mx::float32);
+}
+
+TEST(LoraTargets, MixtureOfExpertsInMlxLmModuleOrder) {
+  // Qwen3-MoE's tiny checkpoint: blocks 0 and 2 route experts, block 1 is dense
+  // (mlp_only_layers). mlx-lm's default keys adapt every linear module of a
+  // block, in named_modules() order: SwitchGLU's down, up, gate, then the
+  // router, then attention's o, v, k, q; a dense MLP's up, down, gate.
+  LMLAB_REQUIRE_FILE(tiny_checkpoint_dir("qwen3_moe_q4") / "config.json");
   (void)cpu_context();
-  io::ModelDir d = io::read_model_dir(dir);
-  std::unique_ptr<Model> m = make_model(d.config, std::move(d.weights), mx::float32);
+  auto m = tiny_moe("qwen3_moe_q4");
   const auto& t = static_cast<const models::Transformer&>(*m);
+  std::vector<std::string> want;
+  for (int l = 0; l < 3; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    const std::vector<std::string> mlp =
+        l == 1 ? std::vector<std::string>{"mlp.up_proj", "mlp.down_proj", "mlp.gate_proj"}
+               : std::vector<std::string>{"mlp.switch_mlp.down_proj", "mlp.switch_mlp.up_proj",
+                                          "mlp.switch_mlp.gate_proj", "mlp.gate"};
+    for (const auto& n : mlp) want.push_back(p + n);
+    for (const char* n : {"self_attn.o_proj", "self_attn.v_proj", "self_attn.k_proj", "self_attn.q_proj"})
+      want.push_back(p + n);
+  }
+  EXPECT_EQ(train::lora_targets(t, -1, {}), want);
+  // A key that only expert layers have selects them alone.
+  EXPECT_EQ(train::lora_targets(t, 2, {"mlp.switch_mlp.up_proj"}),
+            std::vector<std::string>{"model.layers.2.mlp.switch_mlp.up_proj"});
+  // Stacked experts get mlx-lm's LoRASwitchLinear shapes; DoRA cannot adapt them.
+  auto names = train::attach_lora(*m, {"model.layers.0.mlp.switch_mlp.down_proj"}, {.rank = 4}, "lora", 0);
+  EXPECT_EQ(m->weights().at(names[0]).shape(), (mx::Shape{8, 4, 64}));   // (E, r, in)
+  EXPECT_EQ(m->weights().at(names[1]).shape(), (mx::Shape{8, 64, 4}));   // (E, out, r)
   try {
-    (void)train::lora_targets(t, -1, {});
-    ADD_FAILURE() << "stacked experts were accepted as LoRA targets";
+    (void)train::attach_lora(*m, {"model.layers.2.mlp.switch_mlp.up_proj"}, {.rank = 4}, "dora", 0);
+    ADD_FAILURE() << "DoRA was attached to stacked experts";
   } catch (const Unsupported& e) {
     EXPECT_NE(std::string(e.what()).find("stacked experts"), std::string::npos) << e.what();
   }
-  const auto targets = train::lora_targets(t, -1, {"self_attn.q_proj", "self_attn.v_proj"});
-  EXPECT_EQ(targets.size(), 2 * t.spec().blocks.size());
+}
+
+TEST(Gradients, ExpertLoraMatchesFiniteDifferences) {
+  // LoRA on every target of the tiny 4-bit Qwen3-MoE, B non-zero; the
+  // directions move the stacked experts' adapters (gathered per token) of the
+  // last expert layer only, so no routing changes: a router's top-k is a step
+  // function, and a finite difference across a flipped choice is meaningless.
+  // (The routers' adapters are checked by the parity run against mlx_lm.lora.)
+  LMLAB_REQUIRE_FILE(tiny_checkpoint_dir("qwen3_moe_q4") / "config.json");
+  (void)cpu_context();
+  auto m = tiny_moe("qwen3_moe_q4");
+  m->set_training(true);
+  const auto& t = static_cast<const models::Transformer&>(*m);
+  const auto targets = train::lora_targets(t, -1, {});
+  train::attach_lora(*m, targets, {.rank = 4, .scale = 2.0f}, "lora", 0);
+  Loss loss{t, {}};
+  std::vector<int> which;
+  uint64_t seed = 300;
+  for (const std::string& name : targets) {
+    const array& b = m->weights().at(name + ".lora_b");
+    m->weights().set(name + ".lora_b", rnd(b.shape(), 0.05f, seed++));
+    const bool last_moe = name.rfind("model.layers.2.mlp.switch_mlp.", 0) == 0;
+    for (const char* leaf : {".lora_a", ".lora_b"}) {
+      if (last_moe) which.push_back(static_cast<int>(loss.names.size()));
+      loss.names.push_back(name + leaf);
+    }
+  }
+  ASSERT_EQ(which.size(), 6u);  // down, up, gate × (A, B)
+  check_directions(loss, which, "expert LoRA");
 }
 
 }  // namespace

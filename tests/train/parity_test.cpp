@@ -6,6 +6,8 @@
 //   lora  60 iterations, Adam, warm-up then cosine decay, 3.75 epochs
 //   dora  20 iterations, AdamW, gradient accumulation 2, gradient checkpointing, 3 keys
 //   full  16 iterations of the last block of the float checkpoint, SGD with momentum
+//   moe   20 iterations of LoRA with mlx-lm's default keys on a tiny 4-bit
+//         Qwen3-MoE: stacked experts (LoRASwitchLinear), routers, attention
 // Every iteration's train loss, every validation loss and the final adapters
 // agree. The same initial adapters (mlx-lm's random draws) and batch order make
 // the runs identical up to float32 summation order, which the tolerances
@@ -88,7 +90,7 @@ TEST_P(Parity, LossesAndAdaptersEqualMlxLmLora) {
   EXPECT_LT(worst_param, 2e-2f);
 }
 
-INSTANTIATE_TEST_SUITE_P(MlxLm, Parity, ::testing::Values("lora", "dora", "full"));
+INSTANTIATE_TEST_SUITE_P(MlxLm, Parity, ::testing::Values("lora", "dora", "full", "moe"));
 
 }  // namespace
 }  // namespace lmlab::test
