@@ -22,7 +22,13 @@ double kept_per_token(const MemoryInputs& in) {
   // Two RMSNorms (input, normalised output), q/k/v after RoPE, the attention
   // output (o_proj's input), the MLP's gate, up and activation (down's input),
   // and the residual stream between the halves.
-  return 4 * D + q + 2 * kv + q + 3 * I + D + (in.lora_rank > 0 ? 7.0 * in.lora_rank : 0.0);
+  double kept = 4 * D + q + 2 * kv + q + 3 * I + D + (in.lora_rank > 0 ? 7.0 * in.lora_rank : 0.0);
+  // Off lmlab's CPU float32 kernels (a GPU, half precision) the block is MLX's
+  // composition: its attention keeps the softmax probabilities (MLX's fused
+  // attention falls back to the composed one under autodiff; heads × tokens per
+  // token), and the gated activation keeps sigmoid(gate) and silu(gate).
+  if (in.attention_scores) kept += double(in.heads) * in.tokens + 2 * I;
+  return kept;
 }
 
 // What the backward pass of one block holds at once on top (recomputed

@@ -10,6 +10,8 @@
 //    finite differences of that surrogate;
 //  - the loss counts exactly the targets from the prompt offset to the last
 //    real token (and one pad target more in mlx-lm's mask);
+//  - a half-precision projection's adapter (its derivative recomputes the
+//    float32 copy of x) against autodiff of the composed product;
 //  - mixture of experts: LoRA targets in mlx-lm's module order (stacked
 //    experts, router, attention), LoRASwitchLinear shapes, DoRA refused on
 //    experts, and the expert adapters' gradients against finite differences.
@@ -238,6 +240,40 @@ TEST(Loss, CountsTheTargetsFromThePromptOffsetToTheLastToken) {
   EXPECT_EQ(compat_ntoks.item<int>(), n_compat);
   EXPECT_EQ(n_compat, n + 1) << "mlx-lm's mask adds the pad after row 1 (row 0 fills the batch)";
   EXPECT_NEAR(compat_loss.item<float>(), want_compat, 1e-5);
+}
+
+TEST(Gradients, HalfPrecisionAdapterEqualsTheComposedGraph) {
+  // A bfloat16 projection with a float32 LoRA adapter (as on a GPU): the
+  // derivative that recomputes x's float32 copy instead of keeping it gives
+  // what autodiff of the composed product gives.
+  (void)cpu_context();
+  const std::string name = "proj";
+  const array w = mx::astype(rnd({48, 64}, 0.1f, 1), mx::bfloat16), x = mx::astype(rnd({2, 3, 64}, 1.0f, 2), mx::bfloat16);
+  const array a = rnd({64, 4}, 0.3f, 3), b = rnd({4, 48}, 0.2f, 4), probe = rnd({2, 3, 48}, 1.0f, 5);
+  Weights base;
+  base.set(name + ".weight", w);
+  auto ours = [&](const std::vector<array>& p) {
+    Weights ws = base;
+    ws.set(name + ".lora_a", p[1]);
+    ws.set(name + ".lora_b", p[2]);
+    ws.set_adapter(name, {.kind = "lora", .scale = 2.0f});
+    const array y = nn::Linear::view(ws, name)(p[0]);
+    return std::vector<array>{mx::sum(mx::multiply(mx::astype(y, mx::float32), probe))};
+  };
+  auto composed = [&](const std::vector<array>& p) {
+    const array z = mx::matmul(mx::matmul(mx::astype(p[0], mx::float32), p[1]), p[2]);
+    const array y = mx::add(mx::matmul(p[0], mx::transpose(w)), mx::astype(mx::multiply(z, array(2.0f)), mx::bfloat16));
+    return std::vector<array>{mx::sum(mx::multiply(mx::astype(y, mx::float32), probe))};
+  };
+  auto [v1, g1] = mx::value_and_grad(ours, std::vector<int>{0, 1, 2})({x, a, b});
+  auto [v2, g2] = mx::value_and_grad(composed, std::vector<int>{0, 1, 2})({x, a, b});
+  EXPECT_EQ(v1[0].item<float>(), v2[0].item<float>());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(g1[i].dtype(), g2[i].dtype()) << i;
+    const float scale = max_abs(mx::astype(g2[i], mx::float32));
+    const float d = max_abs(mx::subtract(mx::astype(g1[i], mx::float32), mx::astype(g2[i], mx::float32)));
+    EXPECT_LE(d, (i == 0 ? 8e-3f : 1e-6f) * scale) << "gradient " << i;
+  }
 }
 
 std::unique_ptr<Model> tiny_moe(const std::string& name) {
