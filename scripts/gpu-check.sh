@@ -8,7 +8,9 @@
 # model's greedy text); `bench` times decode on the default model and on
 # random-weight Llama 8B/3B/1B shapes (fused and composed), warm prefill with
 # MLX's quantized GEMM and with the dequantized GEMM, and the read bandwidth;
-# `models` benches the default model and Gemma 3 270M beside llama-bench.
+# `models` benches the default model and Gemma 3 270M beside llama-bench;
+# `lora` times LoRA training (lmlab lora --device gpu) on a random-weight
+# Llama 1B shape, 4-bit and bfloat16, beside PyTorch + PEFT on the same shape.
 # WHAT may list several: "checks models".
 set -u
 P=$1
@@ -115,6 +117,68 @@ if want models; then
   done
   [ -f $G ] && $W/lmlab compare --device gpu default gemma3-270m -o ${OUT:-/tmp}/compare-gpu.md > /dev/null 2>&1 \
     && sed -n 1,20p ${OUT:-/tmp}/compare-gpu.md
+fi
+
+if want lora; then
+  # Rank 16 on q, k, v, o, gate, up, down of all 16 blocks, batch 4 of 512-token
+  # records (2,048 tokens a step), Adam at 1e-5, 40 iterations reported every
+  # 10: tokens/s over iterations 11-40 (the first report holds the warm-up).
+  python3 $W/bench/lora_gpu.py data /tmp/syn512 $W/tokenizer || exit 1
+  keys=self_attn.q_proj,self_attn.k_proj,self_attn.v_proj,self_attn.o_proj,mlp.gate_proj,mlp.up_proj,mlp.down_proj
+  for v in "4 " "0 " "4 --grad-checkpoint" "0 --grad-checkpoint"; do
+    set -- $v
+    m=/tmp/m/llama1b-b$1-bf16
+    [ -f $m/config.json ] || python3 $W/bench/random_model.py $m llama1b $W/tokenizer $1 bfloat16 > /dev/null || exit 1
+    rm -rf /tmp/ad
+    /usr/bin/time -f "wall %e s" $W/lmlab lora --device gpu --model $m --data /tmp/syn512 --train --iters 40 \
+      --batch-size 4 --num-layers -1 --rank 16 --lora-scale 20 --lora-keys $keys --learning-rate 1e-5 \
+      --steps-per-report 10 --steps-per-eval 1000 --val-batches 0 --save-every 1000 --adapter-path /tmp/ad --seed 0 ${2:-} \
+      > /tmp/lora.log 2>&1
+    echo "lmlab lora exit $? (bits $1 ${2:-})"; grep -E "wall|[Pp]eak|[Ee]rror" /tmp/lora.log | tail -4
+    python3 - /tmp/ad/train_log.csv "llama1b bits=$1 ${2:-}" <<'PY'
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["tokens_per_sec"]]
+timed = [r for r in rows if int(r["iteration"]) > 10]
+sec = sum(10 / float(r["it_per_sec"]) for r in timed)
+tok = sum(10 * float(r["tokens_per_sec"]) / float(r["it_per_sec"]) for r in timed)
+print(sys.argv[2], "lmlab tokens/s", round(tok / sec, 1), "first report it/s", rows[0]["it_per_sec"],
+      "peak GB", max(float(r["peak_memory_gb"]) for r in rows), "losses", [r["train_loss"] for r in rows])
+PY
+  done
+  if [ "${LORA_ANCHORS:-1}" = 1 ]; then  # LORA_ANCHORS=0: lmlab's rows only
+    python3 $W/bench/lora_gpu.py peft llama1b
+    python3 $W/bench/lora_gpu.py peft llama1b compile
+    # mlx_lm.lora on the same models and data, when the mlx and mlx-lm wheels
+    # (cp312, the GPU machine's Python) were carried in PARTS_DIR/wheels: they
+    # run on the pack's libmlx.so (the same mlx-cuda-13 build) and MLX headers.
+    if [ -d "$P/wheels" ] || [ -d /tmp/site/mlx_lm ]; then
+      [ -d /tmp/site/mlx_lm ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site "$P"/wheels/*.whl
+      mkdir -p /tmp/site/mlx/lib && { [ -f /tmp/site/mlx/lib/libmlx.so ] || cp $W/lib/libmlx.so /tmp/site/mlx/lib/; } && ln -sfn $W/include /tmp/site/mlx/include
+      for b in 4 0; do PYTHONPATH=/tmp/site python3 $W/bench/lora_gpu.py mlx /tmp/m/llama1b-b$b-bf16 /tmp/syn512; done
+    fi
+  fi
+fi
+
+if want memory; then
+  # lmlab lora's measured peak beside its plan on the random Llama 1B shape
+  # (bfloat16, and 4-bit), 512-token records, rank 16 on the seven projections,
+  # as the trained blocks and the batch change: what the plan's per-token,
+  # per-block and fixed parts come to on a GPU. "nocompile" runs with MLX's
+  # compilation off (the gated activation then composed, unfused).
+  [ -f /tmp/syn512/train.jsonl ] || python3 $W/bench/lora_gpu.py data /tmp/syn512 $W/tokenizer || exit 1
+  keys=self_attn.q_proj,self_attn.k_proj,self_attn.v_proj,self_attn.o_proj,mlp.gate_proj,mlp.up_proj,mlp.down_proj
+  mem() {  # bits layers batch [env] [flag]
+    local m=/tmp/m/llama1b-b$1-bf16
+    [ -f $m/config.json ] || python3 $W/bench/random_model.py $m llama1b $W/tokenizer $1 bfloat16 > /dev/null || exit 1
+    rm -rf /tmp/ad
+    env ${4:-X=1} $W/lmlab lora --device gpu --model $m --data /tmp/syn512 --train --iters 4 --batch-size $3 \
+      --num-layers $2 --rank 16 --lora-scale 20 --lora-keys $keys --learning-rate 1e-5 --steps-per-report 1 \
+      --val-batches 0 --save-every 1000 --adapter-path /tmp/ad --seed 0 ${5:-} > /tmp/mem.log 2>&1
+    echo "bits $1 layers $2 batch $3 ${4:-} ${5:-}: $(grep -E '^Peak memory' /tmp/mem.log)" \
+      "$(grep -E '^Iter 4:' /tmp/mem.log | grep -oE '(Train loss|Tokens\/sec) [0-9.]+' | tr '\n' ' ')"
+  }
+  mem 0 16 4; mem 0 4 4; mem 0 1 4; mem 0 16 2; mem 0 16 1; mem 0 16 4 X=1 --grad-checkpoint
+  mem 4 16 4; mem 4 1 4; mem 4 16 1; mem 4 16 4 X=1 --grad-checkpoint
 fi
 
 if want profile; then

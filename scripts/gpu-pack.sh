@@ -6,7 +6,8 @@
 # and the random-model script, as lmlab-cuda.tar.xz; then splits it and the
 # default model into parts that fit one device call each:
 #   scripts/gpu-pack.sh BUILD_DIR OUT_DIR     (OUT_DIR/p1, p2, ... and MANIFEST)
-# With GEMMA=1 the Gemma 3 270M Q4_K_M file and its llama.cpp fixtures come too.
+# With GEMMA=1 the Gemma 3 270M Q4_K_M file and its llama.cpp fixtures come too;
+# with LEAN=1 only what speed runs need (no lmlab_tests, fixtures or default model).
 # On the GPU machine: copy the parts into one folder, then scripts/gpu-check.sh FOLDER.
 set -euo pipefail
 B=$1
@@ -15,12 +16,13 @@ cd "$(dirname "$0")/.."
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/w/lib" "$T/w/bench" "$T/w/tokenizer" "$T/w/fixtures/model"
-cp "$B/lmlab" "$B/lmlab_tests" "$T/w/"
+cp "$B/lmlab" "$T/w/"
+[ "${LEAN:-0}" = 1 ] || cp "$B/lmlab_tests" "$T/w/"
 cp .deps/mlx-cuda/mlx/lib/libmlx.so "$T/w/lib/"
 # Shared libraries the GPU machine lacks: Debian's (fmt, PCRE2, utf8proc) and
 # the BLAS/LAPACK the MLX wheel vendors. CUDA's own (cuBLAS, cuDNN, NCCL, NVRTC)
 # are the machine's, from its Python environment.
-for lib in $(ldd "$B/lmlab" "$B/lmlab_tests" | awk '/=> \// {print $3}' | sort -u); do
+for lib in $(ldd "$B/lmlab" $([ "${LEAN:-0}" = 1 ] || echo "$B/lmlab_tests") | awk '/=> \// {print $3}' | sort -u); do
   case "$lib" in
     /usr/local/cuda*|*/libmlx.so) continue ;;
   esac
@@ -30,9 +32,9 @@ for lib in $(ldd "$B/lmlab" "$B/lmlab_tests" | awk '/=> \// {print $3}' | sort -
   esac
 done
 cp -r .deps/mlx-cuda/mlx/include "$T/w/include"
-cp -r .deps/fixtures/model/tiny "$T/w/fixtures/model/"
+[ "${LEAN:-0}" = 1 ] || cp -r .deps/fixtures/model/tiny "$T/w/fixtures/model/"
 # The tiny checkpoints added with later families, and the sampler oracle's cases.
-for d in families sampler; do [ -d .deps/fixtures/$d ] && cp -rL .deps/fixtures/$d "$T/w/fixtures/"; done
+[ "${LEAN:-0}" = 1 ] || for d in families sampler; do [ -d .deps/fixtures/$d ] && cp -rL .deps/fixtures/$d "$T/w/fixtures/"; done
 extra=()
 if [ "${GEMMA:-0}" = 1 ]; then
   mkdir -p "$T/w/fixtures/gemma"
@@ -42,11 +44,15 @@ if [ "${GEMMA:-0}" = 1 ]; then
 fi
 xz -dc ../shared/tokenizers/llama3/tokenizer.json.xz > "$T/w/tokenizer/tokenizer.json"
 cp ../shared/tokenizers/llama3/tokenizer_config.json "$T/w/tokenizer/"
-cp bench/gpu/random_model.py "$T/w/bench/"
+cp bench/gpu/random_model.py bench/gpu/lora_gpu.py "$T/w/bench/"
 git rev-parse --short HEAD > "$T/w/COMMIT"
 tar cf - -C "$T/w" . | xz -T2 -3 > "$T/lmlab-cuda.tar.xz"
-cp "$(scripts/fetch-model.sh)" "$T/SmolLM2-135M-Instruct.Q4_1.gguf"
+files=("$T/lmlab-cuda.tar.xz")
+if [ "${LEAN:-0}" != 1 ]; then
+  cp "$(scripts/fetch-model.sh)" "$T/SmolLM2-135M-Instruct.Q4_1.gguf"
+  files+=("$T/SmolLM2-135M-Instruct.Q4_1.gguf")
+fi
 rm -rf "$OUT"
-../shared/tools/split-for-device "$OUT" "$T/lmlab-cuda.tar.xz" "$T/SmolLM2-135M-Instruct.Q4_1.gguf" "${extra[@]}" -s 60
+../shared/tools/split-for-device "$OUT" "${files[@]}" "${extra[@]}" -s ${PART_MIB:-55}
 cp "$OUT/MANIFEST" "$OUT/p1/" 2>/dev/null || true
 ls -la "$OUT"/*

@@ -7,7 +7,10 @@ random levels, scales 0.02/7.5 (±0.01 jitter) and biases -8 * scale, i.e.
 weights roughly uniform in ±0.02; norms are 1. The tokenizer is the real Llama 3
 one (a tokenizer.json and tokenizer_config.json passed in).
 
-  random_model.py OUTDIR SHAPE TOKENIZER_DIR     SHAPE: llama8b | llama3b | llama1b
+  random_model.py OUTDIR SHAPE TOKENIZER_DIR [BITS [DTYPE]]
+SHAPE: llama8b | llama3b | llama1b; BITS 4 (default) or 0 for unquantized
+weights N(0, 0.02); DTYPE float16 (default) or bfloat16, the config's
+torch_dtype and the type of scales, biases, norms and float weights.
 Prints the bytes a decode step reads (weights of every layer and the head).
 """
 import json
@@ -32,12 +35,40 @@ GROUP, BITS, VOCAB = 64, 4, 128256
 
 def quantized(rng, n, k):
     w = rng.integers(0, 2**32, size=(n, k * BITS // 32), dtype=np.uint32)
-    scales = (0.02 / 7.5 + rng.uniform(-0.01, 0.01, size=(n, k // GROUP)) * 0.02 / 7.5).astype(np.float16)
-    biases = (-8.0 * scales.astype(np.float32)).astype(np.float16)
-    return w, scales, biases
+    scales = (0.02 / 7.5 + rng.uniform(-0.01, 0.01, size=(n, k // GROUP)) * 0.02 / 7.5).astype(np.float32)
+    return w, scales, -8.0 * scales
 
 
-def main(out, shape, tok_dir):
+def to_dtype(a, dtype):
+    """float32 array -> the safetensors array of dtype (bfloat16 as its top 16 bits, rounded)."""
+    if dtype == "float16":
+        return a.astype(np.float16)
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+def save_bf16(tensors, path):
+    """safetensors with the uint16 arrays marked BF16 (numpy has no bfloat16)."""
+    header, blobs, off = {"__metadata__": {"format": "mlx"}}, [], 0
+    for name, a in tensors.items():
+        kind = {np.dtype(np.uint32): "U32", np.dtype(np.uint16): "BF16"}[a.dtype]
+        b = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": kind, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h)
+        for b in blobs:
+            f.write(b)
+
+
+def main(out, shape, tok_dir, bits="4", dtype="float16"):
+    bits = int(bits)
+    if bits not in (0, 4) or dtype not in ("float16", "bfloat16"):
+        sys.exit(f"random_model.py: BITS must be 0 or 4 and DTYPE float16 or bfloat16, not {bits} {dtype}")
     s = SHAPES[shape]
     D, I, Hq, Hk, Dh = (s["hidden_size"], s["intermediate_size"], s["num_attention_heads"],
                         s["num_key_value_heads"], s["head_dim"])
@@ -48,19 +79,24 @@ def main(out, shape, tok_dir):
 
     def linear(name, n, k, per_step=True):
         nonlocal step_bytes
-        w, sc, b = quantized(rng, n, k)
-        tensors[name + ".weight"], tensors[name + ".scales"], tensors[name + ".biases"] = w, sc, b
-        if per_step:
-            step_bytes += w.nbytes + sc.nbytes + b.nbytes
+        if bits:
+            w, sc, b = quantized(rng, n, k)
+            parts = {".weight": w, ".scales": to_dtype(sc, dtype), ".biases": to_dtype(b, dtype)}
+        else:
+            parts = {".weight": to_dtype(0.02 * rng.standard_normal((n, k), dtype=np.float32), dtype)}
+        for suffix, a in parts.items():
+            tensors[name + suffix] = a
+            if per_step:
+                step_bytes += a.nbytes
 
     linear("model.embed_tokens", VOCAB, D, per_step=s["tie_word_embeddings"])
-    tensors["model.norm.weight"] = np.ones(D, np.float16)
+    tensors["model.norm.weight"] = to_dtype(np.ones(D, np.float32), dtype)
     if not s["tie_word_embeddings"]:
         linear("lm_head", VOCAB, D)
     for l in range(s["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        tensors[p + "input_layernorm.weight"] = np.ones(D, np.float16)
-        tensors[p + "post_attention_layernorm.weight"] = np.ones(D, np.float16)
+        tensors[p + "input_layernorm.weight"] = to_dtype(np.ones(D, np.float32), dtype)
+        tensors[p + "post_attention_layernorm.weight"] = to_dtype(np.ones(D, np.float32), dtype)
         linear(p + "self_attn.q_proj", Hq * Dh, D)
         linear(p + "self_attn.k_proj", Hk * Dh, D)
         linear(p + "self_attn.v_proj", Hk * Dh, D)
@@ -68,11 +104,15 @@ def main(out, shape, tok_dir):
         linear(p + "mlp.gate_proj", I, D)
         linear(p + "mlp.up_proj", I, D)
         linear(p + "mlp.down_proj", D, I)
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "mlx"})
-    config = dict(model_type="llama", architectures=["LlamaForCausalLM"], torch_dtype="float16",
+    if dtype == "float16":
+        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "mlx"})
+    else:
+        save_bf16(tensors, out / "model.safetensors")
+    config = dict(model_type="llama", architectures=["LlamaForCausalLM"], torch_dtype=dtype,
                   vocab_size=VOCAB, rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=8192,
-                  bos_token_id=128000, eos_token_id=128001, attention_bias=False, mlp_bias=False,
-                  quantization=dict(group_size=GROUP, bits=BITS, mode="affine"), **s)
+                  bos_token_id=128000, eos_token_id=128001, attention_bias=False, mlp_bias=False, **s)
+    if bits:
+        config["quantization"] = dict(group_size=GROUP, bits=BITS, mode="affine")
     (out / "config.json").write_text(json.dumps(config, indent=2))
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(Path(tok_dir) / f, out / f)
@@ -80,4 +120,6 @@ def main(out, shape, tok_dir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    main(*sys.argv[1:6])
