@@ -8,6 +8,7 @@
 #include "lmlab/io.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
+#include "nn/linear.h"
 
 namespace mx = mlx::core;
 
@@ -59,8 +60,7 @@ mx::array logical_tensor(const Weights& w, const std::string& name) {
   if (io::is_ggml_mode(q->mode)) return io::ggml_dequantize(a, io::ggml_mode_type(q->mode));
   std::optional<mx::array> biases;
   if (auto* b = w.find(p + ".biases")) biases = *b;
-  return mx::dequantize(a, w.at(p + ".scales"), biases, q->group_size, q->bits, q->mode,
-                        std::nullopt, mx::float32);
+  return nn::dequantize_exact(a, w.at(p + ".scales"), biases, q->group_size, q->bits, q->mode, mx::float32);
 }
 
 }  // namespace lmlab::analysis

@@ -64,6 +64,16 @@ array low_rank(const array& x, const Adapter& ad) {
 
 }  // namespace
 
+array dequantize_exact(const array& w, const array& scales, const std::optional<array>& biases, int group_size,
+                       int bits, const std::string& mode, mx::Dtype dtype, mx::StreamOrDevice s) {
+  auto widen = [&](const array& p) {
+    return mx::size_of(p.dtype()) < mx::size_of(dtype) && mx::issubdtype(dtype, mx::floating) ? mx::astype(p, dtype, s)
+                                                                                                : p;
+  };
+  std::optional<array> b = biases ? std::optional<array>(widen(*biases)) : std::nullopt;
+  return mx::dequantize(w, widen(scales), b, group_size, bits, mode, std::nullopt, dtype, s);
+}
+
 array adapter_input(const Adapter& a, const array& x, bool training) {
   return training ? dropout(x, a.spec.dropout) : x;
 }
@@ -107,7 +117,7 @@ array Linear::base(const array& x) const {
 array Linear::dense_weight(mx::Dtype dtype) const {
   if (!quant) return mx::astype(weight, dtype);
   if (ggml_blocks()) return io::ggml_dequantize(weight, io::ggml_mode_type(quant->mode), dtype);
-  return mx::dequantize(weight, *scales, biases, quant->group_size, quant->bits, quant->mode, std::nullopt, dtype);
+  return dequantize_exact(weight, *scales, biases, quant->group_size, quant->bits, quant->mode, dtype);
 }
 
 array Linear::operator()(const array& x, bool training) const {
@@ -203,8 +213,8 @@ array embedding_rows(const Linear& table, const array& ids, mx::Dtype dtype) {
     return io::ggml_dequantize(rows(table.weight), io::ggml_mode_type(table.quant->mode), dtype);
   std::optional<array> biases;
   if (table.biases) biases = rows(*table.biases);
-  return mx::dequantize(rows(table.weight), rows(*table.scales), biases, table.quant->group_size, table.quant->bits,
-                        table.quant->mode, std::nullopt, dtype);
+  return dequantize_exact(rows(table.weight), rows(*table.scales), biases, table.quant->group_size, table.quant->bits,
+                          table.quant->mode, dtype);
 }
 
 }  // namespace lmlab::nn

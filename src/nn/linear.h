@@ -13,6 +13,7 @@
 #include <string>
 
 #include <mlx/array.h>
+#include <mlx/utils.h>
 
 #include "lmlab/weights.h"
 
@@ -26,6 +27,12 @@ struct Adapter {
   std::optional<array> m;  // DoRA magnitude (out)
   AdapterSpec spec;
 };
+
+// mx::dequantize into `dtype`, exactly: half-precision scales and biases (a
+// GGUF's f16 block scales, kept so under float32 compute) are widened first,
+// because mx::dequantize computes in the scales' type before converting.
+array dequantize_exact(const array& w, const array& scales, const std::optional<array>& biases, int group_size,
+                       int bits, const std::string& mode, mlx::core::Dtype dtype, mlx::core::StreamOrDevice s = {});
 
 // The adapter's input: x, with the adapter's dropout when training.
 array adapter_input(const Adapter& a, const array& x, bool training);

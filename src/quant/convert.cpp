@@ -17,6 +17,7 @@
 
 #include "lmlab/io.h"
 #include "lmlab/model.h"
+#include "nn/linear.h"
 #include "lmlab/quant.h"
 #include "quant/convert.h"
 
@@ -34,7 +35,7 @@ mx::array module_values(const Weights& w, const std::string& prefix) {
   if (!q) return mx::astype(a, mx::float32);
   std::optional<mx::array> biases;
   if (const auto* b = w.find(prefix + ".biases")) biases = *b;
-  return mx::dequantize(a, w.at(prefix + ".scales"), biases, q->group_size, q->bits, q->mode, std::nullopt, mx::float32);
+  return nn::dequantize_exact(a, w.at(prefix + ".scales"), biases, q->group_size, q->bits, q->mode, mx::float32);
 }
 
 std::array<mx::array, 3> quantize_module(const Weights& w, const std::string& prefix, const QuantChoice& q,

@@ -19,6 +19,7 @@
 #include "nn/cpu/compute_pool.h"
 #include "nn/cpu/cpu_arrays.h"
 #include "nn/cpu/quantized_matmul_kernels.h"
+#include "nn/linear.h"
 #include "nn/cuda/qgemv.h"
 
 namespace mx = mlx::core;
@@ -366,8 +367,8 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
             "[lmlab::nn::quantized_matmul] gradients only with respect to x, not the quantized weights");
       // d(x Wᵀ)/dx applied to g: g W, with W dequantized to float32 for BLAS's
       // threaded GEMM (MLX's CPU quantized_matmul is scalar and single-threaded).
-      const mx::array w = mx::dequantize(primals[1], primals[2], primals[3], group_size_, bits_, "affine",
-                                         std::nullopt, mx::float32, stream());
+      const mx::array w = dequantize_exact(primals[1], primals[2], primals[3], group_size_, bits_, "affine",
+                                           mx::float32, stream());
       grads.push_back(mx::astype(mx::matmul(mx::astype(cotangents[0], mx::float32, stream()), w, stream()),
                                  cotangents[0].dtype(), stream()));
     }
@@ -460,7 +461,7 @@ array quantized_matmul(const array& x, const array& w, const array& scales,
   if (cuda::qgemv_is_native(x, w, scales, biases, group_size, bits, mode, s))
     return cuda::qgemv(x, w, scales, *biases, group_size, bits, s);
   if (gpu_dense(x, w, s)) {
-    array dense = mx::dequantize(w, scales, biases, group_size, bits, mode, std::nullopt, x.dtype(), s);
+    array dense = dequantize_exact(w, scales, biases, group_size, bits, mode, x.dtype(), s);
     return mx::matmul(x, mx::transpose(dense, s), s);
   }
   const ActQuant act = cpu::parse_activations(activations);
