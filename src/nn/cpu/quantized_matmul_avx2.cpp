@@ -472,9 +472,25 @@ inline __m256 dot_single_4bit(const uint8_t* w, __m256i a) {
 
 // Output columns n..n+R-1 for every row of x.
 template <int Bits, int GS, int R, ScaleType T>
-void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n) {
+void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n, int param_row0 = 0) {
   constexpr int kBlocksPerGroup = GS / 32;
   const int K = p.K, G = K / GS, B = K / 32;
+  if constexpr (T != ScaleType::f32) {
+    // Several rows of x (a prompt): this tile's half-precision scales and
+    // biases widened once, not once per row of x.
+    constexpr int kTileGroups = 256;
+    if (p.M > 1 && G <= kTileGroups) {
+      float scales[R * kTileGroups], biases[R * kTileGroups];
+      load_params(T, p.scales, static_cast<long>(n) * G, R * G, scales);
+      load_params(T, p.biases, static_cast<long>(n) * G, R * G, biases);
+      QmmProblem local = p;
+      local.scales = scales;
+      local.biases = biases;
+      local.scale_type = ScaleType::f32;
+      q8_tile<Bits, GS, R, ScaleType::f32>(local, xq, xd, xs, n, n);
+      return;
+    }
+  }
   const long row_bytes = static_cast<long>(K) * Bits / 8;
   const uint8_t* w = reinterpret_cast<const uint8_t*>(p.w) + n * row_bytes;
   {
@@ -482,7 +498,7 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
     for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
   }
   long row_off[R];
-  for (int r = 0; r < R; ++r) row_off[r] = static_cast<long>(n + r) * G;
+  for (int r = 0; r < R; ++r) row_off[r] = static_cast<long>(n - param_row0 + r) * G;
   for (int m = 0; m < p.M; ++m) {
     const int8_t* xm = xq + static_cast<long>(m) * K;
     const float* dm = xd + static_cast<long>(m) * B;
