@@ -45,7 +45,7 @@ array low_rank(const array& x, const Adapter& ad) {
     array z = mx::matmul(mx::matmul(mx::astype(in[0], in[1].dtype()), in[1]), in[2]);
     return std::vector<array>{mx::astype(mx::multiply(z, array(scale, z.dtype())), in[0].dtype())};
   };
-  if (x.dtype() == ad.a.dtype() || ad.a.ndim() != 2) return forward({x, ad.a, ad.b})[0];
+  if (x.dtype() == ad.a.dtype()) return forward({x, ad.a, ad.b})[0];
   auto backward = [scale](const std::vector<array>& primals, const std::vector<array>& cotangents,
                           const std::vector<array>&) {
     const array &x = primals[0], &a = primals[1], &b = primals[2];

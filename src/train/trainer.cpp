@@ -193,14 +193,12 @@ MemoryInputs Trainer::State::memory_inputs() const {
   in.heads = c.num_attention_heads;
   in.kv_heads = c.num_key_value_heads;
   in.head_dim = c.head_dim;
-  in.intermediate = c.intermediate_size;
   // A mixture-of-experts block keeps, per token, its top_k experts' gate, up and
   // activation (k·I_e each), the gathered input rows and the experts' outputs
   // (k·D each) and the router's logits and probabilities (2E): counted as an
-  // MLP of that width, the widest trained block's.
+  // MLP of that width, the widest trained block's (at least the last block's).
   in.intermediate = 0;
-  for (int l = c.num_hidden_layers - 1, n = 0; l >= 0 && (cfg.num_layers < 0 || n < std::max(cfg.num_layers, 1));
-       --l, ++n) {
+  for (int l = std::min(in.trained_from, c.num_hidden_layers - 1); l < c.num_hidden_layers; ++l) {
     const nn::BlockSpec& b = t.spec().blocks[l].spec();
     const double k = b.moe.top_k, D = c.hidden_size;
     const int width = b.mlp == nn::MlpKind::moe
