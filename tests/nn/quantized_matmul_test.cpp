@@ -1,6 +1,7 @@
 // nn::quantized_matmul (lmlab's CPU kernel) against mx::quantized_matmul (MLX's
 // scalar CPU path) as the oracle: bits × group size × rows × batch shapes,
 // float16/bfloat16/float32 scales, strided x, gradients, and the fallbacks.
+#include <cmath>
 #include <thread>
 #include <tuple>
 
@@ -329,6 +330,78 @@ TEST(QuantizedMatmul, SeveralProblemsInOnePassEqualEachAlone) {
     nn::cpu::run_qmm(p);
     EXPECT_EQ(together[i], alone[i]) << "problem " << i;
   }
+}
+
+// Weights whose every bias is −2^(bits−1)·scale (GGUF's Q4_0, Q5_0 and Q8_0
+// after repacking) are detected, and the AVX2 kernels then take the bias terms
+// from the scales: the same bits as reading the biases, without reading them
+// (poisoned with NaN below), for float and int8 activations, the GEMV, the
+// int8 tile of several rows and the prefill GEMM, every scale type.
+TEST(QuantizedMatmul, SymmetricWeightsGiveTheSameBitsWithoutTheBiases) {
+  LMLAB_SKIP_OFF_CPU();
+  const bool avx2 = nn::cpu::avx2_qmm_kernels() != nullptr && __builtin_cpu_supports("avx2") &&
+                    __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  int reused_elsewhere = 0;
+  for (int bits : {4, 5, 8})
+    for (auto dtype : {mx::float16, mx::bfloat16, mx::float32})
+      for (int gs : {32, 64}) {
+        const int N = 24, K = 8 * gs;
+        auto q = make_weights(N, K, gs, bits, dtype, 7 * bits + gs);
+        auto sym = mx::multiply(q.scales, mx::array(-static_cast<float>(1 << (bits - 1)), dtype));
+        auto poison = mx::full(q.biases.shape(), std::nanf(""), dtype);
+        // One bias off by one scale step: no longer symmetric.
+        auto first = mx::reshape(mx::equal(mx::arange(static_cast<int>(sym.size())), mx::array(5)), sym.shape());
+        auto nudged = mx::where(first, mx::add(sym, q.scales), sym);
+        mx::eval({q.w, q.scales, q.biases, sym, poison, nudged});
+        EXPECT_TRUE(nn::cpu::symmetric_biases(q.scales, sym, bits, q.scales.data_shared_ptr(), sym.data_shared_ptr()));
+        EXPECT_FALSE(nn::cpu::symmetric_biases(q.scales, q.biases, bits, q.scales.data_shared_ptr(),
+                                               q.biases.data_shared_ptr()));
+        EXPECT_FALSE(nn::cpu::symmetric_biases(q.scales, nudged, bits, q.scales.data_shared_ptr(),
+                                               nudged.data_shared_ptr()));
+        {
+          // A buffer freed and reused for other biases (MLX's allocator hands the
+          // same block back) is scanned again, not answered from memory.
+          const void* old_address = nullptr;
+          {
+            auto again = mx::multiply(q.scales, mx::array(-static_cast<float>(1 << (bits - 1)), dtype));
+            mx::eval(again);
+            old_address = again.data<void>();
+            EXPECT_TRUE(nn::cpu::symmetric_biases(q.scales, again, bits, q.scales.data_shared_ptr(),
+                                                  again.data_shared_ptr()));
+          }
+          auto other = mx::add(nudged, mx::array(0.0f, dtype));
+          mx::eval(other);
+          if (other.data<void>() == old_address)
+            EXPECT_FALSE(nn::cpu::symmetric_biases(q.scales, other, bits, q.scales.data_shared_ptr(),
+                                                   other.data_shared_ptr()));
+          else
+            reused_elsewhere++;
+        }
+        for (int rows : {1, 3, 9})
+          for (auto act : {nn::cpu::ActQuant::none, nn::cpu::ActQuant::q8_0}) {
+            const auto label = fmt::format("bits {} {} gs {} rows {} act {}", bits, static_cast<int>(dtype.val()), gs,
+                                           rows, static_cast<int>(act));
+            auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(rows + bits));
+            mx::eval(x);
+            std::vector<float> read(static_cast<size_t>(rows) * N), skipped(read.size());
+            nn::cpu::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                                  .biases = sym.data<void>(), .scale_type = nn::cpu::scale_type(dtype),
+                                  .out = read.data(), .M = rows, .N = N, .K = K, .group_size = gs, .bits = bits,
+                                  .act = act};
+            nn::cpu::run_qmm(p);
+            p.symmetric = true;
+            p.out = skipped.data();
+            if (avx2) p.biases = poison.data<void>();
+            nn::cpu::run_qmm(p);
+            EXPECT_EQ(read, skipped) << label;
+            // And through nn::quantized_matmul, which finds the symmetry itself.
+            auto got = nn::quantized_matmul(x, q.w, q.scales, sym, gs, bits, "affine",
+                                            act == nn::cpu::ActQuant::none ? "" : "q8_0");
+            mx::eval(got);
+            EXPECT_EQ(std::vector<float>(got.data<float>(), got.data<float>() + got.size()), read) << label;
+          }
+      }
+  EXPECT_LT(reused_elsewhere, 18) << "no freed buffer was reused: the stale-answer check never ran";
 }
 
 }  // namespace

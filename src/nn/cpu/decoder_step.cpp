@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -78,8 +79,11 @@ struct RowCache {
 // The primitive's inputs as row-major buffers, each gathered at most once.
 class Inputs {
  public:
-  explicit Inputs(const std::vector<mx::array>& in) : in_(in), rows_(in.size()) {}
+  Inputs(const std::vector<mx::array>& in, const std::vector<std::shared_ptr<mx::array::Data>>& buffers)
+      : in_(in), buffers_(buffers), rows_(in.size()) {}
   const mx::array& operator[](int i) const { return in_[i]; }
+  // Input i's buffer as the graph holds it (the weak copies in in_ have their own).
+  const std::shared_ptr<mx::array::Data>& buffer(int i) const { return buffers_[i]; }
   template <class T>
   const T* data(int i) {
     if (!rows_[i]) rows_[i].emplace(in_[i]);
@@ -88,6 +92,7 @@ class Inputs {
 
  private:
   const std::vector<mx::array>& in_;
+  const std::vector<std::shared_ptr<mx::array::Data>>& buffers_;
   std::vector<std::optional<cpu::RowMajor>> rows_;
 };
 
@@ -150,16 +155,17 @@ class LmlabDecoderStep : public mx::Primitive {
     for (auto& in : inputs) encoder.set_input_array(in);
     for (auto& out : outputs) encoder.set_output_array(out);
     std::vector<mx::array> in, out;
-    for (auto& a : inputs) in.push_back(mx::array::unsafe_weak_copy(a));
+    std::vector<std::shared_ptr<mx::array::Data>> data;  // the inputs' buffers, as the graph holds them
+    for (auto& a : inputs) in.push_back(mx::array::unsafe_weak_copy(a)), data.push_back(a.data_shared_ptr());
     for (auto& a : outputs) out.push_back(mx::array::unsafe_weak_copy(a));
-    encoder.dispatch([in = std::move(in), out = std::move(out), layout = layout_, shape = shape_,
-                      offsets = offsets_, copy_cache = std::move(copy_cache)]() mutable {
+    encoder.dispatch([in = std::move(in), out = std::move(out), data = std::move(data), layout = layout_,
+                      shape = shape_, offsets = offsets_, copy_cache = std::move(copy_cache)]() mutable {
       for (size_t i = 0; i < copy_cache.size(); ++i)
         if (copy_cache[i]) {
           const cpu::RowMajor src(in[layout.cache + i]);
           std::memcpy(out[1 + i].data<char>(), src.data<char>(), out[1 + i].nbytes());
         }
-      run(in, out, layout, shape, offsets);
+      run(in, data, out, layout, shape, offsets);
     });
   }
 
@@ -226,6 +232,8 @@ class LmlabDecoderStep : public mx::Primitive {
           .group_size = s->group_size,
           .bits = s->bits,
           .act = s->act,
+          .symmetric = cpu::symmetric_biases(in[s->w + 1], in[s->w + 2], s->bits, in.buffer(s->w + 1),
+                                             in.buffer(s->w + 2)),
       });
     }
     cpu::run_qmm_many(problems.data(), static_cast<int>(problems.size()));
@@ -260,9 +268,10 @@ class LmlabDecoderStep : public mx::Primitive {
     return rows;
   }
 
-  static void run(const std::vector<mx::array>& arrays, std::vector<mx::array>& out, const Layout& layout,
+  static void run(const std::vector<mx::array>& arrays, const std::vector<std::shared_ptr<mx::array::Data>>& buffers,
+                  std::vector<mx::array>& out, const Layout& layout,
                   const DecoderStepShape& shape, const std::vector<int>& offsets) {
-    Inputs in(arrays);
+    Inputs in(arrays, buffers);
     const mx::array& h = in[kH];
     const int B = h.shape(0), L = h.shape(1), D = h.shape(2), M = B * L;
     const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;

@@ -7,7 +7,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include <mlx/allocator.h>
@@ -331,7 +335,8 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
                       scales = mx::array::unsafe_weak_copy(inputs[2]),
                       biases = mx::array::unsafe_weak_copy(inputs[3]),
                       out = mx::array::unsafe_weak_copy(out), gs = group_size_, bits = bits_,
-                      act = act_]() mutable {
+                      act = act_, scales_data = inputs[2].data_shared_ptr(),
+                      biases_data = inputs[3].data_shared_ptr()]() mutable {
       // Strided inputs (e.g. a transposed view) are gathered into row-major copies.
       const cpu::RowMajor xr(x), wr(w), sr(scales), br(biases);
       const int K = x.shape(-1), N = out.shape(-1);
@@ -348,6 +353,7 @@ class LmlabQuantizedMatmul : public mx::UnaryPrimitive {
           .group_size = gs,
           .bits = bits,
           .act = act,
+          .symmetric = cpu::symmetric_biases(scales, biases, bits, scales_data, biases_data),
       };
       cpu::run_qmm(p);
     });
@@ -422,6 +428,38 @@ bool cpu::native_weights(const array& w, const array& scales, const std::optiona
 
 bool cpu::native_activations(int bits, const std::string& activations) {
   return activations.empty() || activations == "q8_0" || activations == "q8_1";
+}
+
+bool cpu::symmetric_biases(const array& scales, const array& biases, int bits,
+                           const std::shared_ptr<array::Data>& scales_data,
+                           const std::shared_ptr<array::Data>& biases_data) {
+  if (!scales.flags().row_contiguous || !biases.flags().row_contiguous || scales.dtype() != biases.dtype() ||
+      scales.size() != biases.size() || bits < 1 || bits > 8)
+    return false;
+  struct Seen {
+    std::weak_ptr<mx::array::Data> scales, biases;
+    bool symmetric;
+  };
+  using Key = std::tuple<const void*, const void*, size_t>;
+  static std::mutex mutex;
+  static std::map<Key, Seen> seen;
+  const Key key{scales.data<void>(), biases.data<void>(), scales.size()};
+  {
+    std::lock_guard lock(mutex);
+    auto it = seen.find(key);
+    if (it != seen.end() && it->second.scales.lock() == scales_data && it->second.biases.lock() == biases_data)
+      return it->second.symmetric;
+  }
+  const ScaleType t = scale_type(scales.dtype());
+  const float offset = -static_cast<float>(1 << (bits - 1));
+  bool symmetric = true;
+  for (size_t i = 0; i < scales.size() && symmetric; ++i)
+    symmetric = param(t, biases.data<void>(), static_cast<long>(i)) == offset * param(t, scales.data<void>(), static_cast<long>(i));
+  std::lock_guard lock(mutex);
+  if (seen.size() > 4096)  // forget the entries of freed buffers
+    std::erase_if(seen, [](const auto& kv) { return kv.second.scales.expired() || kv.second.biases.expired(); });
+  seen[key] = {scales_data, biases_data, symmetric};
+  return symmetric;
 }
 
 bool quantized_matmul_is_native(const array& x, const array& w, const array& scales,

@@ -10,6 +10,7 @@
 // biases in place, writes only its output.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -55,6 +56,14 @@ bool native_weights(const array& w, const array& scales, const std::optional<arr
 // Whether it takes that `activations` argument with `bits`-bit weights: float,
 // or int8 (q8_0, q8_1), with 4-, 5- and 8-bit weights alike.
 bool native_activations(int bits, const std::string& activations);
+// Whether every bias is exactly −2^(bits−1) times its scale (QmmProblem::symmetric),
+// for evaluated arrays whose buffers belong to scales_data and biases_data (the
+// data_shared_ptr() of the arrays in the graph: a CPU task's weak copies carry
+// their own). Scanned once per pair of buffers and remembered weakly, so a
+// freed buffer's answer never passes to a new one at the same address.
+bool symmetric_biases(const array& scales, const array& biases, int bits,
+                      const std::shared_ptr<array::Data>& scales_data,
+                      const std::shared_ptr<array::Data>& biases_data);
 }  // namespace cpu
 
 }  // namespace lmlab::nn

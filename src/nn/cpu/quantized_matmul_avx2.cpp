@@ -117,6 +117,17 @@ inline void bias_terms(const void* biases, const long* row_off, const float* xs,
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + tail[r];
 }
 
+// Σ_g b_g·xs_g for R rows: from the biases, or for symmetric weights
+// (b_g = −2^(bits−1)·s_g) from the scales times that power of two, which gives
+// the same bits without reading the biases.
+template <ScaleType T, int R>
+inline void bias_sums(const QmmProblem& p, const long* row_off, const float* xs, int G, float* out) {
+  if (!p.symmetric) return bias_terms<T, R>(p.biases, row_off, xs, G, out);
+  bias_terms<T, R>(p.scales, row_off, xs, G, out);
+  const float offset = -static_cast<float>(1 << (p.bits - 1));
+  for (int r = 0; r < R; ++r) out[r] *= offset;
+}
+
 // Sixteen 5-bit fields from ten bytes of a 16-byte register, in natural
 // order: each 32-bit lane takes the two bytes holding its field (byte 5j/8 on,
 // plus `at`, where the ten bytes start) and shifts it down by 5j mod 8. The
@@ -229,7 +240,7 @@ inline void gemv_rows(const QmmProblem& p, const float* xp, const float* xs, int
     for (long b = 0; b < R * row_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
   }
   float bias[R];
-  bias_terms<T, R>(p.biases, row_off, xs + static_cast<long>(m) * G, G, bias);
+  bias_sums<T, R>(p, row_off, xs + static_cast<long>(m) * G, G, bias);
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int g = 0; g < G; ++g) {
@@ -278,7 +289,10 @@ void dequantize_panel(const QmmProblem& p, int n, int rows, int k0, int kc, floa
   for (int r = 0; r < rows; ++r) {
     const int ng = kc / gs;
     load_params(p.scale_type, p.scales, static_cast<long>(n + r) * G + k0 / gs, ng, sc);
-    load_params(p.scale_type, p.biases, static_cast<long>(n + r) * G + k0 / gs, ng, bi);
+    if (p.symmetric)
+      for (int i = 0; i < ng; ++i) bi[i] = -static_cast<float>(1 << (p.bits - 1)) * sc[i];
+    else
+      load_params(p.scale_type, p.biases, static_cast<long>(n + r) * G + k0 / gs, ng, bi);
     float* dst = panel + r * kPanelCols;
     for (int c = 0; c < kc; c += 32) {
       const __m256 s = _mm256_set1_ps(sc[c / gs]), b = _mm256_set1_ps(bi[c / gs]);
@@ -482,7 +496,7 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
     if (p.M > 1 && G <= kTileGroups) {
       float scales[R * kTileGroups], biases[R * kTileGroups];
       load_params(T, p.scales, static_cast<long>(n) * G, R * G, scales);
-      load_params(T, p.biases, static_cast<long>(n) * G, R * G, biases);
+      if (!p.symmetric) load_params(T, p.biases, static_cast<long>(n) * G, R * G, biases);
       QmmProblem local = p;
       local.scales = scales;
       local.biases = biases;
@@ -503,12 +517,17 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
     const int8_t* xm = xq + static_cast<long>(m) * K;
     const float* dm = xd + static_cast<long>(m) * B;
     float bias[R];
-    bias_terms<T, R>(p.biases, row_off, xs + static_cast<long>(m) * G, G, bias);
-    if constexpr (Bits == 8) {
-      // Signed fields: Σ (q - 128)·x needs 128·scale·Σx back, i.e. 128·scale per group's s.
-      float extra[R];
-      bias_terms<T, R>(p.scales, row_off, xs + static_cast<long>(m) * G, G, extra);
-      for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
+    if (Bits == 8 && p.symmetric) {
+      // Signed fields are the weights themselves: bias + 128·scale is 0 in every group.
+      for (int r = 0; r < R; ++r) bias[r] = 0.0f;
+    } else {
+      bias_sums<T, R>(p, row_off, xs + static_cast<long>(m) * G, G, bias);
+      if constexpr (Bits == 8) {
+        // Signed fields: Σ (q - 128)·x needs 128·scale·Σx back, i.e. 128·scale per group's s.
+        float extra[R];
+        bias_terms<T, R>(p.scales, row_off, xs + static_cast<long>(m) * G, G, extra);
+        for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
+      }
     }
     __m256 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();

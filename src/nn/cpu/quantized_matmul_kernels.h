@@ -34,6 +34,11 @@ struct QmmProblem {
   float* out;            // (M, N)
   int M, N, K, group_size, bits;
   ActQuant act = ActQuant::none;
+  // Every group's bias is exactly −2^(bits−1) times its scale (GGUF's Q4_0,
+  // Q5_0 and Q8_0 repacked): the AVX2 kernels then form the bias terms from the
+  // scales, which they read anyway, and never read the biases (the same bits:
+  // the factor is a power of two). A hint; kernels that read biases stay right.
+  bool symmetric = false;
   // ≥ 0: w points at raw GGML blocks of this io::GgmlType instead (N rows of
   // K / block · block bytes; scales, biases, group_size and bits unused), and
   // act is none: out = x · dequantize(w)ᵀ with ggml's dequantized values.
