@@ -164,6 +164,24 @@ TEST(Geglu, MatchesGeluApproxInDoublePrecision) {
   }
 }
 
+// The kernel this CPU runs (AVX2: g·sigmoid(2z), not 0.5·g·(1 + tanh z)) at
+// extreme and tiny gates and every tail length, against double precision.
+TEST(Geglu, KernelAtExtremeGates) {
+  std::vector<float> gv{-1e4f, -200.0f, -88.0f, -30.0f, -6.0f, -3.0f, -1e-3f, -1e-30f, -0.0f, 0.0f, 1e-30f, 1e-3f,
+                        0.5f,  3.0f,    6.0f,   30.0f,  88.0f, 200.0f, 1e4f, -0.7f,  2.2f};
+  for (int n : {1, 7, 8, 9, static_cast<int>(gv.size())}) {
+    auto g = mx::array(gv.begin(), {n});
+    auto u = mx::full({n}, 1.5f);
+    std::vector<float> out(n);
+    nn::cpu::geglu_kernel()(gv.data(), std::vector<float>(n, 1.5f).data(), out.data(), n);
+    auto got = mx::array(out.begin(), {n});
+    EXPECT_TRUE(mx::all(mx::isfinite(got)).item<bool>()) << n;
+    auto want = gelu_approx_reference(g, u);
+    EXPECT_TRUE(mx::allclose(got, want, 2e-6, 1e-6).item<bool>())
+        << n << " elements: max |diff| " << mx::max(mx::abs(mx::subtract(got, want))).item<float>();
+  }
+}
+
 TEST(Geglu, DerivativesFollowTheComposition) {
   auto g = mx::random::normal({4, 16}, mx::float32, mx::random::key(3));
   auto u = mx::random::normal({4, 16}, mx::float32, mx::random::key(4));

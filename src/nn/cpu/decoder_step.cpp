@@ -353,7 +353,7 @@ class LmlabDecoderStep : public mx::Primitive {
     // MLP half.
     rms_norm_rows(h1.data(), factor(kPostNorm), x.data(), M, D, eps);
     linears(in, {{&layout.proj[kGate], gate.data()}, {&layout.proj[kUp], up.data()}}, x.data(), M);
-    const cpu::SwigluKernel act = shape.gelu ? &cpu::geglu_scalar : cpu::swiglu_kernel();
+    const cpu::SwigluKernel act = shape.gelu ? cpu::geglu_kernel() : cpu::swiglu_kernel();
     act(gate.data(), up.data(), gate.data(), static_cast<long>(gate.size()));
     linears(in, {{&layout.proj[kDown], x.data()}}, gate.data(), M);
     if (layout.mlp_out_norm >= 0) rms_norm_rows(x.data(), factor(layout.mlp_out_norm), x.data(), M, D, eps);

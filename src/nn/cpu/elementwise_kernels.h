@@ -21,6 +21,8 @@ SwigluKernel avx2_swiglu();
 
 // out[i] = gelu_tanh(gate[i]) · up[i] (MLX's gelu_approx), same signature.
 void geglu_scalar(const float* gate, const float* up, float* out, long n);
+SwigluKernel geglu_kernel();
+SwigluKernel avx2_geglu();
 
 // SwiGLU's derivatives for the cotangent dout: with s = sigmoid(gate[i]),
 // dgate[i] = dout[i] · up[i] · s · (1 + gate[i] · (1 − s)) and

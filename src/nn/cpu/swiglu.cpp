@@ -57,6 +57,11 @@ cpu::SwigluKernel cpu::swiglu_kernel() {
   return k;
 }
 
+cpu::SwigluKernel cpu::geglu_kernel() {
+  static const cpu::SwigluKernel k = cpu::avx2_fma() && cpu::avx2_geglu() ? cpu::avx2_geglu() : &cpu::geglu_scalar;
+  return k;
+}
+
 cpu::SwigluGradKernel cpu::swiglu_grad_kernel() {
   static const cpu::SwigluGradKernel k =
       cpu::avx2_fma() && cpu::avx2_swiglu_grad() ? cpu::avx2_swiglu_grad() : &cpu::swiglu_grad_scalar;
@@ -127,7 +132,7 @@ class LmlabGated : public cpu::FusedCpuPrimitive {
       const float* up = u_rows.data<float>();
       float* op = out.data<float>();
       const long n = static_cast<long>(out.size());
-      const cpu::SwigluKernel kernel = kind == Gate::silu ? cpu::swiglu_kernel() : &cpu::geglu_scalar;
+      const cpu::SwigluKernel kernel = kind == Gate::silu ? cpu::swiglu_kernel() : cpu::geglu_kernel();
       chunked(n, [&](long i, long m) { kernel(gp + i, up + i, op + i, m); });
     });
   }
