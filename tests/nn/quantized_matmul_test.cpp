@@ -404,5 +404,37 @@ TEST(QuantizedMatmul, SymmetricWeightsGiveTheSameBitsWithoutTheBiases) {
   EXPECT_LT(reused_elsewhere, 18) << "no freed buffer was reused: the stale-answer check never ran";
 }
 
+// A prompt's rows through the int8 kernels (blocks of 4 rows of x against two
+// weight rows, the fields formed once) give each row exactly what that row
+// gives alone (the decode GEMV), symmetric weights included, every scale type.
+TEST(QuantizedMatmul, Int8PromptRowsEqualEachRowAlone) {
+  for (int bits : {4, 5, 8})
+    for (auto dtype : {mx::float16, mx::float32})
+      for (bool symmetric : {false, true})
+        for (int rows : {2, 6, 9}) {
+          const int N = 20, gs = 32, K = 7 * gs;
+          auto q = make_weights(N, K, gs, bits, dtype, 31 * bits + rows);
+          auto biases = symmetric ? mx::multiply(q.scales, mx::array(-static_cast<float>(1 << (bits - 1)), dtype))
+                                  : q.biases;
+          auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(rows * bits));
+          mx::eval({q.w, q.scales, biases, x});
+          std::vector<float> together(static_cast<size_t>(rows) * N), alone(together.size());
+          nn::cpu::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                                .biases = biases.data<void>(), .scale_type = nn::cpu::scale_type(dtype),
+                                .out = together.data(), .M = rows, .N = N, .K = K, .group_size = gs, .bits = bits,
+                                .act = nn::cpu::ActQuant::q8_0, .symmetric = symmetric};
+          nn::cpu::run_qmm(p);
+          for (int m = 0; m < rows; ++m) {
+            nn::cpu::QmmProblem one = p;
+            one.x = x.data<float>() + static_cast<long>(m) * K;
+            one.out = alone.data() + static_cast<long>(m) * N;
+            one.M = 1;
+            nn::cpu::run_qmm(one);
+          }
+          EXPECT_EQ(together, alone) << fmt::format("bits {} dtype {} symmetric {} rows {}", bits,
+                                                    static_cast<int>(dtype.val()), symmetric, rows);
+        }
+}
+
 }  // namespace
 }  // namespace lmlab::test

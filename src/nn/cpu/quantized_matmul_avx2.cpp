@@ -15,6 +15,8 @@
 // multiply it with every row of x by a 3 × 4 register-blocked dot-product kernel.
 #include "nn/cpu/quantized_matmul_kernels.h"
 
+#include <cmath>
+
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define LMLAB_QMM_AVX2 1
 #include <immintrin.h>
@@ -113,7 +115,7 @@ inline void bias_terms(const void* biases, const long* row_off, const float* xs,
     for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(params8_at<T>(biases, row_off[r] + g), v, acc[r]);
   }
   for (; g < G; ++g)
-    for (int r = 0; r < R; ++r) tail[r] += param_at<T>(biases, row_off[r] + g) * xs[g];
+    for (int r = 0; r < R; ++r) tail[r] = std::fma(param_at<T>(biases, row_off[r] + g), xs[g], tail[r]);
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + tail[r];
 }
 
@@ -432,12 +434,10 @@ void prepare_q8(const QmmProblem& p, int8_t* xq, float* xd, float* xs) {
   }
 }
 
-// Σ q_w·q of one block as 8 int32 partial sums, converted to float.
-inline __m256 dot_block_8bit(const uint8_t* w, __m256i a) {
-  const __m256i q = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)),
-                                     _mm256_set1_epi8(static_cast<char>(0x80)));
-  const __m256i s16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+// One 8-bit block's fields as signed bytes (q − 128).
+inline __m256i fields_8bit(const uint8_t* w) {
+  return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)),
+                          _mm256_set1_epi8(static_cast<char>(0x80)));
 }
 
 // Sixteen 5-bit fields from ten bytes of a 16-byte register (from byte `At`), as
@@ -459,13 +459,24 @@ inline __m256i fields16_5bit(__m128i src) {
 
 // One 5-bit block (20 bytes at w, read as bytes 0-15 and 4-19): its fields as
 // unsigned bytes in natural order (≤ 31, so maddubs cannot saturate).
-inline __m256 dot_block_5bit(const uint8_t* w, __m256i a) {
+inline __m256i fields_5bit(const uint8_t* w) {
   const __m256i lo = fields16_5bit<0>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
   const __m256i hi = fields16_5bit<6>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 4)));
   // packus interleaves the 128-bit lanes (fields 0-7, 16-23, 8-15, 24-31); the permute restores order.
-  const __m256i q = _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0xD8);
+  return _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0xD8);
+}
+
+// Σ q·a over one block of unsigned fields q, as 8 int32 partial sums in float.
+inline __m256 dot_unsigned(__m256i q, __m256i a) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1)));
 }
+
+// The same for signed fields q (8-bit weights used as q − 128).
+inline __m256 dot_signed(__m256i q, __m256i a) {
+  return dot_unsigned(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
+}
+
+inline __m256 dot_block_5bit(const uint8_t* w, __m256i a) { return dot_unsigned(fields_5bit(w), a); }
 
 // A pair of 4-bit blocks (32 bytes at w): lanes 0-3 hold block b's partial sums, 4-7 block b+1's.
 inline __m256 dot_pair_4bit(const uint8_t* w, __m256i a_even, __m256i a_odd) {
@@ -482,6 +493,56 @@ inline __m256 dot_single_4bit(const uint8_t* w, __m256i a) {
   const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
   const __m256i uw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(u, 4), low4), _mm_and_si128(u, low4));
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, a), _mm256_set1_epi16(1)));
+}
+
+// Rows m0..m0+MT−1 of x against weight rows n, n+1 (8- and 5-bit, float32
+// parameters): each weight block's fields are formed once for the MT rows of x
+// (the 5-bit fields cost more to form than to multiply). The same sums in the
+// same order as q8_tile's, row by row.
+template <int Bits, int GS, int MT>
+void q8_rows(const QmmProblem& p, const int8_t* xq, const float* xd, const float* xs, int n, int m0,
+             int param_row0) {
+  constexpr int R = 2, kBlocksPerGroup = GS / 32;
+  const int K = p.K, G = K / GS, B = K / 32;
+  const long row_bytes = static_cast<long>(K) * Bits / 8;
+  const uint8_t* w = reinterpret_cast<const uint8_t*>(p.w) + n * row_bytes;
+  const float* scales = static_cast<const float*>(p.scales);
+  long row_off[R];
+  for (int r = 0; r < R; ++r) row_off[r] = static_cast<long>(n - param_row0 + r) * G;
+  __m256 acc[MT][R];
+  for (int i = 0; i < MT; ++i)
+    for (int r = 0; r < R; ++r) acc[i][r] = _mm256_setzero_ps();
+  for (int b = 0; b < B; ++b) {
+    const int g = b / kBlocksPerGroup;
+    __m256i q[R];
+    for (int r = 0; r < R; ++r)
+      q[r] = Bits == 8 ? fields_8bit(w + r * row_bytes + 32 * b) : fields_5bit(w + r * row_bytes + 20 * b);
+    for (int i = 0; i < MT; ++i) {
+      const long m = m0 + i;
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + 32 * b));
+      const float d = xd[m * B + b];
+      for (int r = 0; r < R; ++r) {
+        const __m256 f = Bits == 8 ? dot_signed(q[r], a) : dot_unsigned(q[r], a);
+        acc[i][r] = _mm256_fmadd_ps(f, _mm256_set1_ps(scales[row_off[r] + g] * d), acc[i][r]);
+      }
+    }
+  }
+  for (int i = 0; i < MT; ++i) {
+    const long m = m0 + i;
+    float bias[R];
+    if (p.symmetric && Bits == 8) {  // the bias terms cancel (q8_tile)
+      bias[0] = bias[1] = 0.0f;
+    } else {
+      bias_sums<ScaleType::f32, R>(p, row_off, xs + m * G, G, bias);
+      if constexpr (Bits == 8) {
+        float extra[R];
+        bias_terms<ScaleType::f32, R>(p.scales, row_off, xs + m * G, G, extra);
+        for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
+      }
+    }
+    float* out = p.out + m * p.N + n;
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[i][r]) + bias[r];
+  }
 }
 
 // Output columns n..n+R-1 for every row of x.
@@ -502,6 +563,16 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
       local.biases = biases;
       local.scale_type = ScaleType::f32;
       q8_tile<Bits, GS, R, ScaleType::f32>(local, xq, xd, xs, n, n);
+      return;
+    }
+  }
+  if constexpr (T == ScaleType::f32 && Bits != 4 && R % 2 == 0) {
+    if (p.M > 1) {  // a prompt: blocks of 4 rows of x, two weight rows at a time
+      for (int c = 0; c < R; c += 2) {
+        int m = 0;
+        for (; m + 4 <= p.M; m += 4) q8_rows<Bits, GS, 4>(p, xq, xd, xs, n + c, m, param_row0);
+        for (; m < p.M; ++m) q8_rows<Bits, GS, 1>(p, xq, xd, xs, n + c, m, param_row0);
+      }
       return;
     }
   }
@@ -551,7 +622,7 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * b));
       const int g = b / kBlocksPerGroup;
       for (int r = 0; r < R; ++r) {
-        const __m256 f = Bits == 8   ? dot_block_8bit(w + r * row_bytes + 32 * b, a)
+        const __m256 f = Bits == 8   ? dot_signed(fields_8bit(w + r * row_bytes + 32 * b), a)
                          : Bits == 5 ? dot_block_5bit(w + r * row_bytes + 20 * b, a)
                                      : dot_single_4bit(w + r * row_bytes + 16 * b, a);
         acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(param_at<T>(p.scales, row_off[r] + g) * dm[b]), acc[r]);
