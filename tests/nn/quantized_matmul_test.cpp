@@ -402,6 +402,20 @@ TEST(QuantizedMatmul, SymmetricWeightsGiveTheSameBitsWithoutTheBiases) {
           }
       }
   EXPECT_LT(reused_elsewhere, 18) << "no freed buffer was reused: the stale-answer check never ran";
+
+  // Scales at the edges of the half range: zero, subnormal, and one whose
+  // bias overflows to −inf (not symmetric: −128·512 is finite).
+  for (auto dtype : {mx::float16, mx::bfloat16}) {
+    const std::vector<float> edge{0.0f, 1.0f / (1 << 20), 1.0f / (1 << 24), 0.75f, -3.0f};
+    auto sc = mx::astype(mx::array(edge.begin(), {1, 5}), dtype);
+    auto bi = mx::multiply(sc, mx::array(-128.0f, dtype));
+    auto big = mx::astype(mx::array({512.0f, 1.0f}, {1, 2}), mx::float16);
+    auto big_b = mx::astype(mx::array({-INFINITY, -128.0f}, {1, 2}), mx::float16);
+    mx::eval({sc, bi, big, big_b});
+    EXPECT_TRUE(nn::cpu::symmetric_biases(sc, bi, 8, sc.data_shared_ptr(), bi.data_shared_ptr()))
+        << static_cast<int>(dtype.val());
+    EXPECT_FALSE(nn::cpu::symmetric_biases(big, big_b, 8, big.data_shared_ptr(), big_b.data_shared_ptr()));
+  }
 }
 
 // A prompt's rows through the int8 kernels (blocks of 4 rows of x against two

@@ -452,9 +452,24 @@ bool cpu::symmetric_biases(const array& scales, const array& biases, int bits,
   }
   const ScaleType t = scale_type(scales.dtype());
   const float offset = -static_cast<float>(1 << (bits - 1));
+  // Times −2^(bits−1) on the bit patterns: the exponent field up by bits − 1
+  // and the sign flipped, exact for a normal scale whose exponent stays in
+  // range; anything else (zero, subnormal, the top of the range) is compared
+  // as floats.
+  const uint32_t* s32 = t == ScaleType::f32 ? scales.data<uint32_t>() : nullptr;
+  const uint32_t* b32 = t == ScaleType::f32 ? biases.data<uint32_t>() : nullptr;
+  const uint16_t* s16 = t == ScaleType::f32 ? nullptr : scales.data<uint16_t>();
+  const uint16_t* b16 = t == ScaleType::f32 ? nullptr : biases.data<uint16_t>();
+  const int mantissa = t == ScaleType::f32 ? 23 : t == ScaleType::f16 ? 10 : 7;
+  const uint32_t step = static_cast<uint32_t>(bits - 1) << mantissa;
+  const uint32_t sign = t == ScaleType::f32 ? 0x80000000u : 0x8000u;
+  const uint32_t inf = t == ScaleType::f32 ? 0x7F800000u : t == ScaleType::f16 ? 0x7C00u : 0x7F80u;
   bool symmetric = true;
-  for (size_t i = 0; i < scales.size() && symmetric; ++i)
+  for (size_t i = 0; i < scales.size() && symmetric; ++i) {
+    const uint32_t sb = s32 ? s32[i] : s16[i], bb = b32 ? b32[i] : b16[i], mag = sb & ~sign;
+    if (bb == ((sb + step) ^ sign) && mag >= (1u << mantissa) && mag + step < inf) continue;
     symmetric = param(t, biases.data<void>(), static_cast<long>(i)) == offset * param(t, scales.data<void>(), static_cast<long>(i));
+  }
   std::lock_guard lock(mutex);
   if (seen.size() > 4096)  // forget the entries of freed buffers
     std::erase_if(seen, [](const auto& kv) { return kv.second.scales.expired() || kv.second.biases.expired(); });
