@@ -33,6 +33,7 @@ struct QGemvParams {
   int nmat;
   int mode;  // 0 plain, 1 residual, 2 gated pair (mat[0] gate, mat[1] up)
   int act;   // mode 2: 0 silu (SwiGLU), 1 gelu_tanh (GeGLU)
+  int rows_per_task;  // modes 0 and 1: weight rows a warp task reads together, 1 or 2 (0: 2)
   QMat mat[3];
 };
 

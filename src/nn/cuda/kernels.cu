@@ -4,7 +4,7 @@
 // and split-key attention over the cache with its combine step.
 //
 // Compiled by nvcc into a fatbin (sm_80 and sm_90 code, compute_80 PTX for
-// newer GPUs) that the host side loads with the driver API (kernels_host.cpp),
+// newer GPUs) that the host side loads with the driver API (device.cpp),
 // so no kernel is compiled at run time. Entry points are extern "C" and named
 // lmlab_<kernel>_<dtype>[_b<bits>_g<group>_m<rows>].
 //
@@ -327,6 +327,57 @@ __device__ __forceinline__ int find_matrix(const QGemvParams& p, int& n) {
   return j;
 }
 
+// The R weight rows of warp task `task`: the gate and up rows of one output
+// (gated mode, R = 2), or R consecutive output rows (j: their matrices, n:
+// their rows within them; rows past the end are null).
+template <class T, int BITS, int GS, int R>
+__device__ __forceinline__ void task_rows(const QGemvParams& p, int task, int slots, RowRef<T> (&rows)[R], int (&n)[R],
+                                          int (&j)[R]) {
+  if (p.mode == 2) {
+    rows[0] = row_ref<T, BITS, GS>(p.mat[0], task, p.K);
+    rows[R - 1] = row_ref<T, BITS, GS>(p.mat[1], task, p.K);
+    return;
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    n[r] = R * task + r;
+    rows[r] = RowRef<T>{};
+    if (n[r] < slots) {
+      j[r] = find_matrix(p, n[r]);
+      rows[r] = row_ref<T, BITS, GS>(p.mat[j[r]], n[r], p.K);
+    }
+  }
+}
+
+// Warps take tasks of R rows grid-stride, so a block stages its inputs once
+// for several tasks.
+template <class T, int BITS, int GS, int MR, int R>
+__device__ void qgemv_tasks(const QGemvParams& p, const uint4* xs, const float* sums, int slots) {
+  const int warps = blockDim.x / kWarp, lane = threadIdx.x % kWarp;
+  const int tasks = p.mode == 2 ? slots : (slots + R - 1) / R;
+  for (int task = blockIdx.x * warps + threadIdx.x / kWarp; task < tasks; task += gridDim.x * warps) {
+    RowRef<T> rows[R];
+    int n[R], j[R];
+    task_rows<T, BITS, GS, R>(p, task, slots, rows, n, j);
+    float acc[R][MR] = {};
+    rows_dot<T, BITS, GS, MR, R>(p, rows, xs, sums, acc);
+    if (lane != 0) continue;
+    if (p.mode == 2) {  // gated pair: out0 = act(gate) · up
+      T* out = static_cast<T*>(p.mat[0].out);
+      for (int m = 0; m < p.M; ++m) {
+        float gv = round_t<T>(acc[0][m]), uv = round_t<T>(acc[R - 1][m]);
+        if (p.mat[0].bias) gv = round_t<T>(gv + to_f(static_cast<const T*>(p.mat[0].bias)[task]));
+        if (p.mat[1].bias) uv = round_t<T>(uv + to_f(static_cast<const T*>(p.mat[1].bias)[task]));
+        out[static_cast<long>(m) * p.out_stride + task] = from_f<T>(activate<T>(gv, p.act) * uv);
+      }
+      continue;
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      if (rows[r].w) store_row<T>(p, p.mat[j[r]], n[r], acc[r]);
+  }
+}
+
 template <class T, int BITS, int GS, int MR>
 __device__ void qgemv(const QGemvParams& p) {
   using C = Chunk<BITS>;
@@ -336,44 +387,13 @@ __device__ void qgemv(const QGemvParams& p) {
   uint4* xs = smem;
   float* sums = reinterpret_cast<float*>(smem + static_cast<long>(p.M) * C::row_pieces(chunks));
   stage_inputs<T, BITS, MR>(p, xs, sums, red);
-
-  // A warp task is two weight rows read together: the gate and up rows of
-  // one output (gated mode), or two consecutive output rows. Warps take tasks
-  // grid-stride, so a block stages its inputs once for several tasks.
-  const int warps = blockDim.x / kWarp, lane = threadIdx.x % kWarp;
   int slots = p.mat[0].n;
   if (p.mode != 2)
     for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
-  const int tasks = p.mode == 2 ? slots : (slots + 1) / 2;
-  for (int task = blockIdx.x * warps + threadIdx.x / kWarp; task < tasks; task += gridDim.x * warps) {
-    float acc[2][MR] = {};
-    if (p.mode == 2) {  // gated pair: out0 = act(gate) · up
-      const RowRef<T> rows[2] = {row_ref<T, BITS, GS>(p.mat[0], task, p.K), row_ref<T, BITS, GS>(p.mat[1], task, p.K)};
-      rows_dot<T, BITS, GS, MR, 2>(p, rows, xs, sums, acc);
-      if (lane != 0) continue;
-      T* out = static_cast<T*>(p.mat[0].out);
-      for (int m = 0; m < p.M; ++m) {
-        float gv = round_t<T>(acc[0][m]), uv = round_t<T>(acc[1][m]);
-        if (p.mat[0].bias) gv = round_t<T>(gv + to_f(static_cast<const T*>(p.mat[0].bias)[task]));
-        if (p.mat[1].bias) uv = round_t<T>(uv + to_f(static_cast<const T*>(p.mat[1].bias)[task]));
-        out[static_cast<long>(m) * p.out_stride + task] = from_f<T>(activate<T>(gv, p.act) * uv);
-      }
-      continue;
-    }
-    int n[2] = {2 * task, 2 * task + 1}, j[2];
-    RowRef<T> rows[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-      if (n[r] < slots) {
-        j[r] = find_matrix(p, n[r]);
-        rows[r] = row_ref<T, BITS, GS>(p.mat[j[r]], n[r], p.K);
-      }
-    rows_dot<T, BITS, GS, MR, 2>(p, rows, xs, sums, acc);
-    if (lane != 0) continue;
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-      if (rows[r].w) store_row<T>(p, p.mat[j[r]], n[r], acc[r]);
-  }
+  // A task is one row (rows_per_task 1: more warps share a small matrix) or
+  // two read together; the gate and up rows of one output always pair.
+  if (p.mode != 2 && p.rows_per_task == 1) qgemv_tasks<T, BITS, GS, MR, 1>(p, xs, sums, slots);
+  else qgemv_tasks<T, BITS, GS, MR, 2>(p, xs, sums, slots);
 }
 
 // ---------------------------------------------------------------------------
@@ -552,9 +572,12 @@ __device__ void attention_combine(const CombineParams& p) {
 
 }  // namespace
 
-// Entry points. The host picks one by name (kernels_host.cpp).
+// Entry points. The host picks one by name (device.cpp, kernel). A one-row
+// launch is held to 64 registers, four blocks a multiprocessor: with both task
+// sizes in one kernel it would take 79 and three blocks, and decode's long
+// launches (the gated pair) ran 15% slower for the lost warps.
 #define LMLAB_QGEMV(T, NAME, BITS, GS, MR)                                                 \
-  extern "C" __global__ void __launch_bounds__(256)                                       \
+  extern "C" __global__ void __launch_bounds__(256, MR == 1 ? 4 : 1)                      \
       lmlab_qgemv_##NAME##_b##BITS##_g##GS##_m##MR(const QGemvParams p) {                 \
     qgemv<T, BITS, GS, MR>(p);                                                            \
   }

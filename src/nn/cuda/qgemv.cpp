@@ -43,11 +43,11 @@ void add_qgemv(mx::cu::CommandEncoder& enc, const QGemvParams& p, int K, int bit
   int slots = p.mat[0].n;
   if (p.mode != 2)
     for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
-  // A warp's task is two weight rows (kernels.cu, qgemv). One wave of blocks
-  // at most: each warp then takes several tasks and a block's staging of the
-  // inputs serves them all (a second wave would stage again and start its
-  // loads only when the first is done).
-  const int tasks = p.mode == 2 ? slots : (slots + 1) / 2;
+  // A warp's task is two weight rows (kernels.cu, qgemv), or one where every
+  // row gets a warp of the first wave anyway: a small matrix is then read by
+  // twice the warps. One wave of blocks at most: each warp then takes several
+  // tasks and a block's staging of the inputs serves them all (a second wave
+  // would stage again and start its loads only when the first is done).
   for (int r0 = 0; r0 < M; r0 += mr) {
     if (r0 > 0 && between) between();
     QGemvParams c = p;
@@ -60,6 +60,8 @@ void add_qgemv(mx::cu::CommandEncoder& enc, const QGemvParams& p, int K, int bit
                      r0 * (p.nmat == 1 ? p.out_stride : static_cast<long>(p.mat[j].n)) * bytes;
     const uint32_t smem = static_cast<uint32_t>(qgemv_smem(c.M, K, bits));
     const int wave = resident_blocks(f, 256, smem) * multiprocessors();
+    c.rows_per_task = p.mode != 2 && slots <= wave * 8 ? 1 : 2;
+    const int tasks = p.mode == 2 || c.rows_per_task == 1 ? slots : (slots + 1) / 2;
     launch(enc, f, dim3(std::min((tasks + 7) / 8, wave)), dim3(256), smem, c);
   }
 }
