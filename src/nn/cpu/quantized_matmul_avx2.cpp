@@ -495,6 +495,24 @@ inline __m256 dot_single_4bit(const uint8_t* w, __m256i a) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, a), _mm256_set1_epi16(1)));
 }
 
+// The bias terms of R weight rows for one row of x: Σ_g b_g·s_g (s_g: the
+// group's sum term, xs), and for 8-bit weights, used as signed fields q − 128,
+// the 128·scale·Σx they need back. For symmetric 8-bit weights the two cancel
+// exactly (the signed fields are the weights themselves): 0.
+template <int Bits, ScaleType T, int R>
+inline void q8_bias(const QmmProblem& p, const long* row_off, const float* xs, int G, float* bias) {
+  if (Bits == 8 && p.symmetric) {
+    for (int r = 0; r < R; ++r) bias[r] = 0.0f;
+    return;
+  }
+  bias_sums<T, R>(p, row_off, xs, G, bias);
+  if constexpr (Bits == 8) {
+    float extra[R];
+    bias_terms<T, R>(p.scales, row_off, xs, G, extra);
+    for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
+  }
+}
+
 // Rows m0..m0+MT−1 of x against weight rows n, n+1 (8- and 5-bit, float32
 // parameters): each weight block's fields are formed once for the MT rows of x
 // (the 5-bit fields cost more to form than to multiply). The same sums in the
@@ -530,16 +548,7 @@ void q8_rows(const QmmProblem& p, const int8_t* xq, const float* xd, const float
   for (int i = 0; i < MT; ++i) {
     const long m = m0 + i;
     float bias[R];
-    if (p.symmetric && Bits == 8) {  // the bias terms cancel (q8_tile)
-      bias[0] = bias[1] = 0.0f;
-    } else {
-      bias_sums<ScaleType::f32, R>(p, row_off, xs + m * G, G, bias);
-      if constexpr (Bits == 8) {
-        float extra[R];
-        bias_terms<ScaleType::f32, R>(p.scales, row_off, xs + m * G, G, extra);
-        for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
-      }
-    }
+    q8_bias<Bits, ScaleType::f32, R>(p, row_off, xs + m * G, G, bias);
     float* out = p.out + m * p.N + n;
     for (int r = 0; r < R; ++r) out[r] = hsum(acc[i][r]) + bias[r];
   }
@@ -588,18 +597,7 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
     const int8_t* xm = xq + static_cast<long>(m) * K;
     const float* dm = xd + static_cast<long>(m) * B;
     float bias[R];
-    if (Bits == 8 && p.symmetric) {
-      // Signed fields are the weights themselves: bias + 128·scale is 0 in every group.
-      for (int r = 0; r < R; ++r) bias[r] = 0.0f;
-    } else {
-      bias_sums<T, R>(p, row_off, xs + static_cast<long>(m) * G, G, bias);
-      if constexpr (Bits == 8) {
-        // Signed fields: Σ (q - 128)·x needs 128·scale·Σx back, i.e. 128·scale per group's s.
-        float extra[R];
-        bias_terms<T, R>(p.scales, row_off, xs + static_cast<long>(m) * G, G, extra);
-        for (int r = 0; r < R; ++r) bias[r] += 128.0f * extra[r];
-      }
-    }
+    q8_bias<Bits, T, R>(p, row_off, xs + static_cast<long>(m) * G, G, bias);
     __m256 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     int b = 0;
