@@ -3,6 +3,9 @@
 // mlx-lm's progress lines with a progress bar and ETA on a terminal, and the
 // measured peak memory beside the plan.
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cmath>
 #include <filesystem>
@@ -79,7 +82,21 @@ void print_event(const train::TrainEvent& e) {
   std::fflush(stdout);
 }
 
+// glibc gives blocks of 128 KB and more back to the kernel when they are
+// freed, and a training step frees and allocates again hundreds of megabytes
+// (activations, dequantized weights): every page is faulted in and zeroed
+// again, each step. Kept in the heap instead: on the default model's 4-bit
+// GGUF, 1.19M → 0.34M minor faults in 8 iterations, steps 7% faster (ten
+// interleaved pairs), peak RSS 12% higher (docs/benchmarks.md).
+void keep_freed_memory() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 void run_lora(const LoraCliOptions& o) {
+  keep_freed_memory();
   train::TrainConfig cfg = resolve_train_config(*o.flags);
   // Under lmlab launch: data parallelism, the whole model on every rank
   // (docs/distributed.md).
