@@ -128,7 +128,7 @@ def run_lmlab(d):
             train[int(row["iteration"])] = float(row["train_loss"])
         if row["val_loss"]:
             val[int(row["iteration"])] = float(row["val_loss"])
-    peak = re.search(r"Peak memory ([\d.]+) GB \(planned ([\d.]+) GB\)", r.stdout)
+    peak = re.search(r"Peak memory ([\d.]+) GB \(planned ([\d.]+) GB", r.stdout)
     return {"train": train, "val": val, "seconds": seconds, "cmd": " ".join(cmd),
             "peak_gb": float(peak.group(1)) if peak else None, "planned_gb": float(peak.group(2)) if peak else None}
 

@@ -186,7 +186,7 @@ def lmlab_run(args, model, gc):
     warm = [r for r in reports if r[0] <= args.warmup]
     measured = [r for r in reports if r[0] > args.warmup]
     seconds = sum(args.warmup / r[2] for r in measured)  # lmlab's it/s is steps-per-report over the window's time
-    peak = re.search(r"Peak memory ([\d.]+) GB \(planned ([\d.]+) GB\)", out)
+    peak = re.search(r"Peak memory ([\d.]+) GB \(planned ([\d.]+) GB", out)
     return {"seconds": seconds, "tokens": measured[-1][3] - warm[-1][3], "warmup_loss": warm[-1][1],
             "mlx_peak_gb": float(peak.group(1)), "planned_gb": float(peak.group(2)), "rss_gb": rss, "wall": wall}
 
