@@ -119,15 +119,16 @@ inline void bias_terms(const void* biases, const long* row_off, const float* xs,
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + tail[r];
 }
 
-// Σ_g b_g·xs_g for R rows: from the biases, or for symmetric weights
-// (b_g = −2^(bits−1)·s_g) from the scales times that power of two, which gives
-// the same bits without reading the biases.
+// A symmetric layer's bias over its scale: b_g = −2^(bits−1)·s_g in every group.
+inline float symmetric_bias_factor(int bits) { return -static_cast<float>(1 << (bits - 1)); }
+
+// Σ_g b_g·xs_g for R rows: from the biases, or for symmetric weights from the
+// scales times that power of two, which gives the same bits without reading the biases.
 template <ScaleType T, int R>
 inline void bias_sums(const QmmProblem& p, const long* row_off, const float* xs, int G, float* out) {
   if (!p.symmetric) return bias_terms<T, R>(p.biases, row_off, xs, G, out);
   bias_terms<T, R>(p.scales, row_off, xs, G, out);
-  const float offset = -static_cast<float>(1 << (p.bits - 1));
-  for (int r = 0; r < R; ++r) out[r] *= offset;
+  for (int r = 0; r < R; ++r) out[r] *= symmetric_bias_factor(p.bits);
 }
 
 // Sixteen 5-bit fields from ten bytes of a 16-byte register, in natural
@@ -292,7 +293,7 @@ void dequantize_panel(const QmmProblem& p, int n, int rows, int k0, int kc, floa
     const int ng = kc / gs;
     load_params(p.scale_type, p.scales, static_cast<long>(n + r) * G + k0 / gs, ng, sc);
     if (p.symmetric)
-      for (int i = 0; i < ng; ++i) bi[i] = -static_cast<float>(1 << (p.bits - 1)) * sc[i];
+      for (int i = 0; i < ng; ++i) bi[i] = symmetric_bias_factor(p.bits) * sc[i];
     else
       load_params(p.scale_type, p.biases, static_cast<long>(n + r) * G + k0 / gs, ng, bi);
     float* dst = panel + r * kPanelCols;
@@ -476,8 +477,6 @@ inline __m256 dot_signed(__m256i q, __m256i a) {
   return dot_unsigned(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
 }
 
-inline __m256 dot_block_5bit(const uint8_t* w, __m256i a) { return dot_unsigned(fields_5bit(w), a); }
-
 // A pair of 4-bit blocks (32 bytes at w): lanes 0-3 hold block b's partial sums, 4-7 block b+1's.
 inline __m256 dot_pair_4bit(const uint8_t* w, __m256i a_even, __m256i a_odd) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -621,7 +620,7 @@ void q8_tile(const QmmProblem& p, const int8_t* xq, const float* xd, const float
       const int g = b / kBlocksPerGroup;
       for (int r = 0; r < R; ++r) {
         const __m256 f = Bits == 8   ? dot_signed(fields_8bit(w + r * row_bytes + 32 * b), a)
-                         : Bits == 5 ? dot_block_5bit(w + r * row_bytes + 20 * b, a)
+                         : Bits == 5 ? dot_unsigned(fields_5bit(w + r * row_bytes + 20 * b), a)
                                      : dot_single_4bit(w + r * row_bytes + 16 * b, a);
         acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(param_at<T>(p.scales, row_off[r] + g) * dm[b]), acc[r]);
       }
