@@ -85,6 +85,17 @@ Weights read_gguf_tensors(const GgufFile& file);
 mlx::core::array ggml_dequantize(const mlx::core::array& blocks, GgmlType type,
                                  mlx::core::Dtype dtype = mlx::core::float32);
 
+// The raw-block types whose decoder is linear per 16-element sub-block (Q2_K,
+// Q3_K, Q6_K) in MLX's affine terms: element e = scales[e/16] · levels[e] +
+// biases[e/16], equal to ggml_dequantize in float32 (every product is exact
+// there; where ggml gives −0.0 this gives +0.0). levels: (..., n) uint8, unsigned (Q6_K 0..63, the value
+// d·sc·(level − 32)); scales, biases: (..., n/16) float32. Other types throw
+// std::invalid_argument.
+struct GgmlAffine {
+  mlx::core::array levels, scales, biases;
+};
+GgmlAffine ggml_affine_form(const mlx::core::array& blocks, GgmlType type);
+
 // One tensor of a safetensors header: dtype name ("F16"), shape, and its
 // byte range in the data section.
 struct SafetensorsTensor {

@@ -57,16 +57,27 @@ array two_bit_fields(const array& qs, const array& b) {
   return mx::bitwise_and(mx::right_shift(q, u8({0, 2, 4, 6}, {4, 1})), array(uint8_t{3}));
 }
 
-array q2_k(const array& b) {
+// The K-quants with a linear decoder: each 16-element sub-block's values are
+// scale · level + bias with an unsigned level (Q2_K 2 bits, Q3_K 3, Q6_K 6).
+// ggml decodes Q3_K and Q6_K as scale · (level − zero), bias = −zero · scale:
+// the same values, but a zero level then keeps the scale's sign (−0.0), which
+// the decoder below reproduces bit for bit.
+struct Affine {
+  array levels;       // (..., nb, 16, 16) float32, the unsigned levels
+  array scale, bias;  // (..., nb, 16) float32
+  float zero = 0;     // Q3_K 4, Q6_K 32; Q2_K 0 (its bias is −dmin·m)
+};
+
+Affine q2_k(const array& b) {
   array sc = bytes(b, 0, 16);
   array d = half_at(b, 80), dmin = half_at(b, 82);
   array dl = mx::multiply(d, as_f32(mx::bitwise_and(sc, array(uint8_t{0xF}))));
   array ml = mx::multiply(dmin, as_f32(mx::right_shift(sc, array(uint8_t{4}))));
   array q = per_block(as_f32(two_bit_fields(bytes(b, 16, 80), b)), b, {16, 16});
-  return mx::subtract(mx::multiply(mx::expand_dims(dl, -1), q), mx::expand_dims(ml, -1));
+  return {q, dl, mx::negative(ml), 0.0f};
 }
 
-array q3_k(const array& b) {
+Affine q3_k(const array& b) {
   array s = bytes(b, 96, 108);
   // Scale j: low nibble from byte j (j < 8) or the high nibble of byte j − 8;
   // two high bits from byte 8 + j%4 at bit 2·(j/4). Stored offset by 32.
@@ -83,21 +94,20 @@ array q3_k(const array& b) {
   std::vector<uint8_t> shifts(8);
   for (int i = 0; i < 8; ++i) shifts[i] = static_cast<uint8_t>(i);
   array hbit = mx::bitwise_and(mx::right_shift(hm, array(shifts.begin(), {2, 4, 1}, mx::uint8)), array(uint8_t{1}));
-  array q = mx::subtract(low, mx::multiply(array(4.0f), mx::subtract(array(1.0f), as_f32(hbit))));
-  return mx::multiply(mx::expand_dims(dl, -1), per_block(q, b, {16, 16}));
+  array q = mx::add(low, mx::multiply(array(4.0f), as_f32(hbit)));  // level; the value is level − 4
+  return {per_block(q, b, {16, 16}), dl, mx::multiply(array(-4.0f), dl), 4.0f};
 }
 
-array q6_k(const array& b) {
+Affine q6_k(const array& b) {
   // Element 128h + 32k + l: nibble k/2 of ql[64h + 32(k%2) + l], two bits 2k of qh[32h + l].
   array ql = per_block(bytes(b, 0, 128), b, {2, 1, 2, 32});
   array lo = mx::bitwise_and(mx::right_shift(ql, u8({0, 4}, {2, 1, 1})), array(uint8_t{0xF}));
   array qh = per_block(bytes(b, 128, 192), b, {2, 1, 32});
   array hi = mx::bitwise_and(mx::right_shift(qh, u8({0, 2, 4, 6}, {4, 1})), array(uint8_t{3}));
   array q = mx::bitwise_or(per_block(lo, b, {2, 4, 32}), mx::left_shift(hi, array(uint8_t{4})));
-  array qf = mx::subtract(as_f32(q), array(32.0f));
   array sc = as_f32(mx::view(mx::contiguous(bytes(b, 192, 208)), mx::int8));
   array dsc = mx::multiply(half_at(b, 208), sc);
-  return mx::multiply(mx::expand_dims(dsc, -1), per_block(qf, b, {16, 16}));
+  return {per_block(as_f32(q), b, {16, 16}), dsc, mx::multiply(array(-32.0f), dsc), 32.0f};
 }
 
 array codebook() {
@@ -144,16 +154,38 @@ array ggml_dequantize(const array& blocks, GgmlType type, mx::Dtype dtype) {
   mx::Shape out_shape = blocks.shape();
   out_shape.back() = blocks.shape(-1) / info->bytes * info->elements;
   array b = split_last(blocks, info->bytes);
+  auto linear = [&](const Affine& a) {
+    const array scale = mx::expand_dims(a.scale, -1);
+    if (a.zero != 0) return mx::multiply(scale, mx::subtract(a.levels, array(a.zero)));
+    return mx::add(mx::multiply(scale, a.levels), mx::expand_dims(a.bias, -1));
+  };
   array v = [&] {
     switch (type) {
-      case GgmlType::Q2_K: return q2_k(b);
-      case GgmlType::Q3_K: return q3_k(b);
-      case GgmlType::Q6_K: return q6_k(b);
+      case GgmlType::Q2_K: return linear(q2_k(b));
+      case GgmlType::Q3_K: return linear(q3_k(b));
+      case GgmlType::Q6_K: return linear(q6_k(b));
       case GgmlType::IQ4_NL: return iq4_nl(b);
       default: return iq4_xs(b);
     }
   }();
   return mx::astype(mx::reshape(v, out_shape), dtype);
+}
+
+GgmlAffine ggml_affine_form(const array& blocks, GgmlType type) {
+  if (type != GgmlType::Q2_K && type != GgmlType::Q3_K && type != GgmlType::Q6_K)
+    throw std::invalid_argument(fmt::format("[ggml_affine_form] {} has no linear decoder (Q2_K, Q3_K and Q6_K do)",
+                                            ggml_type_name(static_cast<uint32_t>(type))));
+  const auto info = ggml_block(static_cast<uint32_t>(type));
+  if (blocks.dtype() != mx::uint8 || blocks.ndim() < 1 || blocks.shape(-1) % info->bytes != 0)
+    throw std::invalid_argument(fmt::format("[ggml_affine_form] {} blocks must be uint8 (..., n·{})",
+                                            ggml_type_name(static_cast<uint32_t>(type)), info->bytes));
+  array b = split_last(blocks, info->bytes);
+  const Affine a = type == GgmlType::Q2_K ? q2_k(b) : type == GgmlType::Q3_K ? q3_k(b) : q6_k(b);
+  mx::Shape shape = blocks.shape(), groups = blocks.shape();
+  shape.back() = blocks.shape(-1) / info->bytes * info->elements;
+  groups.back() = shape.back() / 16;
+  return {mx::astype(mx::reshape(a.levels, shape), mx::uint8), mx::reshape(a.scale, groups),
+          mx::reshape(a.bias, groups)};
 }
 
 }  // namespace lmlab::io

@@ -15,6 +15,7 @@
 #include "nn/cpu/cpu_attention.h"
 #include "nn/cpu/decoder_step.h"
 #include "nn/cuda/decoder_step.h"
+#include "nn/cuda/gemv_form.h"
 #include "nn/cpu/swiglu.h"
 #include "nn/linear.h"
 #include "nn/moe.h"
@@ -224,9 +225,15 @@ std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, Forwa
       spec_.mlp != MlpKind::dense)
     return std::nullopt;
   if (gpu ? (h.dtype() != mx::float16 && h.dtype() != mx::bfloat16) : h.dtype() != mx::float32) return std::nullopt;
-  auto fusable_arrays = fused_arrays(w, /*raw_blocks=*/!gpu);
+  auto fusable_arrays = fused_arrays(w, /*raw_blocks=*/true);
   if (!fusable_arrays) return std::nullopt;
-  const auto& [arrays, shape] = *fusable_arrays;
+  auto& [arrays, shape] = *fusable_arrays;
+  if (gpu)  // the GPU GEMV reads 4- and 8-bit levels: other formats as their exact 8-bit form
+    for (QuantizedLinear* p : {&arrays.q, &arrays.k, &arrays.v, &arrays.o, &arrays.gate, &arrays.up, &arrays.down}) {
+      auto form = cuda::gemv_form(*p, h.dtype());
+      if (!form) return std::nullopt;
+      *p = std::move(*form);
+    }
   const RoPE& rope = *spec_.rope;
   const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
   const mx::Shape kv{B, Hk, L, Dh};

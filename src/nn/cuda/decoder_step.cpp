@@ -21,7 +21,8 @@ namespace lmlab::nn::cuda {
 namespace {
 
 // Input slots: h, inv_freq, keys, values, the two block norms, then per
-// projection w, scales, biases (and its bias), then the optional q/k norms.
+// projection w, scales, biases (and its bias), then the optional q/k norms and
+// sandwich norms.
 enum Slot { kH, kInvFreq, kKeys, kValues, kInNorm, kPostNorm, kFirstProjection };
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kProjections };
 
@@ -33,6 +34,7 @@ struct LinearSlots {
 struct Layout {
   LinearSlots proj[kProjections];
   int q_norm = -1, k_norm = -1;
+  int attn_out_norm = -1, mlp_out_norm = -1;
 };
 
 const QuantizedLinear& projection(const DecoderLayerArrays& w, int i) {
@@ -84,10 +86,17 @@ class LmlabCudaDecoderStep : public mx::Primitive {
 
     // Scratch for the step's intermediates, held until the graph has run.
     const size_t n_q = static_cast<size_t>(M) * H * Dh, n_kv = static_cast<size_t>(M) * Hk * Dh;
-    const size_t sizes[] = {n_q * t, n_kv * t, n_kv * t, n_q * t, n_q * t, static_cast<size_t>(M) * D * t,
-                            static_cast<size_t>(M) * I * t, static_cast<size_t>(M) * H * splits * (Dh + 2) * 4};
-    size_t total = 0, offsets[8];
-    for (int i = 0; i < 8; ++i) {
+    const size_t sizes[] = {n_q * t,
+                            n_kv * t,
+                            n_kv * t,
+                            n_q * t,
+                            n_q * t,
+                            static_cast<size_t>(M) * D * t,
+                            static_cast<size_t>(M) * I * t,
+                            static_cast<size_t>(M) * H * splits * (Dh + 2) * 4,
+                            layout_.attn_out_norm >= 0 ? static_cast<size_t>(M) * D * t : 0};
+    size_t total = 0, offsets[9];
+    for (int i = 0; i < 9; ++i) {
       offsets[i] = total;
       total += (sizes[i] + 255) / 256 * 256;
     }
@@ -101,6 +110,7 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     void* h1 = base + offsets[5];
     void* act = base + offsets[6];
     float* partials = reinterpret_cast<float*>(base + offsets[7]);
+    void* sublayer = base + offsets[8];  // a sublayer's output before its sandwich norm
 
     enc.add_temporary(scratch);
     // MLX orders the nodes of its CUDA graph by the arrays registered before
@@ -136,19 +146,39 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     const void* norm_q = layout_.q_norm >= 0 ? cptr<void>(in[layout_.q_norm]) : nullptr;
     const void* norm_k = layout_.k_norm >= 0 ? cptr<void>(in[layout_.k_norm]) : nullptr;
 
-    // 1. RMSNorm + q, k, v.
-    QGemvParams p{};
-    p.x = cptr<void>(h);
-    p.x_stride = D;
-    p.norm = cptr<void>(in[kInNorm]);
-    p.eps = shape_.norm_eps;
-    p.norm_offset = shape_.norm_offset;
-    p.nmat = 3;
-    p.mat[0] = quant(kQ), p.mat[1] = quant(kK), p.mat[2] = quant(kV);
-    p.mat[0].out = q, p.mat[1].out = k, p.mat[2].out = v;
-    for (int j : {kQ, kK, kV}) projection_inputs(j);
-    uses({kH, kInNorm}, {});
-    gemv(p, D, kQ);
+    // A sandwich norm on a sublayer's output (in `sublayer`) and the residual add.
+    auto norm_add = [&](int norm, const void* res, void* dst, std::initializer_list<int> outputs) {
+      NormAddParams n{sublayer, res, cptr<void>(in[norm]), dst, shape_.norm_eps, shape_.norm_offset, D};
+      enc.set_input_array(in[norm]);
+      uses({kH}, outputs);
+      launch(enc, kernel("lmlab_norm_add_" + ty), dim3(M), dim3(std::min(1024, (D + 31) / 32 * 32)), 0, n);
+    };
+
+    // 1. RMSNorm + q, k, v: one launch for each run of matrices in one format
+    // (a GGUF may store v in another type than q and k).
+    void* const qkv_out[3] = {q, k, v};
+    for (int first = kQ; first <= kV;) {
+      int last = first;
+      while (last < kV && layout_.proj[last + 1].bits == layout_.proj[first].bits &&
+             layout_.proj[last + 1].group_size == layout_.proj[first].group_size)
+        ++last;
+      QGemvParams p{};
+      p.x = cptr<void>(h);
+      p.x_stride = D;
+      p.norm = cptr<void>(in[kInNorm]);
+      p.eps = shape_.norm_eps;
+      p.norm_offset = shape_.norm_offset;
+      p.nmat = last - first + 1;
+      for (int j = first; j <= last; ++j) {
+        p.mat[j - first] = quant(j);
+        p.mat[j - first].out = qkv_out[j - kQ];
+        projection_inputs(j);
+      }
+      p.out_stride = p.mat[0].n;  // read when the run is one matrix
+      uses({kH, kInNorm}, {});
+      gemv(p, D, first);
+      first = last + 1;
+    }
 
     // 2. q/k norms, RoPE, cache write.
     RopeCacheParams r{};
@@ -182,17 +212,19 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     uses({}, {});
     launch(enc, kernel("lmlab_combine_" + ty + dtag), dim3(H, M), dim3(32), 0, c);
 
-    // 5. Output projection + residual.
+    // 5. Output projection + residual (through the sandwich norm: its own launch).
+    const bool sandwich = layout_.attn_out_norm >= 0;
     QGemvParams o{};
     o.x = att, o.x_stride = static_cast<long>(H) * Dh;
-    o.res = cptr<void>(h);
+    o.res = sandwich ? nullptr : cptr<void>(h);
     o.out_stride = D;
-    o.nmat = 1, o.mode = 1;
+    o.nmat = 1, o.mode = sandwich ? 0 : 1;
     o.mat[0] = quant(kO);
-    o.mat[0].out = h1;
+    o.mat[0].out = sandwich ? sublayer : h1;
     projection_inputs(kO);
     uses({kH}, {});
     gemv(o, H * Dh, kO);
+    if (sandwich) norm_add(layout_.attn_out_norm, cptr<void>(h), h1, {});
 
     // 6. RMSNorm + gate and up + activation.
     QGemvParams g{};
@@ -211,14 +243,20 @@ class LmlabCudaDecoderStep : public mx::Primitive {
     // 7. Down projection + residual.
     QGemvParams d{};
     d.x = act, d.x_stride = I;
-    d.res = h1;
+    d.res = sandwich ? nullptr : h1;
     d.out_stride = D;
-    d.nmat = 1, d.mode = 1;
+    d.nmat = 1, d.mode = sandwich ? 0 : 1;
     d.mat[0] = quant(kDown);
-    d.mat[0].out = ptr<void>(out[0]);
+    d.mat[0].out = sandwich ? sublayer : ptr<void>(out[0]);
     projection_inputs(kDown);
-    uses({}, {0, 1, 2});
-    gemv(d, I, kDown, {0, 1, 2});
+    if (!sandwich) {
+      uses({}, {0, 1, 2});
+      gemv(d, I, kDown, {0, 1, 2});
+      return;
+    }
+    uses({}, {});
+    gemv(d, I, kDown);
+    norm_add(layout_.mlp_out_norm, h1, ptr<void>(out[0]), {0, 1, 2});
   }
 
   std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&, const std::vector<int>&,
@@ -260,25 +298,25 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
   if (B < 1 || L < 1 || B * L > kMaxRows || H < 1 || Hk < 1 || H % Hk != 0) return false;
   if (Dh < 1 || Dh > 256) return false;
   if (shape.rope_dims < 2 || shape.rope_dims % 2 != 0 || shape.rope_dims > Dh) return false;
-  if (w.attn_out_norm || w.mlp_out_norm) return false;  // sandwich norms: not fused on the GPU yet
+  if (w.attn_out_norm.has_value() != w.mlp_out_norm.has_value()) return false;  // sandwich norms come in pairs
   if (keys.dtype() != t || values.dtype() != t || keys.ndim() != 4 || keys.shape() != values.shape()) return false;
   if (!keys.flags().row_contiguous || !values.flags().row_contiguous) return false;
   if (keys.shape(0) != B || keys.shape(1) != Hk || keys.shape(3) != Dh) return false;
   if (offset < 0 || offset + L > keys.shape(2)) return false;
   if (!same_vector(w.in_norm, D, t) || !same_vector(w.post_norm, D, t)) return false;
   if (!same_vector(w.q_norm, Dh, t) || !same_vector(w.k_norm, Dh, t)) return false;
+  if (!same_vector(w.attn_out_norm, D, t) || !same_vector(w.mlp_out_norm, D, t)) return false;
   const int I = w.gate.w.ndim() == 2 ? w.gate.w.shape(0) : -1;
   const int in_dims[kProjections] = {D, D, D, H * Dh, D, D, I};
   const int out_dims[kProjections] = {H * Dh, Hk * Dh, Hk * Dh, D, I, I, D};
-  // A launch's matrices share one format: q, k, v; gate, up.
-  auto same_format = [](const QuantizedLinear& a, const QuantizedLinear& b) {
-    return a.bits == b.bits && a.group_size == b.group_size;
-  };
-  if (!same_format(w.q, w.k) || !same_format(w.q, w.v) || !same_format(w.gate, w.up)) return false;
+  // The gated launch reads gate and up in one format (q, k and v may differ:
+  // each run of one format is a launch).
+  if (w.gate.bits != w.up.bits || w.gate.group_size != w.up.group_size) return false;
   for (int i = 0; i < kProjections; ++i) {
     const QuantizedLinear& p = projection(w, i);
-    if (p.bits != 4 && p.bits != 8) return false;
-    if (p.group_size != 32 && p.group_size != 64 && p.group_size != 128) return false;
+    if (p.ggml_type >= 0 || (p.bits != 4 && p.bits != 8)) return false;  // nn::cuda::gemv_form repacks the others
+    if (p.group_size != 32 && p.group_size != 64 && p.group_size != 128 && !(p.bits == 8 && p.group_size == 16))
+      return false;
     if (p.w.dtype() != mx::uint32 || p.w.ndim() != 2 || p.w.shape(0) != out_dims[i]) return false;
     if (in_dims[i] % p.group_size != 0 || static_cast<long>(p.w.shape(1)) * 32 / p.bits != in_dims[i]) return false;
     if (p.scales.dtype() != t || p.biases.dtype() != t) return false;
@@ -320,6 +358,12 @@ DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, cons
   if (w.k_norm) {
     layout.k_norm = static_cast<int>(inputs.size());
     inputs.push_back(*w.k_norm);
+  }
+  if (w.attn_out_norm) {
+    layout.attn_out_norm = static_cast<int>(inputs.size());
+    inputs.push_back(*w.attn_out_norm);
+    layout.mlp_out_norm = static_cast<int>(inputs.size());
+    inputs.push_back(*w.mlp_out_norm);
   }
   auto outs = array::make_arrays({h.shape(), keys.shape(), values.shape()}, {h.dtype(), keys.dtype(), values.dtype()},
                                  std::make_shared<LmlabCudaDecoderStep>(mx::to_stream(s), layout, shape, offset,

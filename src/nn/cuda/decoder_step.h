@@ -5,7 +5,10 @@
 //   2. per-head q/k norms + RoPE + the KV-cache write, in place,
 //   3. attention over the cache split over key ranges, 4. their combine,
 //   5. the output projection + residual,
-//   6. RMSNorm + gate and up projections + SwiGLU/GeGLU, 7. down + residual.
+//   6. RMSNorm + gate and up projections + SwiGLU/GeGLU, 7. down + residual;
+// with sandwich norms (Gemma 3) 5 and 7 write the sublayer's output and a
+// norm-and-add launch follows each; q/k/v in different formats take a launch
+// per run of one format.
 // The kernels (kernels.cu) are compiled for sm_80/sm_90 with PTX for newer
 // GPUs and loaded with the driver API: nothing is compiled at run time.
 //
@@ -13,9 +16,10 @@
 // kMaxRows new rows (B·L: decode steps and short prompts, so a chat's first
 // token needs no kernel compiled at run time; longer prompts take the composed
 // block and MLX's GEMMs),
-// affine 4- or 8-bit projections with group size
-// 32/64/128, head_dim 64/128/256, no sandwich norms; writes its output and the
-// new cache positions in place (like nn::cpu::decoder_step); reads the rest.
+// affine 4- or 8-bit projections with group size 32/64/128 (8-bit also 16:
+// nn::cuda::gemv_form brings 5-bit and K-quant weights to these), gate and up
+// in one format, head_dim up to 256; writes its output and the new cache
+// positions in place (like nn::cpu::decoder_step); reads the rest.
 // In a build without CUDA, decoder_step_is_native() is false.
 #pragma once
 

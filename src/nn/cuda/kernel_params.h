@@ -67,6 +67,17 @@ struct AttentionParams {
   int splits, split_len;
 };
 
+// out = res + RMSNorm(y) · (norm_offset + norm) for M rows of D: a sandwich
+// norm on a sublayer's output and the residual add (Gemma 2/3).
+struct NormAddParams {
+  const void* y;
+  const void* res;
+  const void* norm;
+  void* out;
+  float eps, norm_offset;
+  int D;
+};
+
 struct CombineParams {
   const float* partials;
   void* out;  // (M, H·Dh)

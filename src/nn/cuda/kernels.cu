@@ -22,6 +22,7 @@ namespace {
 
 using lmlab::nn::cuda::AttentionParams;
 using lmlab::nn::cuda::CombineParams;
+using lmlab::nn::cuda::NormAddParams;
 using lmlab::nn::cuda::QGemvParams;
 using lmlab::nn::cuda::RopeCacheParams;
 
@@ -397,6 +398,31 @@ __device__ void qgemv(const QGemvParams& p) {
 }
 
 // ---------------------------------------------------------------------------
+// A sandwich norm and the residual add, one block per row: the normalized row
+// rounded to T as the composed RMSNorm hands it on, then added in float and
+// rounded (the composed add).
+
+template <class T>
+__device__ void norm_add(const NormAddParams& p) {
+  __shared__ float red[32];
+  const long at = static_cast<long>(blockIdx.x) * p.D;
+  const T* y = static_cast<const T*>(p.y) + at;
+  const T* res = static_cast<const T*>(p.res) + at;
+  const T* norm = static_cast<const T*>(p.norm);
+  T* out = static_cast<T*>(p.out) + at;
+  float ss = 0.0f;
+  for (int d = threadIdx.x; d < p.D; d += blockDim.x) {
+    const float v = to_f(y[d]);
+    ss += v * v;
+  }
+  const float scale = rsqrtf(block_sum(ss, red) / static_cast<float>(p.D) + p.eps);
+  for (int d = threadIdx.x; d < p.D; d += blockDim.x) {
+    const float n = round_t<T>(to_f(y[d]) * scale * round_t<T>(to_f(norm[d]) + p.norm_offset));
+    out[d] = from_f<T>(to_f(res[d]) + n);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // q/k norms, RoPE and the cache write. One warp per (row, head slot): slots
 // [0, H) rotate q heads into q_out, [H, H + Hk) normalize and rotate k heads
 // into the cache, [H + Hk, H + 2Hk) copy v heads into the cache.
@@ -597,10 +623,14 @@ __device__ void attention_combine(const CombineParams& p) {
   extern "C" __global__ void lmlab_combine_##NAME##_p##DPL(const CombineParams p) {                 \
     attention_combine<T, DPL>(p);                                                                   \
   }
+// 8-bit levels also in groups of 16 (the K-quants' sub-blocks, nn/cuda/gemv_form.h):
+// an 8-bit chunk is 16 weights, so each chunk is one group.
 #define LMLAB_TYPE_KERNELS(T, NAME)                                                                  \
   LMLAB_QGEMV_GROUPS(T, NAME, 4)                                                                     \
   LMLAB_QGEMV_GROUPS(T, NAME, 8)                                                                     \
+  LMLAB_QGEMV_ROWS(T, NAME, 8, 16)                                                                   \
   extern "C" __global__ void lmlab_rope_cache_##NAME(const RopeCacheParams p) { rope_cache<T>(p); } \
+  extern "C" __global__ void lmlab_norm_add_##NAME(const NormAddParams p) { norm_add<T>(p); }       \
   LMLAB_ATTENTION(T, NAME, 1)                                                                        \
   LMLAB_ATTENTION(T, NAME, 2)                                                                        \
   LMLAB_ATTENTION(T, NAME, 4)                                                                        \
