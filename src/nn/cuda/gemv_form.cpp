@@ -61,8 +61,10 @@ bool repackable(const QuantizedLinear& p) {
 
 std::optional<QuantizedLinear> gemv_form(const QuantizedLinear& p, mx::Dtype dtype) {
   if (gemv_native(p)) return p;
-  if (!repackable(p) || !p.w.is_available() || !p.scales.is_available() || !p.biases.is_available())
-    return std::nullopt;
+  if (!repackable(p)) return std::nullopt;
+  // Weights loaded lazily (a safetensors file) are read here, as the step
+  // would read them anyway: the cache is keyed on their buffers.
+  if (!p.w.is_available() || !p.scales.is_available() || !p.biases.is_available()) mx::eval(p.w, p.scales, p.biases);
   // Keyed on the buffers (a freed buffer's entry never answers for a new one
   // at the same address: the weak pointers must still lead to these buffers).
   struct Entry {

@@ -22,7 +22,7 @@
 namespace lmlab::nn::cuda {
 
 // p as the GEMV reads it, or nullopt: a format with no exact 8-bit form (IQ4
-// codebooks, mxfp4...), or weights not yet evaluated.
+// codebooks, mxfp4...). Evaluates p's arrays when they are not yet.
 std::optional<QuantizedLinear> gemv_form(const QuantizedLinear& p, mlx::core::Dtype dtype);
 
 }  // namespace lmlab::nn::cuda
