@@ -6,7 +6,6 @@
 // ops: runs on the CPU, so CI checks what the GPU step will read. (The MLX
 // decoder io::ggml_dequantize, which shares the field extraction, is held to
 // ggml's bits, signed zeros included, by tests/io/ggml_quants_test.cpp.)
-#include <random>
 
 #include <fmt/format.h>
 #include <mlx/mlx.h>
@@ -14,6 +13,7 @@
 #include "lmlab/ggml.h"
 #include "lmlab/io.h"
 #include "nn/cuda/gemv_form.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -21,32 +21,6 @@ namespace {
 
 namespace mx = mlx::core;
 using io::GgmlType;
-
-// N rows of K values as valid blocks: random fields, and the extremes of each
-// field in the first block of every row (d the largest float16 below 2^16).
-mx::array blocks(GgmlType type, int N, int K, uint32_t seed) {
-  const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(type));
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> bytes(static_cast<size_t>(N) * K / b.elements * b.bytes);
-  const std::vector<uint8_t> zero(b.bytes, 0);
-  const int qmax = (1 << io::ggml_field_bits(type)) - 1;
-  const int smin = type == GgmlType::Q6_K ? -128 : 0, smax = type == GgmlType::Q6_K ? 127 : type == GgmlType::Q2_K ? 15 : 63;
-  const size_t row_bytes = bytes.size() / N;
-  for (size_t off = 0; off < bytes.size(); off += b.bytes) {
-    io::GgmlBlockFields f = io::ggml_unpack_block(type, zero.data());
-    const bool edge = off % row_bytes == 0;
-    f.d = edge ? 65504.0f : std::uniform_real_distribution<float>(1e-4f, 1.0f)(rng);
-    f.dmin = edge ? 65504.0f : std::uniform_real_distribution<float>(0.0f, 1e-2f)(rng);
-    for (size_t i = 0; i < f.scales.size(); ++i)
-      f.scales[i] = edge ? (i % 2 ? smax : smin) : std::uniform_int_distribution<int>(smin, smax)(rng);
-    for (int& m : f.mins) m = edge ? 15 : std::uniform_int_distribution<int>(0, 15)(rng);
-    for (size_t i = 0; i < f.q.size(); ++i)
-      f.q[i] = edge ? (i % 3 == 0 ? 0 : i % 3 == 1 ? qmax : static_cast<int>(i) % (qmax + 1))
-                    : std::uniform_int_distribution<int>(0, qmax)(rng);
-    io::ggml_pack_block(type, f, bytes.data() + off);
-  }
-  return mx::array(bytes.data(), {N, static_cast<int>(row_bytes)}, mx::uint8);
-}
 
 // ggml's own decoding of the blocks (the scalar reference), float32 (N, K).
 std::vector<float> reference(const mx::array& b, GgmlType type, int N, int K) {
@@ -78,6 +52,13 @@ std::vector<float> weights_of(const nn::QuantizedLinear& f) {
   return out;
 }
 
+// An evaluated affine QuantizedLinear of N × K normal weights.
+nn::QuantizedLinear quantized(int N, int K, int group_size, int bits, uint64_t seed) {
+  auto q = mx::quantize(mx::random::normal({N, K}, mx::float32, mx::random::key(seed)), group_size, bits);
+  mx::eval(q);
+  return nn::QuantizedLinear{q[0], q[1], q[2], std::nullopt, group_size, bits};
+}
+
 nn::QuantizedLinear raw(const mx::array& b, GgmlType type) {
   return nn::QuantizedLinear{b, b, b, std::nullopt, 0, io::ggml_field_bits(type), "", static_cast<int>(type)};
 }
@@ -95,7 +76,7 @@ class GemvFormKQuant : public ::testing::TestWithParam<GgmlType> {};
 TEST_P(GemvFormKQuant, AffineFormAndEightBitFormGiveGgmlsWeights) {
   const GgmlType type = GetParam();
   const int N = 5, K = 512;
-  mx::array b = blocks(type, N, K, 7 + static_cast<uint32_t>(type));
+  mx::array b = nn_util::random_ggml_blocks(type, N, K, 7 + static_cast<uint32_t>(type), 1e-4f, 1.0f, /*edges=*/true);
   const std::vector<float> want = reference(b, type, N, K);
 
   io::GgmlAffine a = io::ggml_affine_form(b, type);
@@ -126,13 +107,9 @@ INSTANTIATE_TEST_SUITE_P(Types, GemvFormKQuant, ::testing::Values(GgmlType::Q2_K
                          [](const auto& info) { return io::ggml_mode_name(info.param); });
 
 TEST(GemvForm, OtherAffineWidthsBecomeEightBitLevelsExactly) {
-  const int N = 6, K = 256;
-  mx::array dense = mx::random::normal({N, K}, mx::float32, mx::random::key(3));
   for (int bits : {2, 3, 5, 6})
     for (int gs : {32, 64, 128}) {
-      auto q = mx::quantize(dense, gs, bits);
-      mx::eval(q);
-      nn::QuantizedLinear p{q[0], q[1], q[2], std::nullopt, gs, bits};
+      const nn::QuantizedLinear p = quantized(6, 256, gs, bits, 3);
       auto f = nn::cuda::gemv_form(p, mx::float32);
       ASSERT_TRUE(f) << bits << "-bit, group " << gs;
       EXPECT_EQ(f->group_size, gs);
@@ -150,10 +127,7 @@ TEST(GemvForm, OtherAffineWidthsBecomeEightBitLevelsExactly) {
 }
 
 TEST(GemvForm, NativeFormatsPassThroughAndOthersAreDeclined) {
-  mx::array dense = mx::random::normal({4, 128}, mx::float32, mx::random::key(4));
-  auto q4 = mx::quantize(dense, 64, 4);
-  mx::eval(q4);
-  nn::QuantizedLinear p{q4[0], q4[1], q4[2], std::nullopt, 64, 4};
+  const nn::QuantizedLinear p = quantized(4, 128, 64, 4, 4);
   auto f = nn::cuda::gemv_form(p, mx::float16);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->w.id(), p.w.id());
@@ -163,7 +137,7 @@ TEST(GemvForm, NativeFormatsPassThroughAndOthersAreDeclined) {
   EXPECT_FALSE(nn::cuda::gemv_form(raw(iq, GgmlType::IQ4_NL), mx::float16));
   EXPECT_THROW(io::ggml_affine_form(iq, GgmlType::IQ4_NL), std::invalid_argument);
   // Weights not evaluated yet (a lazily loaded file): evaluated, then repacked.
-  auto q5 = mx::quantize(dense, 32, 5);
+  auto q5 = mx::quantize(mx::random::normal({4, 128}, mx::float32, mx::random::key(4)), 32, 5);
   nn::QuantizedLinear lazy{mx::add(q5[0], mx::array(0u)), q5[1], q5[2], std::nullopt, 32, 5};
   auto repacked = nn::cuda::gemv_form(lazy, mx::float32);
   ASSERT_TRUE(repacked);
@@ -174,10 +148,7 @@ TEST(GemvForm, NativeFormatsPassThroughAndOthersAreDeclined) {
 }
 
 TEST(GemvForm, RepacksOncePerBufferAndAgainWhenABufferChanges) {
-  mx::array dense = mx::random::normal({8, 128}, mx::float32, mx::random::key(5));
-  auto q = mx::quantize(dense, 32, 5);
-  mx::eval(q);
-  nn::QuantizedLinear p{q[0], q[1], q[2], std::nullopt, 32, 5};
+  const nn::QuantizedLinear p = quantized(8, 128, 32, 5, 5);
   auto a = nn::cuda::gemv_form(p, mx::float32);
   auto b = nn::cuda::gemv_form(p, mx::float32);
   ASSERT_TRUE(a && b);

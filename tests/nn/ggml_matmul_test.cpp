@@ -11,6 +11,7 @@
 #include "models/model_test_util.h"
 #include "nn/cpu/ggml_matmul.h"
 #include "nn/cpu/quantized_matmul_kernels.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace lmlab::test {
@@ -19,31 +20,9 @@ namespace {
 namespace mx = mlx::core;
 using io::GgmlType;
 
-// Range of a type's stored sub-block scales (ggml_unpack_block's `scales`).
-std::pair<int, int> scale_range(GgmlType t) {
-  if (t == GgmlType::Q6_K) return {-128, 127};
-  if (t == GgmlType::Q2_K) return {0, 15};
-  return {0, 63};
-}
-
 // N rows of K values as valid blocks with random fields (d in [1e-3, 1e-2]).
 mx::array random_blocks(GgmlType type, int N, int K, uint32_t seed) {
-  const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(type));
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> bytes(static_cast<size_t>(N) * K / b.elements * b.bytes);
-  const std::vector<uint8_t> zero(b.bytes, 0);
-  const int qmax = (1 << io::ggml_field_bits(type)) - 1;
-  const auto [smin, smax] = scale_range(type);
-  for (size_t off = 0; off < bytes.size(); off += b.bytes) {
-    io::GgmlBlockFields f = io::ggml_unpack_block(type, zero.data());
-    f.d = std::uniform_real_distribution<float>(1e-3f, 1e-2f)(rng);
-    f.dmin = std::uniform_real_distribution<float>(0.0f, 1e-2f)(rng);
-    for (int& s : f.scales) s = std::uniform_int_distribution<int>(smin, smax)(rng);
-    for (int& m : f.mins) m = std::uniform_int_distribution<int>(0, 15)(rng);
-    for (int& q : f.q) q = std::uniform_int_distribution<int>(0, qmax)(rng);
-    io::ggml_pack_block(type, f, bytes.data() + off);
-  }
-  return mx::array(bytes.data(), {N, static_cast<int>(bytes.size() / N)}, mx::uint8);
+  return nn_util::random_ggml_blocks(type, N, K, seed);
 }
 
 // |got - want| ≤ 1e-5 · (|x| @ |W|ᵀ): float32 rounding of the sums, measured

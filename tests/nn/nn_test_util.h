@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,41 @@
 #include "models/model_test_util.h"
 
 namespace lmlab::test::nn_util {
+
+// N rows of K values as valid raw blocks of `type` with random fields: d uniform
+// in [d_lo, d_hi], dmin in [0, 1e-2], scales over the type's stored range
+// (Q6_K int8, Q2_K 4-bit, else 6-bit), levels over theirs. With `edges`, each
+// row's first block holds the fields' extremes instead (d 65504, scales
+// alternating lowest/highest, levels 0, the highest and a ramp).
+inline mlx::core::array random_ggml_blocks(io::GgmlType type, int N, int K, uint32_t seed, float d_lo = 1e-3f,
+                                          float d_hi = 1e-2f, bool edges = false) {
+  const io::GgmlBlock b = *io::ggml_block(static_cast<uint32_t>(type));
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> bytes(static_cast<size_t>(N) * K / b.elements * b.bytes);
+  const std::vector<uint8_t> zero(b.bytes, 0);
+  const int qmax = (1 << io::ggml_field_bits(type)) - 1;
+  const int smin = type == io::GgmlType::Q6_K ? -128 : 0;
+  const int smax = type == io::GgmlType::Q6_K ? 127 : type == io::GgmlType::Q2_K ? 15 : 63;
+  const size_t row_bytes = bytes.size() / N;
+  for (size_t off = 0; off < bytes.size(); off += b.bytes) {
+    io::GgmlBlockFields f = io::ggml_unpack_block(type, zero.data());
+    if (edges && off % row_bytes == 0) {
+      f.d = f.dmin = 65504.0f;
+      for (size_t i = 0; i < f.scales.size(); ++i) f.scales[i] = i % 2 ? smax : smin;
+      for (int& m : f.mins) m = 15;
+      for (size_t i = 0; i < f.q.size(); ++i)
+        f.q[i] = i % 3 == 0 ? 0 : i % 3 == 1 ? qmax : static_cast<int>(i) % (qmax + 1);
+    } else {
+      f.d = std::uniform_real_distribution<float>(d_lo, d_hi)(rng);
+      f.dmin = std::uniform_real_distribution<float>(0.0f, 1e-2f)(rng);
+      for (int& s : f.scales) s = std::uniform_int_distribution<int>(smin, smax)(rng);
+      for (int& m : f.mins) m = std::uniform_int_distribution<int>(0, 15)(rng);
+      for (int& q : f.q) q = std::uniform_int_distribution<int>(0, qmax)(rng);
+    }
+    io::ggml_pack_block(type, f, bytes.data() + off);
+  }
+  return mlx::core::array(bytes.data(), {N, static_cast<int>(row_bytes)}, mlx::core::uint8);
+}
 
 inline std::unique_ptr<Model> load_tiny(const std::string& name) {
   io::ModelDir d = io::read_model_dir(tiny_checkpoint_dir(name));
