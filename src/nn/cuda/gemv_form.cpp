@@ -86,9 +86,12 @@ std::optional<QuantizedLinear> gemv_form(const QuantizedLinear& p, mx::Dtype dty
     }
   }
   QuantizedLinear form = repack(p, dtype);
+  QuantizedLinear cached = form;
+  cached.bias.reset();  // the caller's, never held here
   std::lock_guard lock(mutex);
   std::erase_if(cache, [](const auto& kv) { return kv.second.w.expired(); });
-  cache.insert_or_assign(key, Entry{p.w.data_shared_ptr(), p.scales.data_shared_ptr(), p.biases.data_shared_ptr(), form});
+  cache.insert_or_assign(key,
+                         Entry{p.w.data_shared_ptr(), p.scales.data_shared_ptr(), p.biases.data_shared_ptr(), cached});
   return form;
 }
 
