@@ -1,6 +1,6 @@
 // One decoder block on an NVIDIA GPU (nn::DecoderBlock's fused GPU path), as a
-// single MLX primitive whose eval_gpu adds seven precompiled kernels to MLX's
-// CUDA graph instead of the ~30 nodes of the composed block:
+// single MLX primitive whose eval_gpu adds seven precompiled kernel launches
+// (more below) to MLX's CUDA graph instead of the ~30 nodes of the composed block:
 //   1. RMSNorm + the q, k and v projections (one quantized GEMV launch),
 //   2. per-head q/k norms + RoPE + the KV-cache write, in place,
 //   3. attention over the cache split over key ranges, 4. their combine,
