@@ -7,7 +7,8 @@
 # default model into parts that fit one device call each:
 #   scripts/gpu-pack.sh BUILD_DIR OUT_DIR     (OUT_DIR/p1, p2, ... and MANIFEST)
 # With GEMMA=1 the Gemma 3 270M Q4_K_M file and its llama.cpp fixtures come too;
-# with LEAN=1 only what speed runs need (no lmlab_tests, fixtures or default model).
+# with LEAN=1 only what speed runs need (no lmlab_tests, fixtures or default model;
+# MODEL=1 keeps the default model).
 # On the GPU machine: copy the parts into one folder, then scripts/gpu-check.sh FOLDER.
 set -euo pipefail
 B=$1
@@ -48,7 +49,7 @@ cp bench/gpu/random_model.py bench/gpu/lora_gpu.py "$T/w/bench/"
 git rev-parse --short HEAD > "$T/w/COMMIT"
 tar cf - -C "$T/w" . | xz -T2 -3 > "$T/lmlab-cuda.tar.xz"
 files=("$T/lmlab-cuda.tar.xz")
-if [ "${LEAN:-0}" != 1 ]; then
+if [ "${LEAN:-0}" != 1 ] || [ "${MODEL:-0}" = 1 ]; then
   cp "$(scripts/fetch-model.sh)" "$T/SmolLM2-135M-Instruct.Q4_1.gguf"
   files+=("$T/SmolLM2-135M-Instruct.Q4_1.gguf")
 fi

@@ -29,10 +29,17 @@ namespace lmlab::analysis {
 // One timed run on random token ids drawn from `rng`, with an empty KV cache:
 //   pp: one forward pass over the (batch, prompt) ids   → batch·prompt / seconds
 //   tg: `gen` greedy decode steps of (batch, 1) after it → batch·gen / seconds
+// Decode steps are pipelined as generation runs them (mlx-lm's generate_step):
+// step n+1's graph is built and scheduled before step n's token is waited
+// for. host_build_ms and host_schedule_ms are the host's time per decode step
+// building the graph and handing it to the device (MLX's eval of the
+// primitives, a GPU's kernel launches); when their sum nears the step's wall
+// time, decode is bound by the host, not the device.
 // A figure is 0 when its length is 0 (gen > 0 with prompt 0 decodes after one
 // untimed token).
 struct Throughput {
   double pp_tps = 0, tg_tps = 0;
+  double host_build_ms = 0, host_schedule_ms = 0;
 };
 Throughput measure_throughput(const Model& m, int prompt, int gen, int batch, std::mt19937_64& rng);
 

@@ -45,13 +45,28 @@ Throughput measure_throughput(const Model& m, int prompt, int gen, int batch, st
   mx::eval(next);
   Throughput t;
   if (prompt > 0) t.pp_tps = static_cast<double>(batch) * prompt / seconds_since(t0);
+  // Each step is built from the previous step's token before that token is
+  // read, and scheduled at once: the host builds step i+1 while the device
+  // runs step i.
+  double build = 0, schedule = 0;
   t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < gen; ++i) {
+    auto t1 = std::chrono::steady_clock::now();
     logits = m.forward(mx::astype(next, mx::int32), cache.get());
-    next = mx::argmax(logits, -1);
+    mx::array following = mx::argmax(logits, -1);
+    auto t2 = std::chrono::steady_clock::now();
+    mx::async_eval(following);
+    build += std::chrono::duration<double>(t2 - t1).count();
+    schedule += seconds_since(t2);
     mx::eval(next);
+    next = std::move(following);
   }
-  if (gen > 0) t.tg_tps = static_cast<double>(batch) * gen / seconds_since(t0);
+  mx::eval(next);
+  if (gen > 0) {
+    t.tg_tps = static_cast<double>(batch) * gen / seconds_since(t0);
+    t.host_build_ms = 1e3 * build / gen;
+    t.host_schedule_ms = 1e3 * schedule / gen;
+  }
   return t;
 }
 

@@ -123,6 +123,14 @@ TEST(Cli, BenchOnBothRealModels) {
         EXPECT_NEAR(mean, (a + b) / 2, 1e-9 * mean);
         EXPECT_NEAR(sd, std::abs(a - b) / std::sqrt(2.0), 1e-9 * mean + 1e-12);
       }
+      // The host's part of a decode step is inside the step's wall time.
+      const auto& tg = row["tg"];
+      const double build = tg["host_build_ms"], schedule = tg["host_schedule_ms"];
+      const double wall_ms = (1e3 * (i + 1) / tg["samples"][0].get<double>() +
+                              1e3 * (i + 1) / tg["samples"][1].get<double>()) / 2;
+      EXPECT_GT(build, 0) << model;
+      EXPECT_GE(schedule, 0) << model;
+      EXPECT_LE(build + schedule, wall_ms) << model;
     }
   }
   expect_one_line_error(run("bench -b 0"), "--batch-sizes");
