@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs on a GPU machine with the CUDA build carried over (see docs/gpu.md).
-#   scripts/gpu-check.sh PARTS_DIR [checks|bench|all|profile|models]
+#   scripts/gpu-check.sh PARTS_DIR [checks|step|bench|all|profile|models|host|lora]
 # PARTS_DIR holds the parts made by scripts/gpu-pack.sh (MANIFEST + *.part-*):
 # lmlab-cuda.tar.xz (lmlab, lmlab_tests, lib/, fixtures/, MLX headers for NVRTC,
 # the Llama 3 tokenizer) and the default model. `checks` runs the GPU core checks
@@ -10,7 +10,12 @@
 # MLX's quantized GEMM and with the dequantized GEMM, and the read bandwidth;
 # `models` benches the default model and Gemma 3 270M beside llama-bench;
 # `lora` times LoRA training (lmlab lora --device gpu) on a random-weight
-# Llama 1B shape, 4-bit and bfloat16, beside PyTorch + PEFT on the same shape.
+# Llama 1B shape, 4-bit and bfloat16, beside PyTorch + PEFT on the same shape;
+# `host` times decode steps with lmlab bench (pipelined as generation runs
+# them) and splits each step's host time (building the graph, handing it to
+# the GPU): all layers as one stack (the default), each layer's own step
+# (LMLAB_GPU_STACK=0) and composed; on the default model and Gemma 3 270M when
+# it was packed.
 # WHAT may list several: "checks models".
 set -u
 P=$1
@@ -30,7 +35,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "lmlab $(cat $W/COMMIT)"
 ldd $W/lmlab | grep -E "not found" && exit 1
 
-# WHAT is one or more of checks, bench, models, profile; all = checks bench.
+# WHAT is one or more of checks, step, bench, models, profile, host, lora; all = checks bench.
 want() { [[ " $WHAT " == *" $1 "* ]] || { [[ " $WHAT " == *" all "* ]] && [[ $1 == checks || $1 == bench ]]; }; }
 
 if want checks; then
@@ -180,6 +185,22 @@ if want memory; then
   }
   mem 0 16 4; mem 0 4 4; mem 0 1 4; mem 0 16 2; mem 0 16 1; mem 0 16 4 X=1 --grad-checkpoint
   mem 4 16 4; mem 4 1 4; mem 4 16 1; mem 4 16 4 X=1 --grad-checkpoint
+fi
+
+if want step; then
+  # The fused step's checks alone (also the first of `checks`).
+  LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests --gtest_filter="*CudaStep*$([ -f $G ] || echo -CudaStep.Gemma3*)" 2>&1 \
+    | grep -E '^\[ cuda|FAILED|PASSED|OK \]|Failure|Expected|Which is|actual' | head -80
+fi
+
+if want host; then
+  for model in $M $([ -f $G ] && echo $G); do
+    for cfg in "" "LMLAB_GPU_STACK=0" ${HOST_COMPOSED:-"--no-fused"}; do
+      echo "== lmlab bench $(basename $model) ${cfg:-(defaults)}"
+      case "$cfg" in --*) env=; flag=$cfg ;; *) env=$cfg; flag= ;; esac
+      env $env $W/lmlab bench --device gpu --model $model -p 16,512 -n 128 -r ${RUNS:-5} $flag | grep -E "^\| (tg|pp)"
+    done
+  done
 fi
 
 if want profile; then

@@ -4,6 +4,7 @@
 // targeting and sweeps all walk this one list.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -59,17 +60,32 @@ class Weights {
 
   // Quantization of module `prefix` (a name without `.weight`), if quantized.
   const QuantSpec* quant(const std::string& prefix) const;
-  void set_quant(const std::string& prefix, const QuantSpec& q) { quant_[prefix] = q; }
-  void clear_quant(const std::string& prefix) { quant_.erase(prefix); }
+  void set_quant(const std::string& prefix, const QuantSpec& q) {
+    quant_[prefix] = q;
+    touch();
+  }
+  void clear_quant(const std::string& prefix) {
+    quant_.erase(prefix);
+    touch();
+  }
   const std::map<std::string, QuantSpec>& quantized_modules() const { return quant_; }
 
   // The adapter on module `prefix`, if one is attached (its tensors are
   // `prefix.lora_a`, `prefix.lora_b` and, for DoRA, `prefix.m`).
   const AdapterSpec* adapter(const std::string& prefix) const;
-  void set_adapter(const std::string& prefix, const AdapterSpec& a) { adapters_[prefix] = a; }
+  void set_adapter(const std::string& prefix, const AdapterSpec& a) {
+    adapters_[prefix] = a;
+    touch();
+  }
   // Detaches the adapter and erases its tensors.
   void clear_adapter(const std::string& prefix);
   const std::map<std::string, AdapterSpec>& adapted_modules() const { return adapters_; }
+
+  // Changes with every change to the tree (a tensor set, erased or renamed, a
+  // quantization or adapter attached or cleared), and no two trees with
+  // different contents share one (a copy shares its original's until either
+  // changes): what is read from the tree may be kept while it is unchanged.
+  uint64_t stamp() const { return stamp_; }
 
   size_t size() const { return items_.size(); }
   const std::vector<std::pair<std::string, mlx::core::array>>& items() const { return items_; }
@@ -77,10 +93,14 @@ class Weights {
   size_t nbytes() const;
 
  private:
+  void touch() { stamp_ = next_stamp(); }
+  static uint64_t next_stamp();
+
   std::vector<std::pair<std::string, mlx::core::array>> items_;
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, QuantSpec> quant_;
   std::map<std::string, AdapterSpec> adapters_;
+  uint64_t stamp_ = next_stamp();
 };
 
 }  // namespace lmlab

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -15,7 +16,13 @@ int64_t QuantSpec::unpacked_columns(int64_t stored) const {
   return stored * 32 / bits;
 }
 
+uint64_t Weights::next_stamp() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
 void Weights::set(const std::string& name, const mlx::core::array& a) {
+  touch();
   if (auto it = index_.find(name); it != index_.end()) {
     items_[it->second].second = a;
     return;
@@ -39,6 +46,7 @@ const mlx::core::array* Weights::find(const std::string& name) const {
 void Weights::erase(const std::string& name) {
   auto it = index_.find(name);
   if (it == index_.end()) return;
+  touch();
   items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(it->second));
   index_.clear();
   for (size_t i = 0; i < items_.size(); ++i) index_.emplace(items_[i].first, i);
@@ -50,6 +58,7 @@ void Weights::rename(const std::string& from, const std::string& to) {
     throw std::invalid_argument(fmt::format("[weights] cannot rename missing tensor '{}'", from));
   if (index_.count(to))
     throw std::invalid_argument(fmt::format("[weights] cannot rename '{}': '{}' exists", from, to));
+  touch();
   size_t i = it->second;
   index_.erase(it);
   items_[i].first = to;
@@ -69,6 +78,7 @@ const AdapterSpec* Weights::adapter(const std::string& prefix) const {
 void Weights::clear_adapter(const std::string& prefix) {
   for (const char* leaf : {".lora_a", ".lora_b", ".m"}) erase(prefix + leaf);
   adapters_.erase(prefix);
+  touch();
 }
 
 std::vector<mlx::core::array> Weights::arrays() const {

@@ -119,6 +119,8 @@ array Transformer::blocks(const array& tokens, nn::KVCache* cache, nn::Hooks* ho
   }
   nn::ForwardState st{
       .cache = cache, .offset = cache ? cache->offset() : 0, .hooks = hooks, .training = training_, .fused = fused_};
+  if (!runner)
+    if (auto stacked = nn::DecoderBlock::fused_stack(spec_.blocks, weights_, h, st)) return *stacked;
   for (const auto& block : spec_.blocks) h = runner ? (*runner)(block, h, st) : block(weights_, h, st);
   return h;
 }

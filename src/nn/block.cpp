@@ -2,9 +2,13 @@
 // gemma3_text.py) and the choice of the fused CPU step.
 #include "nn/block.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
+#include <mutex>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <mlx/distributed/ops.h>
@@ -117,8 +121,19 @@ const array& rope_inverse_frequencies(ForwardState& st, const RoPE& rope) {
 
 }  // namespace
 
+using FusedArrays = std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>>;
+
+struct DecoderBlock::FusedMemo {
+  std::mutex mutex;
+  uint64_t stamp = 0;  // 0: none yet
+  FusedArrays arrays;
+  uint64_t gpu_stamp = 0;
+  mx::Dtype gpu_dtype = mx::float16;
+  FusedArrays gpu_arrays;  // with every projection in its GEMV form
+};
+
 DecoderBlock::DecoderBlock(int layer, BlockSpec spec, BlockNames names)
-    : layer_(layer), spec_(std::move(spec)), names_(std::move(names)) {
+    : layer_(layer), spec_(std::move(spec)), names_(std::move(names)), memo_(std::make_shared<FusedMemo>()) {
   if (!spec_.rope) throw std::invalid_argument(fmt::format("[block] layer {}: no RoPE given", layer));
 }
 
@@ -214,46 +229,130 @@ bool DecoderBlock::hooked(const ForwardState& st) const {
   return true;
 }
 
-std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, ForwardState& st) const {
+bool DecoderBlock::fused_allowed(const array& h, const ForwardState& st, bool gpu) const {
   const int B = h.shape(0), L = h.shape(1);
-  const bool gpu = mx::default_device() == mx::Device::gpu;
   const int max_rows = gpu ? cuda::kMaxRows : cpu::kDecoderStepMaxRows;
   // Under tensor parallelism the step would need an all-sum between its
   // attention and MLP halves, and neither step routes experts: both decline,
   // and the composed block runs.
   if (spec_.group || !st.fused || !st.cache || st.hooks || st.training || B * L > max_rows ||
       spec_.mlp != MlpKind::dense)
-    return std::nullopt;
-  if (gpu ? (h.dtype() != mx::float16 && h.dtype() != mx::bfloat16) : h.dtype() != mx::float32) return std::nullopt;
-  auto fusable_arrays = fused_arrays(w, /*raw_blocks=*/true);
+    return false;
+  return gpu ? h.dtype() == mx::float16 || h.dtype() == mx::bfloat16 : h.dtype() == mx::float32;
+}
+
+std::optional<cuda::StackLayer> DecoderBlock::gpu_step(const Weights& w, const array& h, ForwardState& st) const {
+  if (!fused_allowed(h, st, /*gpu=*/true)) return std::nullopt;
+  FusedArrays fusable_arrays;
+  bool known = false;
+  {
+    std::lock_guard lock(memo_->mutex);
+    if (memo_->gpu_stamp == w.stamp() && memo_->gpu_dtype == h.dtype()) {
+      fusable_arrays = memo_->gpu_arrays;
+      known = true;
+    }
+  }
+  if (!known) {
+    fusable_arrays = fused_arrays(w, /*raw_blocks=*/true);
+    // The GPU GEMV reads 4- and 8-bit levels: other formats as their exact 8-bit form.
+    if (fusable_arrays)
+      for (QuantizedLinear* p : {&fusable_arrays->first.q, &fusable_arrays->first.k, &fusable_arrays->first.v,
+                                 &fusable_arrays->first.o, &fusable_arrays->first.gate, &fusable_arrays->first.up,
+                                 &fusable_arrays->first.down}) {
+        auto form = cuda::gemv_form(*p, h.dtype());
+        if (!form) {
+          fusable_arrays.reset();
+          break;
+        }
+        *p = std::move(*form);
+      }
+    std::lock_guard lock(memo_->mutex);
+    memo_->gpu_stamp = w.stamp();
+    memo_->gpu_dtype = h.dtype();
+    memo_->gpu_arrays = fusable_arrays;
+  }
   if (!fusable_arrays) return std::nullopt;
   auto& [arrays, shape] = *fusable_arrays;
-  if (gpu)  // the GPU GEMV reads 4- and 8-bit levels: other formats as their exact 8-bit form
-    for (QuantizedLinear* p : {&arrays.q, &arrays.k, &arrays.v, &arrays.o, &arrays.gate, &arrays.up, &arrays.down}) {
-      auto form = cuda::gemv_form(*p, h.dtype());
-      if (!form) return std::nullopt;
-      *p = std::move(*form);
-    }
   const RoPE& rope = *spec_.rope;
-  const int Hk = spec_.kv_heads, Dh = spec_.head_dim;
-  const mx::Shape kv{B, Hk, L, Dh};
+  const int B = h.shape(0), L = h.shape(1);
+  const mx::Shape kv{B, spec_.kv_heads, L, spec_.head_dim};
   auto [keys, values] = st.cache->reserve(layer_, kv, kv, h.dtype(), L);
-  if (gpu) {
-    if (!cuda::decoder_step_is_native(h, arrays, shape, keys, values, st.offset)) return std::nullopt;
-    auto step = cuda::decoder_step(h, arrays, shape, rope_inverse_frequencies(st, rope), rope.scale, keys, values,
-                                   st.offset);
+  cuda::StackLayer l{std::move(arrays), shape, rope_inverse_frequencies(st, rope), rope.scale, keys, values};
+  if (!cuda::decoder_step_is_native(h, l.w, l.shape, l.keys, l.values, st.offset)) return std::nullopt;
+  return l;
+}
+
+std::optional<array> DecoderBlock::fused(const Weights& w, const array& h, ForwardState& st) const {
+  const int L = h.shape(1);
+  if (mx::default_device() == mx::Device::gpu) {
+    auto l = gpu_step(w, h, st);
+    if (!l) return std::nullopt;
+    auto step = cuda::decoder_step(h, l->w, l->shape, l->inv_freq, l->rope_scale, l->keys, l->values, st.offset);
     st.cache->commit(layer_, std::move(step.keys), std::move(step.values), L);
     return std::move(step.h);
   }
+  if (!fused_allowed(h, st, /*gpu=*/false)) return std::nullopt;
+  auto fusable_arrays = fused_arrays(w, /*raw_blocks=*/true);
+  if (!fusable_arrays) return std::nullopt;
+  auto& [arrays, shape] = *fusable_arrays;
+  const mx::Shape kv{h.shape(0), spec_.kv_heads, L, spec_.head_dim};
+  auto [keys, values] = st.cache->reserve(layer_, kv, kv, h.dtype(), L);
   if (!cpu::decoder_step_is_native(h, arrays, shape, keys, values, st.offset)) return std::nullopt;
-  const auto& [cos, sin] = rope_tables_for(st, rope, L);
+  const auto& [cos, sin] = rope_tables_for(st, *spec_.rope, L);
   auto step = cpu::decoder_step(h, arrays, shape, cos, sin, keys, values, st.offset);
   st.cache->commit(layer_, std::move(step.keys), std::move(step.values), L);
   return std::move(step.h);
 }
 
+namespace {
+std::atomic<int>& gpu_stack_flag() {
+  static std::atomic<int> on = [] {
+    const char* e = std::getenv("LMLAB_GPU_STACK");
+    return e && std::string_view(e) == "0" ? 0 : 1;
+  }();
+  return on;
+}
+}  // namespace
+
+bool gpu_stack_enabled() { return gpu_stack_flag().load() != 0; }
+void set_gpu_stack_enabled(bool on) { gpu_stack_flag().store(on ? 1 : 0); }
+
+std::optional<array> DecoderBlock::fused_stack(const std::vector<DecoderBlock>& blocks, const Weights& w,
+                                               const array& h, ForwardState& st) {
+  if (blocks.empty() || mx::default_device() != mx::Device::gpu || !gpu_stack_enabled() || h.ndim() != 3 ||
+      h.shape(1) != 1 || h.shape(0) > cuda::kMaxStackRows)
+    return std::nullopt;
+  std::vector<cuda::StackLayer> layers;
+  layers.reserve(blocks.size());
+  for (const DecoderBlock& b : blocks) {
+    auto l = b.gpu_step(w, h, st);
+    if (!l) return std::nullopt;  // the caches reserved stay as they are: each block reserves again
+    layers.push_back(std::move(*l));
+  }
+  if (!cuda::decoder_stack_is_native(h, layers, st.offset)) return std::nullopt;
+  auto step = cuda::decoder_stack(h, layers, st.offset);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    st.cache->commit(blocks[i].layer_, std::move(step.keys[i]), std::move(step.values[i]), 1);
+  return std::move(step.h);
+}
+
 std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> DecoderBlock::fused_arrays(const Weights& w,
                                                                                           bool raw_blocks) const {
+  if (raw_blocks) {
+    std::lock_guard lock(memo_->mutex);
+    if (memo_->stamp == w.stamp()) return memo_->arrays;
+  }
+  FusedArrays found = read_fused_arrays(w, raw_blocks);
+  if (raw_blocks) {
+    std::lock_guard lock(memo_->mutex);
+    memo_->stamp = w.stamp();
+    memo_->arrays = found;
+  }
+  return found;
+}
+
+std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> DecoderBlock::read_fused_arrays(const Weights& w,
+                                                                                               bool raw_blocks) const {
   std::optional<QuantizedLinear> p[7];
   const auto projections = names_.projections();
   for (int i = 0; i < 7; ++i)

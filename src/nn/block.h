@@ -5,9 +5,11 @@
 // BlockNames (its checkpoint's module names); the block reads its weights from
 // the Weights tree by those names on every call.
 //
-// The block chooses how to run itself: one fused CPU node (nn::cpu::decoder_step)
-// when the spec, device and dtype allow and nothing needs the intermediate
-// steps (no hooks, no adapters, not training), else the composed MLX ops.
+// The block chooses how to run itself: one fused node (nn::cpu::decoder_step,
+// nn::cuda::decoder_step) when the spec, device and dtype allow and nothing
+// needs the intermediate steps (no hooks, no adapters, not training), else the
+// composed MLX ops. On a GPU, a decode step whose every block takes the fused
+// step runs all of them as one (DecoderBlock::fused_stack).
 //
 // Shapes: B batch, L new tokens, D hidden, H/Hk query/key-value heads, Dh head dim.
 #pragma once
@@ -21,6 +23,7 @@
 
 #include "lmlab/nn.h"
 #include "lmlab/weights.h"
+#include "nn/cuda/decoder_step.h"
 #include "nn/fused_step.h"
 
 namespace lmlab::nn {
@@ -135,6 +138,12 @@ class DecoderBlock {
   // (throws std::invalid_argument naming the tensor, its shape and the expected one).
   void check(const Weights& w) const;
 
+  // A decode step (one new token a row) through all `blocks` as one GPU
+  // primitive (nn::cuda::decoder_stack), when every block would take the fused
+  // GPU step and gpu_stack_enabled(); else nullopt (each block runs on its own).
+  static std::optional<array> fused_stack(const std::vector<DecoderBlock>& blocks, const Weights& w, const array& h,
+                                          ForwardState& st);
+
   int layer() const { return layer_; }
   const BlockSpec& spec() const { return spec_; }
   const BlockNames& names() const { return names_; }
@@ -148,16 +157,32 @@ class DecoderBlock {
   // Whether hooks see this layer's internals (never under tensor parallelism,
   // where a rank holds only some heads: it refuses hooks that ask for them).
   bool hooked(const ForwardState& st) const;
-  // The fused CPU step when it applies; nullopt leaves h to the composed block.
+  // The fused step when it applies; nullopt leaves h to the composed block.
   std::optional<array> fused(const Weights& w, const array& h, ForwardState& st) const;
+  // Whether h and the state let a fused step run at all (on the GPU or the CPU).
+  bool fused_allowed(const array& h, const ForwardState& st, bool gpu) const;
+  // The GPU step's inputs (the cache reserved for h's rows), when it takes them.
+  std::optional<cuda::StackLayer> gpu_step(const Weights& w, const array& h, ForwardState& st) const;
   // The arrays and shape of a fused step, when every projection is one it takes.
   // raw_blocks: let projections kept as raw GGML blocks in (the CPU step takes them).
+  // Kept for the tree it last read (memo_).
   std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> fused_arrays(const Weights& w, bool raw_blocks) const;
+  std::optional<std::pair<DecoderLayerArrays, DecoderStepShape>> read_fused_arrays(const Weights& w,
+                                                                                   bool raw_blocks) const;
 
   int layer_;
   BlockSpec spec_;
   BlockNames names_;
+  // fused_arrays' answer for the tree it last read (by Weights::stamp) and its
+  // GPU form: a decode step reads them every token.
+  struct FusedMemo;
+  std::shared_ptr<FusedMemo> memo_;
 };
+
+// Whether GPU decode steps run as one stack when they can (on unless the
+// environment sets LMLAB_GPU_STACK=0); tests and benchmarks compare both.
+bool gpu_stack_enabled();
+void set_gpu_stack_enabled(bool on);
 
 // RMSNorm of x over its last axis with `name.weight` scaled by (offset + weight).
 array rms_norm(const Weights& w, const std::string& name, const array& x, float eps, float offset = 0.0f);

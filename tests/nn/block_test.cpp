@@ -109,6 +109,29 @@ TEST(Adapters, AZeroAdapterChangesNoLogit) {
   EXPECT_EQ(max_diff(got, want), 0.0f);
 }
 
+TEST(Adapters, FusedStepSeesEveryChangeToTheTreeItHasRead) {
+  // The block keeps what it read for the fused step while the tree is
+  // unchanged (Weights::stamp): a changed tensor, then an attached adapter, on
+  // a model that has already decoded, must be what the next step reads.
+  LMLAB_SKIP_OFF_CPU();
+  LMLAB_REQUIRE_FILE(fixtures_dir() / "model" / "tiny" / "llama_q4" / "config.json");
+  auto m = load_tiny("llama_q4"), fresh = load_tiny("llama_q4");
+  bool all_fused = false;
+  const mx::array before = decode(*m, kIds, 6, nullptr, &all_fused);
+  EXPECT_TRUE(all_fused);
+  for (Model* model : {m.get(), fresh.get()}) {
+    const std::string name = "model.layers.1.mlp.down_proj.scales";
+    model->weights().set(name, mx::multiply(model->weights().at(name), mx::array(1.5f, mx::float32)));
+  }
+  const mx::array changed = decode(*m, kIds, 6, nullptr, &all_fused);
+  EXPECT_TRUE(all_fused);
+  EXPECT_GT(max_diff(changed, before), 0.0f);
+  EXPECT_EQ(max_diff(changed, decode(*fresh, kIds, 6)), 0.0f);
+  attach(*m, "lora", /*zero_b=*/false);
+  decode(*m, kIds, 6, nullptr, &all_fused);
+  EXPECT_FALSE(all_fused) << "an adapter attached after decoding must turn the fused step off";
+}
+
 class AdapterKind : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(AdapterKind, ChangesLogitsAsTheComposedBlockAndItsMergedWeights) {

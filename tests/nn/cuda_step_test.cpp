@@ -5,7 +5,8 @@
 // sandwich norms, GeGLU and sliding window; 5-bit weights, which the step reads
 // repacked as 8-bit) and the default model, single tokens, chunks of up to
 // kMaxRows rows (a prompt), batch 2; Gemma 3 270M Q4_K_M (Q5_0, Q8_0 v among
-// Q5_0 q/k, Q6_K down) in bfloat16. Runs with
+// Q5_0 q/k, Q6_K down) in bfloat16; and decode steps through all layers as one
+// stack (nn::cuda::decoder_stack) against the layers' own steps. Runs with
 // LMLAB_TEST_DEVICE=gpu on a CUDA build (scripts/gpu-check.sh); skips elsewhere.
 #include <fmt/format.h>
 #include <mlx/mlx.h>
@@ -13,6 +14,7 @@
 
 #include "lmlab/io.h"
 #include "models/model_test_util.h"
+#include "nn/block.h"
 #include "nn/cuda/decoder_step.h"
 
 namespace lmlab::test {
@@ -26,9 +28,16 @@ namespace mx = mlx::core;
     if (mx::default_device() != mx::Device::gpu) GTEST_SKIP() << "the fused GPU step needs a GPU"; \
   } while (0)
 
-bool fused_on_gpu(const nn::KVCache& cache) {
+// The primitive that wrote the cache's first layer last: the step of one
+// layer, the stack of all layers, or "" (the composed block or evaluated).
+std::string cache_writer(const nn::KVCache& cache) {
   const mx::array keys = cache.state().at(0);
-  return keys.has_primitive() && std::string(keys.primitive().name()) == "LmlabCudaDecoderStep";
+  return keys.has_primitive() ? keys.primitive().name() : "";
+}
+
+bool fused_on_gpu(const nn::KVCache& cache) {
+  const std::string w = cache_writer(cache);
+  return w == "LmlabCudaDecoderStep" || w == "LmlabCudaDecoderStack";
 }
 
 float max_diff(const mx::array& a, const mx::array& b) {
@@ -171,6 +180,64 @@ TEST(CudaStep, Gemma3DecodesAsTheComposedBlock) {
   std::printf("[ cuda     ] gemma3-270m (bfloat16): max |logit diff| over 24 steps = %.3g; %d of 24 picks agree (%d near-ties)\n",
               worst, agree, ties);
   EXPECT_LT(worst, bound);
+}
+
+// Greedy decode of `steps` tokens after `prompt` (the composed block fills
+// the cache when the prompt is long), B rows, the stack on or off; the
+// sequences in `others` decode in turn with it, each with its own cache (so
+// one StepGraph replays steps of several caches, positions and buffers).
+std::vector<mx::array> decode(const Model& m, const std::vector<std::vector<int>>& prompts, int steps, bool stack,
+                              int batch = 1) {
+  nn::set_gpu_stack_enabled(stack);
+  std::vector<std::unique_ptr<nn::KVCache>> caches;
+  std::vector<mx::array> next, logits;
+  for (const auto& p : prompts) {
+    caches.push_back(m.make_cache());
+    mx::array l = m.forward(batched_chunk(p, batch, m.config().vocab_size), caches.back().get());
+    next.push_back(mx::astype(mx::argmax(mx::take(l, l.shape(1) - 1, 1), -1, /*keepdims=*/true), mx::int32));
+  }
+  for (int i = 0; i < steps; ++i)
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      mx::array l = m.forward(next[s], caches[s].get());
+      EXPECT_EQ(cache_writer(*caches[s]), stack ? "LmlabCudaDecoderStack" : "LmlabCudaDecoderStep") << "step " << i;
+      mx::eval(l);
+      logits.push_back(l);
+      next[s] = mx::astype(mx::argmax(mx::take(l, 0, 1), -1, /*keepdims=*/true), mx::int32);
+    }
+  nn::set_gpu_stack_enabled(true);
+  return logits;
+}
+
+void expect_stack_equals_layer_steps(const Model& m, const char* what) {
+  // A short prompt, one past the cache's 256-token chunk (its buffers are
+  // replaced mid-decode), two interleaved sequences, and a batch of 3.
+  std::vector<int> longer;
+  for (int i = 0; i < 250; ++i) longer.push_back((i * 131 + 17) % m.config().vocab_size);
+  const std::vector<std::vector<std::vector<int>>> runs = {{{5, 9, 2, 41}}, {longer}, {{7, 8}, {1, 2, 3, 4, 5}}};
+  for (size_t r = 0; r < runs.size() + 1; ++r) {
+    const auto& prompts = r < runs.size() ? runs[r] : runs[0];
+    const int batch = r < runs.size() ? 1 : 3;
+    auto a = decode(m, prompts, 12, true, batch), b = decode(m, prompts, 12, false, batch);
+    ASSERT_EQ(a.size(), b.size());
+    float worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, max_diff(a[i], b[i]));
+    std::printf("[ cuda     ] %s, run %zu: stack vs layer steps, max |logit diff| = %g\n", what, r, worst);
+    // The same kernels with the same parameters, only launched from another graph.
+    EXPECT_EQ(worst, 0.0f) << what << " run " << r;
+  }
+}
+
+TEST(CudaStep, StackEqualsTheLayerSteps) {
+  SKIP_OFF_GPU();
+  auto loaded = load_model(cpu_context(), {});
+  expect_stack_equals_layer_steps(*loaded.model, "default model");
+  for (const char* family : {"model/tiny/qwen3_q4", "families/gemma3_text_q5"}) {
+    auto dir = fixtures_dir() / family;
+    LMLAB_REQUIRE_FILE(dir / "config.json");
+    io::ModelDir d = io::read_model_dir(dir);
+    auto m = make_model(d.config, std::move(d.weights), mx::float16);
+    expect_stack_equals_layer_steps(*m, family);
+  }
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 #include "nn/cuda/decoder_step.h"
 
 #include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 #include <stdexcept>
 #include <vector>
 
@@ -13,6 +17,7 @@
 #include "nn/cuda/device.h"
 #include "nn/cuda/kernel_params.h"
 #include "nn/cuda/qgemv_launch.h"
+#include "nn/cuda/step_graph.h"
 
 namespace mx = mlx::core;
 
@@ -20,10 +25,6 @@ namespace lmlab::nn::cuda {
 
 namespace {
 
-// Input slots: h, inv_freq, keys, values, the two block norms, then per
-// projection w, scales, biases (and its bias), then the optional q/k norms and
-// sandwich norms.
-enum Slot { kH, kInvFreq, kKeys, kValues, kInNorm, kPostNorm, kFirstProjection };
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kProjections };
 
 struct LinearSlots {
@@ -31,10 +32,14 @@ struct LinearSlots {
   int bits = 4, group_size = 64;
 };
 
+// Where one layer's arrays sit in a primitive's inputs, and its shape.
 struct Layout {
+  int inv_freq = -1, keys = -1, values = -1, in_norm = -1, post_norm = -1;
   LinearSlots proj[kProjections];
   int q_norm = -1, k_norm = -1;
   int attn_out_norm = -1, mlp_out_norm = -1;
+  DecoderStepShape shape;
+  float rope_scale = 1.0f;
 };
 
 const QuantizedLinear& projection(const DecoderLayerArrays& w, int i) {
@@ -42,21 +47,232 @@ const QuantizedLinear& projection(const DecoderLayerArrays& w, int i) {
   return *all[i];
 }
 
+// Appends a layer's arrays to a primitive's inputs.
+Layout append_layer(std::vector<array>& inputs, const DecoderLayerArrays& w, const DecoderStepShape& shape,
+                    const array& inv_freq, float rope_scale, const array& keys, const array& values) {
+  Layout layout;
+  layout.shape = shape;
+  layout.rope_scale = rope_scale;
+  auto slot = [&](const array& a) {
+    inputs.push_back(a);
+    return static_cast<int>(inputs.size()) - 1;
+  };
+  layout.inv_freq = slot(inv_freq);
+  layout.keys = slot(keys);
+  layout.values = slot(values);
+  layout.in_norm = slot(w.in_norm);
+  layout.post_norm = slot(w.post_norm);
+  for (int i = 0; i < kProjections; ++i) {
+    const QuantizedLinear& p = projection(w, i);
+    layout.proj[i].bits = p.bits;
+    layout.proj[i].group_size = p.group_size;
+    layout.proj[i].w = slot(p.w);
+    slot(p.scales);
+    slot(p.biases);
+    if (p.bias) layout.proj[i].bias = slot(*p.bias);
+  }
+  if (w.q_norm) layout.q_norm = slot(*w.q_norm);
+  if (w.k_norm) layout.k_norm = slot(*w.k_norm);
+  if (w.attn_out_norm) {
+    layout.attn_out_norm = slot(*w.attn_out_norm);
+    layout.mlp_out_norm = slot(*w.mlp_out_norm);
+  }
+  return layout;
+}
+
 const char* type_name(mx::Dtype t) { return t == mx::float16 ? "f16" : "bf16"; }
 
-template <class T>
-T* ptr(mx::array& a) {
-  return mx::gpu_ptr<T>(a);
-}
 template <class T>
 const T* cptr(const mx::array& a) {
   return mx::gpu_ptr<T>(a);
 }
 
+// Key ranges of 16 for decode (one warp each, two rounds of key loads: a
+// warp's serial rounds are what a short context's step waits for; 64 keys a
+// warp took 21-25 us a layer on an H200), of 256 for prompt rows.
+constexpr int kMaxSplits = 128;
+int key_splits(int M, int Lk) {
+  const int span = M <= 8 ? 16 : 256;
+  return std::clamp((Lk + span - 1) / span, 1, kMaxSplits);
+}
+
+// The step's intermediates in one scratch buffer.
+struct Scratch {
+  enum Part { kQ, kK, kV, kQRot, kAtt, kH1, kAct, kPartials, kSublayer, kParts };
+  size_t offset[kParts] = {};
+  size_t total = 0;
+
+  Scratch(int M, int D, int I, const DecoderStepShape& s, int splits, bool sandwich, size_t t) {
+    const size_t n_q = static_cast<size_t>(M) * s.heads * s.head_dim, n_kv = static_cast<size_t>(M) * s.kv_heads * s.head_dim;
+    const size_t sizes[kParts] = {n_q * t,
+                                  n_kv * t,
+                                  n_kv * t,
+                                  n_q * t,
+                                  n_q * t,
+                                  static_cast<size_t>(M) * D * t,
+                                  static_cast<size_t>(M) * I * t,
+                                  static_cast<size_t>(M) * s.heads * splits * (s.head_dim + 2) * 4,
+                                  sandwich ? static_cast<size_t>(M) * D * t : 0};
+    for (int i = 0; i < kParts; ++i) {
+      offset[i] = total;
+      total += (sizes[i] + 255) / 256 * 256;
+    }
+  }
+};
+
+// One layer's launches: the residual stream x (M = B·L rows of D) in, y out;
+// keys and values are the layer's cache buffers, written at offset..offset+L-1.
+// Every pointer is the caller's: the launches may be replayed (StepGraph).
+struct LayerIO {
+  const void* x;
+  void* y;
+  void* keys;
+  void* values;
+  char* scratch;
+};
+
+// `step` (nullable): the device's StepValues, which a replayed step's launches
+// read instead of their parameters, so that those stay the same from step to step.
+void record_layer(Launches& to, const std::vector<mx::array>& in, const Layout& lay, int B, int L, int offset,
+                  const LayerIO& io, const Scratch& sc, mx::Dtype dtype, const int* step = nullptr) {
+  const DecoderStepShape& shape = lay.shape;
+  const int M = B * L, D = in[lay.in_norm].shape(0);
+  const int H = shape.heads, Hk = shape.kv_heads, Dh = shape.head_dim;
+  const int I = in[lay.proj[kGate].w].shape(0);
+  const int cap = in[lay.keys].shape(2);
+  const int Lk = offset + L;
+  const int splits = key_splits(M, Lk);
+  const int split_len = (Lk + splits - 1) / splits;
+  auto part = [&](Scratch::Part p) { return io.scratch + sc.offset[p]; };
+  void* q = part(Scratch::kQ);
+  void* k = part(Scratch::kK);
+  void* v = part(Scratch::kV);
+  void* q_rot = part(Scratch::kQRot);
+  void* att = part(Scratch::kAtt);
+  void* h1 = part(Scratch::kH1);
+  void* act = part(Scratch::kAct);
+  float* partials = reinterpret_cast<float*>(part(Scratch::kPartials));
+  void* sublayer = part(Scratch::kSublayer);  // a sublayer's output before its sandwich norm
+
+  const std::string ty = type_name(dtype);
+  auto quant = [&](int p) {
+    const LinearSlots& s = lay.proj[p];
+    return QMat{cptr<uint32_t>(in[s.w]), cptr<void>(in[s.w + 1]), cptr<void>(in[s.w + 2]),
+                s.bias >= 0 ? cptr<void>(in[s.bias]) : nullptr, nullptr, in[s.w].shape(0)};
+  };
+  // One GEMV over all M rows; `first` names the projection whose format
+  // (bits, group size) the launch's matrices share.
+  auto gemv = [&](QGemvParams p, int K, int first) {
+    p.M = M;
+    add_qgemv(to, p, K, lay.proj[first].bits, lay.proj[first].group_size, dtype);
+  };
+  const void* norm_q = lay.q_norm >= 0 ? cptr<void>(in[lay.q_norm]) : nullptr;
+  const void* norm_k = lay.k_norm >= 0 ? cptr<void>(in[lay.k_norm]) : nullptr;
+
+  // A sandwich norm on a sublayer's output (in `sublayer`) and the residual add.
+  auto norm_add = [&](int norm, const void* res, void* dst) {
+    NormAddParams n{sublayer, res, cptr<void>(in[norm]), dst, shape.norm_eps, shape.norm_offset, D};
+    launch(to, kernel("lmlab_norm_add_" + ty), dim3(M), dim3(std::min(1024, (D + 31) / 32 * 32)), 0, n);
+  };
+
+  // 1. RMSNorm + q, k, v: one launch for each run of matrices in one format
+  // (a GGUF may store v in another type than q and k).
+  void* const qkv_out[3] = {q, k, v};
+  for (int first = kQ; first <= kV;) {
+    int last = first;
+    while (last < kV && lay.proj[last + 1].bits == lay.proj[first].bits &&
+           lay.proj[last + 1].group_size == lay.proj[first].group_size)
+      ++last;
+    QGemvParams p{};
+    p.x = io.x;
+    p.x_stride = D;
+    p.norm = cptr<void>(in[lay.in_norm]);
+    p.eps = shape.norm_eps;
+    p.norm_offset = shape.norm_offset;
+    p.nmat = last - first + 1;
+    for (int j = first; j <= last; ++j) {
+      p.mat[j - first] = quant(j);
+      p.mat[j - first].out = qkv_out[j - kQ];
+    }
+    p.out_stride = p.mat[0].n;  // read when the run is one matrix
+    gemv(p, D, first);
+    first = last + 1;
+  }
+
+  // 2. q/k norms, RoPE, cache write.
+  RopeCacheParams r{};
+  r.q = q, r.k = k, r.v = v, r.q_out = q_rot;
+  r.keys = io.keys, r.values = io.values;
+  r.q_norm = norm_q, r.k_norm = norm_k;
+  r.inv_freq = cptr<float>(in[lay.inv_freq]);
+  r.eps = shape.norm_eps, r.norm_offset = shape.norm_offset, r.mscale = shape.rope_mscale;
+  r.rope_scale = lay.rope_scale;
+  r.heads = H, r.kv_heads = Hk, r.head_dim = Dh, r.rope_dims = shape.rope_dims;
+  r.traditional = shape.rope_traditional ? 1 : 0;
+  r.L = L, r.offset = step ? 0 : offset, r.capacity = cap;
+  r.step = step;
+  launch(to, kernel("lmlab_rope_cache_" + ty), dim3((H + 2 * Hk + 3) / 4, M), dim3(128), 0, r);
+
+  // 3-4. Attention over the cache, split over keys, and the merge.
+  AttentionParams a{};
+  a.q = q_rot, a.keys = io.keys, a.values = io.values, a.partials = partials;
+  a.scale = shape.attn_scale;
+  a.heads = H, a.kv_heads = Hk, a.head_dim = Dh;
+  a.L = L, a.offset = step ? 0 : offset, a.capacity = cap, a.window = shape.window;
+  a.splits = step ? 0 : splits, a.split_len = step ? 0 : split_len;
+  a.step = step;
+  const std::string dtag = fmt::format("_p{}", Dh <= 32 ? 1 : Dh <= 64 ? 2 : Dh <= 128 ? 4 : 8);
+  // A replayed step's grid holds the ranges of a full cache (those past the
+  // step's splits return at once): it changes only when the cache grows.
+  const int grid_splits = step ? key_splits(M, cap) : splits;
+  launch(to, kernel("lmlab_attention_" + ty + dtag), dim3(grid_splits, H, M), dim3(32), 0, a);
+  CombineParams c{partials, att, H, Dh, step ? 0 : splits, step};
+  launch(to, kernel("lmlab_combine_" + ty + dtag), dim3(H, M), dim3(32), 0, c);
+
+  // 5. Output projection + residual (through the sandwich norm: its own launch).
+  const bool sandwich = lay.attn_out_norm >= 0;
+  QGemvParams o{};
+  o.x = att, o.x_stride = static_cast<long>(H) * Dh;
+  o.res = sandwich ? nullptr : io.x;
+  o.out_stride = D;
+  o.nmat = 1, o.mode = sandwich ? 0 : 1;
+  o.mat[0] = quant(kO);
+  o.mat[0].out = sandwich ? sublayer : h1;
+  gemv(o, H * Dh, kO);
+  if (sandwich) norm_add(lay.attn_out_norm, io.x, h1);
+
+  // 6. RMSNorm + gate and up + activation.
+  QGemvParams g{};
+  g.x = h1, g.x_stride = D;
+  g.norm = cptr<void>(in[lay.post_norm]);
+  g.eps = shape.norm_eps, g.norm_offset = shape.norm_offset;
+  g.out_stride = I;
+  g.nmat = 2, g.mode = 2, g.act = shape.gelu ? 1 : 0;
+  g.mat[0] = quant(kGate), g.mat[1] = quant(kUp);
+  g.mat[0].out = act;
+  gemv(g, D, kGate);
+
+  // 7. Down projection + residual.
+  QGemvParams d{};
+  d.x = act, d.x_stride = I;
+  d.res = sandwich ? nullptr : h1;
+  d.out_stride = D;
+  d.nmat = 1, d.mode = sandwich ? 0 : 1;
+  d.mat[0] = quant(kDown);
+  d.mat[0].out = sandwich ? sublayer : io.y;
+  gemv(d, I, kDown);
+  if (sandwich) norm_add(lay.mlp_out_norm, h1, io.y);
+}
+
+Scratch layer_scratch(const std::vector<mx::array>& in, const Layout& lay, int M, int splits) {
+  return Scratch(M, in[lay.in_norm].shape(0), in[lay.proj[kGate].w].shape(0), lay.shape, splits,
+                 lay.attn_out_norm >= 0, mx::size_of(in[lay.in_norm].dtype()));
+}
+
 class LmlabCudaDecoderStep : public mx::Primitive {
  public:
-  LmlabCudaDecoderStep(mx::Stream stream, Layout layout, DecoderStepShape shape, int offset, float rope_scale)
-      : mx::Primitive(stream), layout_(layout), shape_(shape), offset_(offset), rope_scale_(rope_scale) {}
+  LmlabCudaDecoderStep(mx::Stream stream, Layout layout, int offset)
+      : mx::Primitive(stream), layout_(layout), offset_(offset) {}
 
   void eval_cpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
     throw std::runtime_error("[lmlab::nn::cuda::decoder_step] GPU only");
@@ -65,198 +281,21 @@ class LmlabCudaDecoderStep : public mx::Primitive {
   void eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
     auto& enc = mx::cu::get_command_encoder(stream());
     mx::cu::device(stream().device).make_current();
-    const mx::array& h = in[kH];
-    const int B = h.shape(0), L = h.shape(1), D = h.shape(2), M = B * L;
-    const int H = shape_.heads, Hk = shape_.kv_heads, Dh = shape_.head_dim;
-    const int I = in[layout_.proj[kGate].w].shape(0);
-    const int cap = in[kKeys].shape(2);
-    const int Lk = offset_ + L;
-    // Key ranges of 16 for decode (one warp each, two rounds of key loads:
-    // a warp's serial rounds are what a short context's step waits for; 64
-    // keys a warp took 21-25 us a layer on an H200), of 256 for prompt rows.
-    const int span = M <= 8 ? 16 : 256;
-    const int splits = std::clamp((Lk + span - 1) / span, 1, 128);
-    const int split_len = (Lk + splits - 1) / splits;
-    const size_t t = mx::size_of(h.dtype());
-
+    const mx::array& h = in[0];
+    const int B = h.shape(0), L = h.shape(1), M = B * L;
     // Outputs: the new residual stream, and the cache buffers written in place.
     out[0].set_data(device_memory(out[0].nbytes(), enc));
-    out[1].copy_shared_buffer(in[kKeys]);
-    out[2].copy_shared_buffer(in[kValues]);
-
+    out[1].copy_shared_buffer(in[layout_.keys]);
+    out[2].copy_shared_buffer(in[layout_.values]);
     // Scratch for the step's intermediates, held until the graph has run.
-    const size_t n_q = static_cast<size_t>(M) * H * Dh, n_kv = static_cast<size_t>(M) * Hk * Dh;
-    const size_t sizes[] = {n_q * t,
-                            n_kv * t,
-                            n_kv * t,
-                            n_q * t,
-                            n_q * t,
-                            static_cast<size_t>(M) * D * t,
-                            static_cast<size_t>(M) * I * t,
-                            static_cast<size_t>(M) * H * splits * (Dh + 2) * 4,
-                            layout_.attn_out_norm >= 0 ? static_cast<size_t>(M) * D * t : 0};
-    size_t total = 0, offsets[9];
-    for (int i = 0; i < 9; ++i) {
-      offsets[i] = total;
-      total += (sizes[i] + 255) / 256 * 256;
-    }
-    mx::array scratch(device_memory(total, enc), {static_cast<int>(total)}, mx::uint8);
-    char* base = ptr<char>(scratch);
-    void* q = base + offsets[0];
-    void* k = base + offsets[1];
-    void* v = base + offsets[2];
-    void* q_rot = base + offsets[3];
-    void* att = base + offsets[4];
-    void* h1 = base + offsets[5];
-    void* act = base + offsets[6];
-    float* partials = reinterpret_cast<float*>(base + offsets[7]);
-    void* sublayer = base + offsets[8];  // a sublayer's output before its sandwich norm
-
+    const Scratch sc = layer_scratch(in, layout_, M, key_splits(M, offset_ + L));
+    mx::array scratch(device_memory(sc.total, enc), {static_cast<int>(sc.total)}, mx::uint8);
     enc.add_temporary(scratch);
-    // MLX orders the nodes of its CUDA graph by the arrays registered before
-    // each one: every launch names what it reads and writes, the scratch
-    // included, so each kernel follows the one before it.
-    auto uses = [&](std::initializer_list<int> reads, std::initializer_list<int> outputs) {
-      for (int i : reads) enc.set_input_array(in[i]);
-      enc.set_input_array(scratch);
-      enc.set_output_array(scratch);
-      for (int i : outputs) enc.set_output_array(out[i]);
-    };
-    auto projection_inputs = [&](int p) {
-      const LinearSlots& s = layout_.proj[p];
-      enc.set_input_array(in[s.w]);
-      enc.set_input_array(in[s.w + 1]);
-      enc.set_input_array(in[s.w + 2]);
-      if (s.bias >= 0) enc.set_input_array(in[s.bias]);
-    };
-
-    const std::string ty = type_name(h.dtype());
-    auto quant = [&](int p) {
-      const LinearSlots& s = layout_.proj[p];
-      return QMat{cptr<uint32_t>(in[s.w]), cptr<void>(in[s.w + 1]), cptr<void>(in[s.w + 2]),
-                  s.bias >= 0 ? cptr<void>(in[s.bias]) : nullptr, nullptr, in[s.w].shape(0)};
-    };
-    // One GEMV over all M rows; `first` names the projection whose format
-    // (bits, group size) the launch's matrices share.
-    auto gemv = [&](QGemvParams p, int K, int first, std::initializer_list<int> outputs = {}) {
-      p.M = M;
-      add_qgemv(enc, p, K, layout_.proj[first].bits, layout_.proj[first].group_size, h.dtype(),
-                [&] { uses({}, outputs); });
-    };
-    const void* norm_q = layout_.q_norm >= 0 ? cptr<void>(in[layout_.q_norm]) : nullptr;
-    const void* norm_k = layout_.k_norm >= 0 ? cptr<void>(in[layout_.k_norm]) : nullptr;
-
-    // A sandwich norm on a sublayer's output (in `sublayer`) and the residual add.
-    auto norm_add = [&](int norm, const void* res, void* dst, std::initializer_list<int> outputs) {
-      NormAddParams n{sublayer, res, cptr<void>(in[norm]), dst, shape_.norm_eps, shape_.norm_offset, D};
-      enc.set_input_array(in[norm]);
-      uses({kH}, outputs);
-      launch(enc, kernel("lmlab_norm_add_" + ty), dim3(M), dim3(std::min(1024, (D + 31) / 32 * 32)), 0, n);
-    };
-
-    // 1. RMSNorm + q, k, v: one launch for each run of matrices in one format
-    // (a GGUF may store v in another type than q and k).
-    void* const qkv_out[3] = {q, k, v};
-    for (int first = kQ; first <= kV;) {
-      int last = first;
-      while (last < kV && layout_.proj[last + 1].bits == layout_.proj[first].bits &&
-             layout_.proj[last + 1].group_size == layout_.proj[first].group_size)
-        ++last;
-      QGemvParams p{};
-      p.x = cptr<void>(h);
-      p.x_stride = D;
-      p.norm = cptr<void>(in[kInNorm]);
-      p.eps = shape_.norm_eps;
-      p.norm_offset = shape_.norm_offset;
-      p.nmat = last - first + 1;
-      for (int j = first; j <= last; ++j) {
-        p.mat[j - first] = quant(j);
-        p.mat[j - first].out = qkv_out[j - kQ];
-        projection_inputs(j);
-      }
-      p.out_stride = p.mat[0].n;  // read when the run is one matrix
-      uses({kH, kInNorm}, {});
-      gemv(p, D, first);
-      first = last + 1;
-    }
-
-    // 2. q/k norms, RoPE, cache write.
-    RopeCacheParams r{};
-    r.q = q, r.k = k, r.v = v, r.q_out = q_rot;
-    r.keys = ptr<void>(out[1]), r.values = ptr<void>(out[2]);
-    r.q_norm = norm_q, r.k_norm = norm_k;
-    r.inv_freq = cptr<float>(in[kInvFreq]);
-    r.eps = shape_.norm_eps, r.norm_offset = shape_.norm_offset, r.mscale = shape_.rope_mscale;
-    r.rope_scale = rope_scale_;
-    r.heads = H, r.kv_heads = Hk, r.head_dim = Dh, r.rope_dims = shape_.rope_dims;
-    r.traditional = shape_.rope_traditional ? 1 : 0;
-    r.L = L, r.offset = offset_, r.capacity = cap;
-    if (layout_.q_norm >= 0) enc.set_input_array(in[layout_.q_norm]);
-    if (layout_.k_norm >= 0) enc.set_input_array(in[layout_.k_norm]);
-    uses({kInvFreq, kKeys, kValues}, {1, 2});
-    launch(enc, kernel("lmlab_rope_cache_" + ty), dim3((H + 2 * Hk + 3) / 4, M), dim3(128), 0, r);
-
-    // 3-4. Attention over the cache, split over keys, and the merge.
-    AttentionParams a{};
-    a.q = q_rot, a.keys = ptr<void>(out[1]), a.values = ptr<void>(out[2]), a.partials = partials;
-    a.scale = shape_.attn_scale;
-    a.heads = H, a.kv_heads = Hk, a.head_dim = Dh;
-    a.L = L, a.offset = offset_, a.capacity = cap, a.window = shape_.window;
-    a.splits = splits, a.split_len = split_len;
-    const std::string dtag = fmt::format("_p{}", Dh <= 32 ? 1 : Dh <= 64 ? 2 : Dh <= 128 ? 4 : 8);
-    enc.set_input_array(out[1]);
-    enc.set_input_array(out[2]);
-    uses({}, {});
-    launch(enc, kernel("lmlab_attention_" + ty + dtag), dim3(splits, H, M), dim3(32), 0, a);
-    CombineParams c{partials, att, H, Dh, splits};
-    uses({}, {});
-    launch(enc, kernel("lmlab_combine_" + ty + dtag), dim3(H, M), dim3(32), 0, c);
-
-    // 5. Output projection + residual (through the sandwich norm: its own launch).
-    const bool sandwich = layout_.attn_out_norm >= 0;
-    QGemvParams o{};
-    o.x = att, o.x_stride = static_cast<long>(H) * Dh;
-    o.res = sandwich ? nullptr : cptr<void>(h);
-    o.out_stride = D;
-    o.nmat = 1, o.mode = sandwich ? 0 : 1;
-    o.mat[0] = quant(kO);
-    o.mat[0].out = sandwich ? sublayer : h1;
-    projection_inputs(kO);
-    uses({kH}, {});
-    gemv(o, H * Dh, kO);
-    if (sandwich) norm_add(layout_.attn_out_norm, cptr<void>(h), h1, {});
-
-    // 6. RMSNorm + gate and up + activation.
-    QGemvParams g{};
-    g.x = h1, g.x_stride = D;
-    g.norm = cptr<void>(in[kPostNorm]);
-    g.eps = shape_.norm_eps, g.norm_offset = shape_.norm_offset;
-    g.out_stride = I;
-    g.nmat = 2, g.mode = 2, g.act = shape_.gelu ? 1 : 0;
-    g.mat[0] = quant(kGate), g.mat[1] = quant(kUp);
-    g.mat[0].out = act;
-    projection_inputs(kGate);
-    projection_inputs(kUp);
-    uses({kPostNorm}, {});
-    gemv(g, D, kGate);
-
-    // 7. Down projection + residual.
-    QGemvParams d{};
-    d.x = act, d.x_stride = I;
-    d.res = sandwich ? nullptr : h1;
-    d.out_stride = D;
-    d.nmat = 1, d.mode = sandwich ? 0 : 1;
-    d.mat[0] = quant(kDown);
-    d.mat[0].out = sandwich ? sublayer : ptr<void>(out[0]);
-    projection_inputs(kDown);
-    if (!sandwich) {
-      uses({}, {0, 1, 2});
-      gemv(d, I, kDown, {0, 1, 2});
-      return;
-    }
-    uses({}, {});
-    gemv(d, I, kDown);
-    norm_add(layout_.mlp_out_norm, h1, ptr<void>(out[0]), {0, 1, 2});
+    EncoderLaunches to(enc, in, out, &scratch);
+    record_layer(to, in, layout_, B, L, offset_,
+                 LayerIO{cptr<void>(h), mx::gpu_ptr<void>(out[0]), mx::gpu_ptr<void>(out[1]),
+                         mx::gpu_ptr<void>(out[2]), mx::gpu_ptr<char>(scratch)},
+                 sc, h.dtype());
   }
 
   std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&, const std::vector<int>&,
@@ -271,14 +310,114 @@ class LmlabCudaDecoderStep : public mx::Primitive {
   // Each step writes its own cache positions: never merged with another.
   bool is_equivalent(const mx::Primitive& other) const override { return &other == this; }
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
-    return {inputs[kH].shape(), inputs[kKeys].shape(), inputs[kValues].shape()};
+    return {inputs[0].shape(), inputs[layout_.keys].shape(), inputs[layout_.values].shape()};
   }
 
  private:
   Layout layout_;
-  DecoderStepShape shape_;
   int offset_;
-  float rope_scale_;
+};
+
+// The StepGraph of a decode stack: one per model shape and stream, kept for
+// the process (a step of another shape or model records its own).
+StepGraph& stack_graph(const std::vector<mx::array>& in, const std::vector<Layout>& layers, int M, mx::Stream s) {
+  using Key = std::tuple<int, int, uintptr_t, size_t, int, int>;
+  static std::mutex mutex;
+  static auto* graphs = new std::map<Key, std::unique_ptr<StepGraph>>;  // outlives every step (never destroyed)
+  const Key key{s.device.index, s.index, reinterpret_cast<uintptr_t>(cptr<void>(in[layers[0].proj[kQ].w])),
+                layers.size(), M, static_cast<int>(in[0].dtype().val())};
+  std::lock_guard lock(mutex);
+  auto& g = (*graphs)[key];
+  if (!g) {
+    // A few models at once at most; a process that walks through many (a
+    // sweep) drops the others' graphs.
+    if (graphs->size() > 16)
+      for (auto it = graphs->begin(); it != graphs->end();)
+        it = it->first == key ? std::next(it) : graphs->erase(it);
+    g = std::make_unique<StepGraph>();
+  }
+  return *g;
+}
+
+// The stack's MLX inputs are the residual stream, the rotations and the
+// caches; the weights (hundreds of arrays) are held by the primitive instead,
+// evaluated before it is made, and kept alive as the encoder's temporaries
+// until the step has run: MLX copies a primitive's inputs into every output's
+// description, and the stack has two outputs a layer.
+class LmlabCudaDecoderStack : public mx::Primitive {
+ public:
+  LmlabCudaDecoderStack(mx::Stream stream, std::vector<Layout> layers, std::vector<array> all, int offset)
+      : mx::Primitive(stream), layers_(std::move(layers)), all_(std::move(all)), offset_(offset) {}
+
+  void eval_cpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("[lmlab::nn::cuda::decoder_stack] GPU only");
+  }
+
+  void eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
+    auto& enc = mx::cu::get_command_encoder(stream());
+    mx::cu::device(stream().device).make_current();
+    const mx::array& h = in[0];
+    const int B = h.shape(0), L = h.shape(1), M = B * L, D = h.shape(2);
+    const size_t row_bytes = static_cast<size_t>(M) * D * mx::size_of(h.dtype());
+    out[0].set_data(device_memory(out[0].nbytes(), enc));
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      out[1 + 2 * l].copy_shared_buffer(all_[layers_[l].keys]);
+      out[2 + 2 * l].copy_shared_buffer(all_[layers_[l].values]);
+    }
+    for (const mx::array& a : all_) enc.add_temporary(a);
+    // The scratch (the largest layer's, with room for every key range), two
+    // buffers the layers pass the residual stream through, and the step's
+    // values, kept by the graph.
+    size_t total = 0;
+    for (const Layout& lay : layers_) total = std::max(total, layer_scratch(all_, lay, M, kMaxSplits).total);
+    const size_t pass = (row_bytes + 255) / 256 * 256;
+    StepGraph& graph = stack_graph(all_, layers_, M, stream());
+    std::lock_guard lock(graph.mutex);
+    CUstream cs = enc.stream();
+    char* base = static_cast<char*>(graph.scratch(total + 2 * pass + 256, cs));
+    char* stream_bufs[2] = {base + total, base + total + pass};
+    int* step = reinterpret_cast<int*>(base + total + 2 * pass);
+    // What MLX has queued so far (the embedding) goes first; the stack then
+    // follows on the same stream, and what MLX queues next (the head) after.
+    enc.commit();
+    graph.begin();
+    const int Lk = offset_ + L, splits = key_splits(M, Lk);
+    launch(graph, kernel("lmlab_set_step"), dim3(1), dim3(32), 0,
+           StepValues{step, offset_, splits, (Lk + splits - 1) / splits});
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const Layout& lay = layers_[l];
+      const bool first = l == 0, last = l + 1 == layers_.size();
+      const LayerIO io{first ? cptr<void>(h) : stream_bufs[l % 2],
+                       last ? mx::gpu_ptr<void>(out[0]) : stream_bufs[(l + 1) % 2],
+                       mx::gpu_ptr<void>(out[1 + 2 * l]), mx::gpu_ptr<void>(out[2 + 2 * l]), base};
+      record_layer(graph, all_, lay, B, L, offset_, io, layer_scratch(all_, lay, M, kMaxSplits), h.dtype(), step);
+    }
+    graph.launch(cs);
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&, const std::vector<int>&,
+                             const std::vector<mx::array>&) override {
+    throw std::invalid_argument("[lmlab::nn::cuda::decoder_stack] no derivatives: it is an inference step over a KV cache");
+  }
+  std::vector<mx::array> jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                             const std::vector<int>&) override {
+    throw std::invalid_argument("[lmlab::nn::cuda::decoder_stack] no derivatives: it is an inference step over a KV cache");
+  }
+  const char* name() const override { return "LmlabCudaDecoderStack"; }
+  bool is_equivalent(const mx::Primitive& other) const override { return &other == this; }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    std::vector<mx::Shape> shapes{inputs[0].shape()};
+    for (const Layout& lay : layers_) {
+      shapes.push_back(all_[lay.keys].shape());
+      shapes.push_back(all_[lay.values].shape());
+    }
+    return shapes;
+  }
+
+ private:
+  std::vector<Layout> layers_;
+  std::vector<array> all_;  // every array the layouts name (the inputs among them)
+  int offset_;
 };
 
 bool same_vector(const std::optional<array>& a, int n, mx::Dtype t) {
@@ -338,38 +477,61 @@ DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, cons
     throw std::invalid_argument("[lmlab::nn::cuda::decoder_step] unsupported inputs (see decoder_step_is_native)");
   if (inv_freq.dtype() != mx::float32 || inv_freq.ndim() != 1 || inv_freq.shape(0) != shape.rope_dims / 2)
     throw std::invalid_argument("[lmlab::nn::cuda::decoder_step] inv_freq must be float32 (rope_dims / 2)");
-  std::vector<array> inputs{h, inv_freq, keys, values, w.in_norm, w.post_norm};
-  Layout layout;
-  for (int i = 0; i < kProjections; ++i) {
-    const QuantizedLinear& p = projection(w, i);
-    layout.proj[i].bits = p.bits;
-    layout.proj[i].group_size = p.group_size;
-    layout.proj[i].w = static_cast<int>(inputs.size());
-    inputs.insert(inputs.end(), {p.w, p.scales, p.biases});
-    if (p.bias) {
-      layout.proj[i].bias = static_cast<int>(inputs.size());
-      inputs.push_back(*p.bias);
-    }
-  }
-  if (w.q_norm) {
-    layout.q_norm = static_cast<int>(inputs.size());
-    inputs.push_back(*w.q_norm);
-  }
-  if (w.k_norm) {
-    layout.k_norm = static_cast<int>(inputs.size());
-    inputs.push_back(*w.k_norm);
-  }
-  if (w.attn_out_norm) {
-    layout.attn_out_norm = static_cast<int>(inputs.size());
-    inputs.push_back(*w.attn_out_norm);
-    layout.mlp_out_norm = static_cast<int>(inputs.size());
-    inputs.push_back(*w.mlp_out_norm);
-  }
+  std::vector<array> inputs{h};
+  Layout layout = append_layer(inputs, w, shape, inv_freq, rope_scale, keys, values);
   auto outs = array::make_arrays({h.shape(), keys.shape(), values.shape()}, {h.dtype(), keys.dtype(), values.dtype()},
-                                 std::make_shared<LmlabCudaDecoderStep>(mx::to_stream(s), layout, shape, offset,
-                                                                        rope_scale),
+                                 std::make_shared<LmlabCudaDecoderStep>(mx::to_stream(s), layout, offset),
                                  std::move(inputs));
   return {outs[0], outs[1], outs[2]};
+}
+
+bool decoder_stack_is_native(const array& h, const std::vector<StackLayer>& layers, int offset, mx::StreamOrDevice s) {
+  if (layers.empty() || h.ndim() != 3 || h.shape(1) != 1 || h.shape(0) > kMaxStackRows) return false;
+  for (const StackLayer& l : layers) {
+    if (!decoder_step_is_native(h, l.w, l.shape, l.keys, l.values, offset, s)) return false;
+    if (l.inv_freq.dtype() != mx::float32 || l.inv_freq.ndim() != 1 || l.inv_freq.shape(0) != l.shape.rope_dims / 2)
+      return false;
+    if (l.w.in_norm.shape(0) != h.shape(2)) return false;
+  }
+  return true;
+}
+
+DecoderStackResult decoder_stack(const array& h, const std::vector<StackLayer>& layers, int offset,
+                                 mx::StreamOrDevice s) {
+  if (!decoder_stack_is_native(h, layers, offset, s))
+    throw std::invalid_argument("[lmlab::nn::cuda::decoder_stack] unsupported inputs (see decoder_stack_is_native)");
+  std::vector<array> all{h};
+  std::vector<Layout> layouts;
+  std::vector<mx::Shape> shapes{h.shape()};
+  std::vector<mx::Dtype> dtypes{h.dtype()};
+  for (const StackLayer& l : layers) {
+    layouts.push_back(append_layer(all, l.w, l.shape, l.inv_freq, l.rope_scale, l.keys, l.values));
+    shapes.insert(shapes.end(), {l.keys.shape(), l.values.shape()});
+    dtypes.insert(dtypes.end(), {l.keys.dtype(), l.values.dtype()});
+  }
+  // MLX's inputs: what this step's graph computes or writes; every other array
+  // (the weights) is evaluated now.
+  std::vector<array> inputs{h}, pending;
+  std::vector<bool> is_input(all.size(), false);
+  is_input[0] = true;
+  for (const Layout& lay : layouts)
+    for (int i : {lay.inv_freq, lay.keys, lay.values}) {
+      inputs.push_back(all[i]);
+      is_input[i] = true;
+    }
+  for (size_t i = 0; i < all.size(); ++i)
+    if (!is_input[i] && !all[i].is_available()) pending.push_back(all[i]);
+  if (!pending.empty()) mx::eval(pending);
+  auto outs = array::make_arrays(
+      std::move(shapes), dtypes,
+      std::make_shared<LmlabCudaDecoderStack>(mx::to_stream(s), std::move(layouts), std::move(all), offset),
+      std::move(inputs));
+  DecoderStackResult r{outs[0], {}, {}};
+  for (size_t l = 0; l < layers.size(); ++l) {
+    r.keys.push_back(outs[1 + 2 * l]);
+    r.values.push_back(outs[2 + 2 * l]);
+  }
+  return r;
 }
 
 }  // namespace lmlab::nn::cuda

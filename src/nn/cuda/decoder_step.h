@@ -21,10 +21,15 @@
 // in one format, head_dim up to 256; writes its output and the new cache
 // positions in place (like nn::cpu::decoder_step); reads the rest.
 // In a build without CUDA, decoder_step_is_native() is false.
+//
+// decoder_stack runs every layer of a decode step (one new token a row) in one
+// primitive: the launches are the same, replayed from a graph lmlab keeps.
 #pragma once
 
 #include <mlx/array.h>
 #include <mlx/utils.h>
+
+#include <vector>
 
 #include "nn/fused_step.h"
 
@@ -46,5 +51,33 @@ bool decoder_step_is_native(const array& h, const DecoderLayerArrays& w, const D
 DecoderStepResult decoder_step(const array& h, const DecoderLayerArrays& w, const DecoderStepShape& shape,
                                const array& inv_freq, float rope_scale, const array& keys, const array& values,
                                int offset, mlx::core::StreamOrDevice s = {});
+
+// One layer of a decode stack: its arrays and shape, its rotation, and its
+// cache buffers (B, Hk, capacity, Dh), valid up to the step's offset.
+struct StackLayer {
+  DecoderLayerArrays w;
+  DecoderStepShape shape;
+  array inv_freq;
+  float rope_scale = 1.0f;
+  array keys, values;
+};
+
+struct DecoderStackResult {
+  array h;  // (B, 1, D)
+  std::vector<array> keys, values;
+};
+
+// Whether the GPU runs a decode step of these layers as one stack: rows of one
+// new token each (B ≤ kMaxStackRows), and every layer a native step.
+inline constexpr int kMaxStackRows = 8;
+bool decoder_stack_is_native(const array& h, const std::vector<StackLayer>& layers, int offset,
+                             mlx::core::StreamOrDevice s = {});
+
+// All layers of a decode step as one primitive whose launches are recorded
+// into a CUDA graph of lmlab's own (nn/cuda/step_graph.h) and replayed each
+// step with the position updated in place: the same kernels as decoder_step,
+// layer after layer, without MLX's per-node cost of building its graph.
+DecoderStackResult decoder_stack(const array& h, const std::vector<StackLayer>& layers, int offset,
+                                 mlx::core::StreamOrDevice s = {});
 
 }  // namespace lmlab::nn::cuda

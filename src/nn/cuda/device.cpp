@@ -113,6 +113,19 @@ size_t block_size(size_t bytes) {
 
 }  // namespace
 
+void EncoderLaunches::add(CUfunction f, dim3 grid, dim3 block, uint32_t smem, const void* params, size_t) {
+  if (first_)
+    for (const mx::array& a : inputs_) enc_.set_input_array(a);
+  first_ = false;
+  if (scratch_) {
+    enc_.set_input_array(*scratch_);
+    enc_.set_output_array(*scratch_);
+  }
+  for (const mx::array& a : outputs_) enc_.set_output_array(a);
+  void* args[] = {const_cast<void*>(params)};
+  enc_.add_kernel_node_raw(f, grid, block, dim3(1, 1, 1), smem, args);
+}
+
 mx::allocator::Data device_memory(size_t bytes, mx::cu::CommandEncoder& enc) {
   CUcontext ctx = nullptr;
   check(cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");

@@ -53,6 +53,15 @@ struct RopeCacheParams {
   float eps, norm_offset, mscale, rope_scale;
   int heads, kv_heads, head_dim, rope_dims, traditional;
   int L, offset, capacity;
+  const int* step;  // nullable: the device's StepValues, read instead of offset
+};
+
+// A replayed step's values that change from step to step, in device memory
+// (written by lmlab_set_step at the start of the step), so the launches that
+// read them keep the same parameters: {offset, splits, split_len}.
+struct StepValues {
+  int* dst;
+  int offset, splits, split_len;
 };
 
 // softmax(scale q kᵀ) v over the cache for M = B·L rows, split over keys.
@@ -65,6 +74,7 @@ struct AttentionParams {
   int heads, kv_heads, head_dim;
   int L, offset, capacity, window;
   int splits, split_len;
+  const int* step;  // nullable: offset, splits and split_len from the device (StepValues)
 };
 
 // out = res + RMSNorm(y) · (norm_offset + norm) for M rows of D: a sandwich
@@ -82,6 +92,7 @@ struct CombineParams {
   const float* partials;
   void* out;  // (M, H·Dh)
   int heads, head_dim, splits;
+  const int* step;  // nullable: splits from the device (StepValues)
 };
 
 }  // namespace lmlab::nn::cuda

@@ -434,7 +434,7 @@ __device__ void rope_cache(const RopeCacheParams& p) {
   const int m = blockIdx.y;
   const int H = p.heads, Hk = p.kv_heads, Dh = p.head_dim;
   if (slot >= H + 2 * Hk) return;
-  const int b = m / p.L, l = m % p.L, pos = p.offset + l;
+  const int b = m / p.L, l = m % p.L, pos = (p.step ? p.step[0] : p.offset) + l;
   const T* src;
   T* dst;
   const T* norm = nullptr;
@@ -494,10 +494,14 @@ __device__ void attention_partial(const AttentionParams& p) {
   const int lane = threadIdx.x;
   const int split = blockIdx.x, h = blockIdx.y, m = blockIdx.z;
   const int H = p.heads, Dh = p.head_dim;
-  const int b = m / p.L, l = m % p.L, pos = p.offset + l;
+  // A replayed step's grid covers the cache's capacity: ranges past this
+  // step's splits have nothing to do (and combine reads none of them).
+  const int splits = p.step ? p.step[1] : p.splits, split_len = p.step ? p.step[2] : p.split_len;
+  if (split >= splits) return;
+  const int b = m / p.L, l = m % p.L, pos = (p.step ? p.step[0] : p.offset) + l;
   const int kv = h / (H / p.kv_heads);
   const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-  const int j0 = max(first, split * p.split_len), j1 = min(pos + 1, (split + 1) * p.split_len);
+  const int j0 = max(first, split * split_len), j1 = min(pos + 1, (split + 1) * split_len);
   float q[DPL], o[DPL];
   const T* qrow = static_cast<const T*>(p.q) + (static_cast<long>(m) * H + h) * Dh;
 #pragma unroll
@@ -555,7 +559,7 @@ __device__ void attention_partial(const AttentionParams& p) {
     }
     mx = mnew;
   }
-  const long at = (static_cast<long>(m) * H + h) * p.splits + split;
+  const long at = (static_cast<long>(m) * H + h) * splits + split;
   float* part = p.partials + at * (Dh + 2);
   if (lane == 0) {
     part[0] = mx;
@@ -572,11 +576,12 @@ template <class T, int DPL>
 __device__ void attention_combine(const CombineParams& p) {
   const int lane = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
   const int H = p.heads, Dh = p.head_dim;
-  const float* parts = p.partials + (static_cast<long>(m) * H + h) * p.splits * (Dh + 2);
+  const int splits = p.step ? p.step[1] : p.splits;
+  const float* parts = p.partials + (static_cast<long>(m) * H + h) * splits * (Dh + 2);
   float M = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, parts[s * (Dh + 2)]);
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, parts[s * (Dh + 2)]);
   float S = 0.0f, o[DPL] = {};
-  for (int s = 0; s < p.splits; ++s) {
+  for (int s = 0; s < splits; ++s) {
     const float* part = parts + s * (Dh + 2);
     if (part[1] == 0.0f) continue;
     const float f = __expf(part[0] - M);
@@ -638,3 +643,13 @@ __device__ void attention_combine(const CombineParams& p) {
 
 LMLAB_TYPE_KERNELS(__half, f16)
 LMLAB_TYPE_KERNELS(__nv_bfloat16, bf16)
+
+// A replayed step's changing values into device memory (StepValues), first
+// in its graph: the launches after it read them.
+extern "C" __global__ void lmlab_set_step(const lmlab::nn::cuda::StepValues p) {
+  if (threadIdx.x == 0) {
+    p.dst[0] = p.offset;
+    p.dst[1] = p.splits;
+    p.dst[2] = p.split_len;
+  }
+}

@@ -17,6 +17,14 @@ DecoderStepResult decoder_step(const array&, const DecoderLayerArrays&, const De
   throw std::runtime_error("[lmlab::nn::cuda::decoder_step] not built: rebuild with LMLAB_BACKEND=cuda");
 }
 
+bool decoder_stack_is_native(const array&, const std::vector<StackLayer>&, int, mlx::core::StreamOrDevice) {
+  return false;
+}
+
+DecoderStackResult decoder_stack(const array&, const std::vector<StackLayer>&, int, mlx::core::StreamOrDevice) {
+  throw std::runtime_error("[lmlab::nn::cuda::decoder_stack] not built: rebuild with LMLAB_BACKEND=cuda");
+}
+
 bool qgemv_is_native(const array&, const array&, const array&, const std::optional<array>&, int, int,
                      const std::string&, mlx::core::StreamOrDevice) {
   return false;

@@ -33,8 +33,7 @@ int rows_per_launch(int M, int K, int bits) {
 
 }  // namespace
 
-void add_qgemv(mx::cu::CommandEncoder& enc, const QGemvParams& p, int K, int bits, int group_size, mx::Dtype t,
-               const std::function<void()>& between) {
+void add_qgemv(Launches& to, const QGemvParams& p, int K, int bits, int group_size, mx::Dtype t) {
   const size_t bytes = mx::size_of(t);
   const int M = p.M;
   const int mr = rows_per_launch(M, K, bits);
@@ -49,7 +48,6 @@ void add_qgemv(mx::cu::CommandEncoder& enc, const QGemvParams& p, int K, int bit
   // tasks and a block's staging of the inputs serves them all (a second wave
   // would stage again and start its loads only when the first is done).
   for (int r0 = 0; r0 < M; r0 += mr) {
-    if (r0 > 0 && between) between();
     QGemvParams c = p;
     c.M = std::min(mr, M - r0);
     c.K = K;
@@ -62,7 +60,7 @@ void add_qgemv(mx::cu::CommandEncoder& enc, const QGemvParams& p, int K, int bit
     const int wave = resident_blocks(f, 256, smem) * multiprocessors();
     c.rows_per_task = p.mode != 2 && slots <= wave * 8 ? 1 : 2;
     const int tasks = p.mode == 2 || c.rows_per_task == 1 ? slots : (slots + 1) / 2;
-    launch(enc, f, dim3(std::min((tasks + 7) / 8, wave)), dim3(256), smem, c);
+    launch(to, f, dim3(std::min((tasks + 7) / 8, wave)), dim3(256), smem, c);
   }
 }
 
@@ -94,9 +92,8 @@ class LmlabCudaQGemv : public mx::Primitive {
     p.nmat = 1;
     p.mat[0] = QMat{mx::gpu_ptr<uint32_t>(w), mx::gpu_ptr<void>(in[2]), mx::gpu_ptr<void>(in[3]), nullptr,
                     mx::gpu_ptr<void>(out[0]), N};
-    for (const mx::array& a : in) enc.set_input_array(a);
-    enc.set_output_array(out[0]);
-    add_qgemv(enc, p, K, bits_, group_size_, x.dtype());
+    EncoderLaunches to(enc, in, out);
+    add_qgemv(to, p, K, bits_, group_size_, x.dtype());
   }
 
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,

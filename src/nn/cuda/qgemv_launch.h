@@ -1,12 +1,10 @@
-// Adding lmlab's quantized GEMV kernel to MLX's CUDA graph (internal; shared by
+// Adding lmlab's quantized GEMV kernel to a step's launches (internal; shared by
 // the fused decoder step and nn::cuda::qgemv).
 #pragma once
 
-#include <functional>
-
-#include <mlx/backend/cuda/device.h>
 #include <mlx/dtype.h>
 
+#include "nn/cuda/device.h"
 #include "nn/cuda/kernel_params.h"
 
 namespace lmlab::nn::cuda {
@@ -19,9 +17,6 @@ inline constexpr long kQGemvSmemLimit = 190 * 1024;
 
 // One GEMV over p.M rows of p.x in launches of up to 8 rows (p.K = K); the
 // matrices share one format (bits, group size); t is the activations' dtype.
-// `between` runs before every launch after the first (the caller registers
-// the arrays the next launch orders after).
-void add_qgemv(mlx::core::cu::CommandEncoder& enc, const QGemvParams& p, int K, int bits, int group_size,
-               mlx::core::Dtype t, const std::function<void()>& between = {});
+void add_qgemv(Launches& to, const QGemvParams& p, int K, int bits, int group_size, mlx::core::Dtype t);
 
 }  // namespace lmlab::nn::cuda
