@@ -1,13 +1,14 @@
-// nn::cuda::decoder_step: the primitive (LmlabCudaDecoderStep) that adds the
-// fused block's kernels to MLX's CUDA graph.
+// nn::cuda::decoder_step and decoder_stack: the primitives that run the fused
+// block's kernels, one layer's through MLX's CUDA graph (LmlabCudaDecoderStep)
+// or a decode step's every layer from a graph lmlab keeps (LmlabCudaDecoderStack).
 #include "nn/cuda/decoder_step.h"
 
 #include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <tuple>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
