@@ -15,7 +15,16 @@
 # them) and splits each step's host time (building the graph, handing it to
 # the GPU): all layers as one stack (the default), each layer's own step
 # (LMLAB_GPU_STACK=0) and composed; on the default model and Gemma 3 270M when
-# it was packed.
+# it was packed. `overlap` times decode with the stack's launches overlapped
+# (programmatic dependencies, the default) and with the GEMVs' weight
+# prefetch (LMLAB_GPU_PREFETCH=1), each against off (LMLAB_GPU_OVERLAP=0),
+# on the two real models and a random 8B shape, then the GEMV launches alone.
+# `llama` starts building llama.cpp's llama-bench for sm_90 in the background
+# from PARTS_DIR/llama.cpp.tar.xz (llama.cpp's source from the
+# llama-cpp-python sdist, trimmed); `models` waits for it (LLAMA_WAIT polls of
+# 5 s) and benches the default model, Gemma 3 270M and the 8B shape (a Q4_0
+# GGUF for llama.cpp, the MLX folder for lmlab) beside it, at an empty and a
+# 512-token context.
 # WHAT may list several: "checks models".
 set -u
 P=$1
@@ -35,8 +44,19 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "lmlab $(cat $W/COMMIT)"
 ldd $W/lmlab | grep -E "not found" && exit 1
 
-# WHAT is one or more of checks, step, bench, models, profile, host, lora; all = checks bench.
+# WHAT is one or more of checks, step, bench, models, profile, host, lora, overlap, llama; all = checks bench.
 want() { [[ " $WHAT " == *" $1 "* ]] || { [[ " $WHAT " == *" all "* ]] && [[ $1 == checks || $1 == bench ]]; }; }
+
+if want llama; then
+  mkdir -p /tmp/ll && rm -f /tmp/ll/build.rc
+  tar xJf "$P/llama.cpp.tar.xz" -C /tmp/ll || exit 1
+  setsid nohup bash -c 'cd /tmp/ll/llama.cpp && cmake -S . -B /tmp/ll/build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release > /tmp/ll/cfg.log 2>&1 &&
+    nice -n 5 cmake --build /tmp/ll/build -j$(nproc) --target llama-bench > /tmp/ll/build.log 2>&1; echo $? > /tmp/ll/build.rc' \
+    > /dev/null 2>&1 < /dev/null &
+  echo "llama-bench: building in the background (/tmp/ll/build.log)"
+fi
 
 if want checks; then
   echo "== first token on a fresh machine (no kernel cache)"
@@ -109,20 +129,43 @@ PY
 fi
 
 if want models; then
-  # The two real models (GEMMA=1 at packing) beside llama.cpp's llama-bench on
-  # the same files, when a CUDA llama-bench was built at /tmp/ll/build
-  # (docs/gpu.md, "llama.cpp on the GPU machine").
+  # The two real models (GEMMA=1 at packing) and the random 8B shape beside
+  # llama.cpp's llama-bench (`llama` above), tg128 at an empty and a 512-token
+  # context (lmlab bench: after a 16- and a 512-token prompt; llama-bench:
+  # -d 0,512), pp512 after warm-up.
   for i in $(seq ${LLAMA_WAIT:-0}); do [ -f /tmp/ll/build.rc ] && break; sleep 5; done
   LLB=/tmp/ll/build/bin/llama-bench
   echo "llama-bench: $([ -x $LLB ] && echo built || echo "missing (build rc $(cat /tmp/ll/build.rc 2>/dev/null))")"
-  for f in $M $G; do
-    [ -f $f ] || continue
-    echo "== $(basename $f): lmlab bench, then llama-bench (-fa 1, all layers on the GPU)"
-    $W/lmlab bench --device gpu --model $f -p 512 -n 128 -r 5 2>&1 | grep -E "^\| (pp|tg)"
-    [ -x $LLB ] && $LLB -m $f -p 512 -n 128 -r 5 -fa 1 -ngl 99 -o md 2>/dev/null | grep -E "^\|"
+  m8=/tmp/m/llama8b g8=/tmp/m/llama8b-q4_0.gguf
+  [ -f $m8/config.json ] || python3 $W/bench/random_model.py $m8 llama8b $W/tokenizer > /dev/null
+  [ -f $g8 ] || [ ! -d /tmp/ll/llama.cpp/gguf-py ] || \
+    PYTHONPATH=/tmp/ll/llama.cpp/gguf-py python3 $W/bench/random_model.py $g8 llama8b $W/tokenizer > /dev/null
+  for pair in "$M $M" "$G $G" "$m8 $g8"; do
+    set -- $pair
+    [ -e $1 ] || continue
+    echo "== $(basename $1): lmlab bench, then llama-bench on $(basename $2) (-fa 1, all layers on the GPU)"
+    $W/lmlab bench --device gpu --model $1 -p 16,512 -n 128 -r ${RUNS:-5} 2>&1 | grep -E "^\| (pp|tg)"
+    [ -x $LLB ] && [ -f $2 ] && $LLB -m $2 -p 512 -n 128 -d 0,512 -r ${RUNS:-5} -fa 1 -ngl 99 -o md 2>/dev/null | grep -E "^\|"
   done
   [ -f $G ] && $W/lmlab compare --device gpu default gemma3-270m -o ${OUT:-/tmp}/compare-gpu.md > /dev/null 2>&1 \
     && sed -n 1,20p ${OUT:-/tmp}/compare-gpu.md
+fi
+
+if want overlap; then
+  m8=/tmp/m/llama8b
+  [ -f $m8/config.json ] || python3 $W/bench/random_model.py $m8 llama8b $W/tokenizer > /dev/null
+  for model in $M $([ -f $G ] && echo $G) $m8; do
+    for cfg in X=1 LMLAB_GPU_PREFETCH=1 LMLAB_GPU_OVERLAP=0 LMLAB_GPU_STACK=0; do
+      echo "== $(basename $model) $cfg"
+      env $cfg $W/lmlab bench --device gpu --model $model -p 16,512 -n 128 -r ${RUNS:-3} | grep -E "^\| tg"
+    done
+  done
+  if [ -x $W/bench/qgemv_bench ]; then
+    for v in X=1 QGEMV_OVERLAP=1 "QGEMV_OVERLAP=1 QGEMV_PREFETCH=1" QGEMV_OVERLAP=2 "QGEMV_OVERLAP=2 QGEMV_PREFETCH=1"; do
+      echo "== qgemv_bench $v"
+      env $v $W/bench/qgemv_bench ${QGEMV_SHAPES:-8b 1b 135m} | grep -vE "grid|checksum"
+    done
+  fi
 fi
 
 if want lora; then
@@ -188,9 +231,18 @@ if want memory; then
 fi
 
 if want step; then
-  # The fused step's checks alone (also the first of `checks`).
-  LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests --gtest_filter="*CudaStep*$([ -f $G ] || echo -CudaStep.Gemma3*)" 2>&1 \
-    | grep -E '^\[ cuda|FAILED|PASSED|OK \]|Failure|Expected|Which is|actual' | head -80
+  # The fused step's checks alone (also the first of `checks`); each run of
+  # the tests is cut off after TEST_TIMEOUT seconds (a hung launch shows as
+  # the last test started).
+  gpu_tests() {
+    timeout ${TEST_TIMEOUT:-300} env "$@" LMLAB_TEST_DEVICE=gpu MLX_ENABLE_TF32=0 $W/lmlab_tests --gtest_filter="$F" 2>&1 \
+      | grep --line-buffered -E '^\[ (cuda|RUN)|FAILED|PASSED|OK \]|Failure|Expected|Which is|actual'
+    echo "lmlab_tests: exit ${PIPESTATUS[0]}"
+  }
+  F="*CudaStep*$([ -f $G ] || echo -CudaStep.Gemma3*)" gpu_tests X=1
+  # The stack's launches not overlapped: the same bits.
+  echo "== LMLAB_GPU_OVERLAP=0"
+  F='CudaStep.Stack*:CudaStep.DefaultModelDecodesALongContext*' gpu_tests LMLAB_GPU_OVERLAP=0
 fi
 
 if want host; then

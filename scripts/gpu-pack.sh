@@ -8,7 +8,9 @@
 #   scripts/gpu-pack.sh BUILD_DIR OUT_DIR     (OUT_DIR/p1, p2, ... and MANIFEST)
 # With GEMMA=1 the Gemma 3 270M Q4_K_M file and its llama.cpp fixtures come too;
 # with LEAN=1 only what speed runs need (no lmlab_tests, fixtures or default model;
-# MODEL=1 keeps the default model).
+# MODEL=1 keeps the default model). LLAMA_SRC=FILE.tar.xz adds llama.cpp's source
+# (for `gpu-check.sh P llama`). Where nvcc is found, bench/gpu/qgemv_bench is
+# built for sm_90 and packed too.
 # On the GPU machine: copy the parts into one folder, then scripts/gpu-check.sh FOLDER.
 set -euo pipefail
 B=$1
@@ -37,6 +39,10 @@ cp -r .deps/mlx-cuda/mlx/include "$T/w/include"
 # The tiny checkpoints added with later families, and the sampler oracle's cases.
 [ "${LEAN:-0}" = 1 ] || for d in families sampler; do [ -d .deps/fixtures/$d ] && cp -rL .deps/fixtures/$d "$T/w/fixtures/"; done
 extra=()
+if [ -n "${LLAMA_SRC:-}" ]; then
+  cp "$LLAMA_SRC" "$T/llama.cpp.tar.xz"
+  extra+=("$T/llama.cpp.tar.xz")
+fi
 if [ "${GEMMA:-0}" = 1 ]; then
   mkdir -p "$T/w/fixtures/gemma"
   cp .deps/fixtures/gemma/llamacpp.json .deps/fixtures/gemma/logits.safetensors "$T/w/fixtures/gemma/"
@@ -46,6 +52,8 @@ fi
 xz -dc ../shared/tokenizers/llama3/tokenizer.json.xz > "$T/w/tokenizer/tokenizer.json"
 cp ../shared/tokenizers/llama3/tokenizer_config.json "$T/w/tokenizer/"
 cp bench/gpu/random_model.py bench/gpu/lora_gpu.py "$T/w/bench/"
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+[ -x "$NVCC" ] && "$NVCC" -std=c++17 -O3 -arch=sm_90 -I src bench/gpu/qgemv_bench.cu -o "$T/w/bench/qgemv_bench"
 git rev-parse --short HEAD > "$T/w/COMMIT"
 tar cf - -C "$T/w" . | xz -T2 -3 > "$T/lmlab-cuda.tar.xz"
 files=("$T/lmlab-cuda.tar.xz")

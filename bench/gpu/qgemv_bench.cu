@@ -6,6 +6,7 @@
 //
 //   nvcc -std=c++17 -O3 -arch=sm_90 -I src bench/gpu/qgemv_bench.cu -o qgemv_bench
 //   ./qgemv_bench [SHAPE ...]          (8b 3b 1b 135m; default all)
+//   QGEMV_OVERLAP=1|2 [QGEMV_PREFETCH=1] ./qgemv_bench ...   (launches overlapped, below)
 //
 // With a reference copy of the kernels, its entry points renamed, e.g. those
 // of the last commit,
@@ -154,13 +155,68 @@ void enqueue(const Launch& l, Kernel f, int sms, cudaStream_t s, bool show) {
   if (show) std::printf("  grid %d blocks (%d a multiprocessor at most), %d tasks, %d B shared\n", grid, per_sm, tasks_of(l.p), smem);
 }
 
+// QGEMV_OVERLAP=1|2: the graph's launches overlap as in a replayed decode
+// step (StepGraph::Overlap triggered | launched: each launch placed once every
+// block of the one before has passed its wait | started, and waiting for it
+// inside the kernel); QGEMV_PREFETCH=1 adds the weights' prefetch before
+// that wait.
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == "1";
+}
+
+// The launches as a graph built node by node, each joined to the one before
+// by a programmatic edge from its trigger (port 1) or start (port 2), as
+// StepGraph builds it.
+cudaGraph_t overlapped_graph(const std::vector<const Launch*>& ls, Kernel f, int sms, int port) {
+  cudaGraph_t g;
+  ok(cudaGraphCreate(&g, 0), "graph");
+  cudaGraphNode_t prev = nullptr;
+  std::vector<QGemvParams> params(ls.size());
+  for (size_t i = 0; i < ls.size(); ++i) {
+    const Launch& l = *ls[i];
+    const int smem = static_cast<int>(smem_bytes(l.K));
+    int per_sm = 0;
+    ok(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, f, 256, smem), "occupancy");
+    const int wave = std::max(per_sm, 1) * sms;
+    QGemvParams& p = params[i];
+    p = l.p;
+    int slots = p.mat[0].n;
+    for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
+    if (p.mode != 2 && p.rows_per_task == 0) p.rows_per_task = slots <= wave * 8 ? 1 : 2;
+    p.prefetch = env_on("QGEMV_PREFETCH") ? 1 : 0;
+    void* args[] = {&p};
+    cudaKernelNodeParams kp{};
+    kp.func = reinterpret_cast<void*>(f);
+    kp.gridDim = dim3(std::min((tasks_of(p) + 7) / 8, wave));
+    kp.blockDim = dim3(256);
+    kp.sharedMemBytes = smem;
+    kp.kernelParams = args;
+    cudaGraphNode_t node;
+    ok(cudaGraphAddKernelNode(&node, g, nullptr, 0, &kp), "add node");
+    if (prev) {
+      cudaGraphEdgeData e{};
+      e.from_port = port == 2 ? cudaGraphKernelNodePortLaunchCompletion : cudaGraphKernelNodePortProgrammatic;
+      e.type = cudaGraphDependencyTypeProgrammatic;
+      ok(cudaGraphAddDependencies(g, &prev, &node, &e, 1), "programmatic edge");
+    }
+    prev = node;
+  }
+  return g;
+}
+
 // Microseconds per replay of the launches, as one graph (mean of 20 after 3).
 double time_graph(const std::vector<const Launch*>& ls, Kernel f, int sms, cudaStream_t s) {
   cudaGraph_t g;
   cudaGraphExec_t ge;
-  ok(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "capture");
-  for (const Launch* l : ls) enqueue(*l, f, sms, s, ls.size() > 1 && l == ls[0] && ls[1]->K == l->K && ls[1]->bytes == l->bytes);
-  ok(cudaStreamEndCapture(s, &g), "end capture");
+  const char* overlap = std::getenv("QGEMV_OVERLAP");
+  if (overlap && (std::string(overlap) == "1" || std::string(overlap) == "2")) {
+    g = overlapped_graph(ls, f, sms, std::string(overlap) == "2" ? 2 : 1);
+  } else {
+    ok(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "capture");
+    for (const Launch* l : ls) enqueue(*l, f, sms, s, ls.size() > 1 && l == ls[0] && ls[1]->K == l->K && ls[1]->bytes == l->bytes);
+    ok(cudaStreamEndCapture(s, &g), "end capture");
+  }
   ok(cudaGraphInstantiate(&ge, g, 0), "instantiate");
   for (int i = 0; i < 3; ++i) ok(cudaGraphLaunch(ge, s), "launch");
   cudaEvent_t a, b;

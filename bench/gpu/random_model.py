@@ -12,6 +12,11 @@ SHAPE: llama8b | llama3b | llama1b; BITS 4 (default) or 0 for unquantized
 weights N(0, 0.02); DTYPE float16 (default) or bfloat16, the config's
 torch_dtype and the type of scales, biases, norms and float weights.
 Prints the bytes a decode step reads (weights of every layer and the head).
+
+  random_model.py OUT.gguf SHAPE TOKENIZER_DIR
+writes the same shape as a GGUF whose every matrix is Q4_0 (random levels,
+block scales 0.02/7.5), for llama.cpp's llama-bench; it needs the `gguf`
+package (gguf-py from llama.cpp's source tree on PYTHONPATH will do).
 """
 import json
 import shutil
@@ -119,7 +124,81 @@ def main(out, shape, tok_dir, bits="4", dtype="float16"):
     print(json.dumps(dict(model=shape, dir=str(out), step_bytes=step_bytes)))
 
 
+def main_gguf(out, shape, tok_dir):
+    import gguf
+
+    s = SHAPES[shape]
+    D, I, Hq, Hk, Dh, L = (s["hidden_size"], s["intermediate_size"], s["num_attention_heads"],
+                           s["num_key_value_heads"], s["head_dim"], s["num_hidden_layers"])
+    tok = json.loads((Path(tok_dir) / "tokenizer.json").read_text())
+    tokens = [f"<unused_{i}>" for i in range(VOCAB)]
+    types = [gguf.TokenType.NORMAL] * VOCAB
+    for text, i in tok["model"]["vocab"].items():
+        tokens[i] = text
+    for t in tok["added_tokens"]:
+        tokens[t["id"]], types[t["id"]] = t["content"], gguf.TokenType.CONTROL
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    w = gguf.GGUFWriter(out, "llama")
+    w.add_name(f"random {shape} Q4_0")
+    w.add_context_length(8192)
+    w.add_embedding_length(D)
+    w.add_block_count(L)
+    w.add_feed_forward_length(I)
+    w.add_head_count(Hq)
+    w.add_head_count_kv(Hk)
+    w.add_key_length(Dh)
+    w.add_value_length(Dh)
+    w.add_rope_dimension_count(Dh)
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(VOCAB)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(128000)
+    w.add_eos_token_id(128001)
+    rng = np.random.default_rng(0)
+    scale = np.frombuffer(np.float16(0.02 / 7.5).tobytes(), np.uint8)
+    step_bytes = 0
+
+    def q4_0(name, n, k, per_step=True):
+        nonlocal step_bytes
+        blocks = rng.integers(0, 256, size=(n, k // 32, 18), dtype=np.uint8)  # f16 scale, 16 bytes of levels
+        blocks[:, :, :2] = scale
+        w.add_tensor(name, blocks.reshape(n, -1), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+        step_bytes += blocks.nbytes if per_step else 0
+
+    def ones(name, n):
+        w.add_tensor(name, np.ones(n, np.float32))
+
+    q4_0("token_embd.weight", VOCAB, D, per_step=s["tie_word_embeddings"])
+    ones("output_norm.weight", D)
+    if not s["tie_word_embeddings"]:
+        q4_0("output.weight", VOCAB, D)
+    for l in range(L):
+        ones(f"blk.{l}.attn_norm.weight", D)
+        ones(f"blk.{l}.ffn_norm.weight", D)
+        q4_0(f"blk.{l}.attn_q.weight", Hq * Dh, D)
+        q4_0(f"blk.{l}.attn_k.weight", Hk * Dh, D)
+        q4_0(f"blk.{l}.attn_v.weight", Hk * Dh, D)
+        q4_0(f"blk.{l}.attn_output.weight", D, Hq * Dh)
+        q4_0(f"blk.{l}.ffn_gate.weight", I, D)
+        q4_0(f"blk.{l}.ffn_up.weight", I, D)
+        q4_0(f"blk.{l}.ffn_down.weight", D, I)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(json.dumps(dict(model=shape, gguf=out, step_bytes=step_bytes)))
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 4:
         sys.exit(__doc__)
-    main(*sys.argv[1:6])
+    if sys.argv[1].endswith(".gguf"):
+        main_gguf(*sys.argv[1:4])
+    else:
+        main(*sys.argv[1:6])

@@ -141,6 +141,39 @@ TEST(CudaStep, DefaultModelDecodesAsTheComposedBlock) {
   EXPECT_EQ(ta, tb);
 }
 
+// A long context: the decode step's attention splits the keys into more
+// ranges than a warp has lanes (16 keys a range), and past 2,048 keys into
+// the most ranges there are (longer ones). Teacher-forced on the composed
+// path's tokens, so a near-tie cannot fork the two.
+TEST(CudaStep, DefaultModelDecodesALongContextAsTheComposedBlock) {
+  SKIP_OFF_GPU();
+  auto loaded = load_model(cpu_context(), {});
+  const Model& m = *loaded.model;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "The history of science is long, and its records are many. ";
+  const std::vector<int> all = loaded.tokenizer.encode(text);
+  for (int n : {700, 2100}) {
+    ASSERT_GE(static_cast<int>(all.size()), n);
+    auto fused_cache = m.make_cache(), composed_cache = m.make_cache();
+    nn::Hooks composed;
+    mx::array tokens(all.begin(), {1, n}, mx::int32);
+    mx::array a = m.forward(tokens, fused_cache.get());
+    mx::array b = m.forward(tokens, composed_cache.get(), &composed);
+    float worst = 0;
+    for (int i = 0; i < 8; ++i) {
+      const mx::array la = mx::take(a, a.shape(1) - 1, 1), lb = mx::take(b, b.shape(1) - 1, 1);
+      worst = std::max(worst, relative(la, lb));
+      const int next = mx::argmax(mx::reshape(lb, {-1})).item<int>();
+      a = m.forward(mx::array({next}, {1, 1}, mx::int32), fused_cache.get());
+      EXPECT_TRUE(fused_on_gpu(*fused_cache));
+      b = m.forward(mx::array({next}, {1, 1}, mx::int32), composed_cache.get(), &composed);
+    }
+    std::printf("[ cuda     ] default model, %d-token context: max |logit diff| / max |logit| over 8 steps = %.3g\n", n,
+                worst);
+    EXPECT_LT(worst, 2e-2f) << n;
+  }
+}
+
 TEST(CudaStep, Gemma3DecodesAsTheComposedBlock) {
   // Teacher-forced on the composed path's greedy tokens, so one near-tie does
   // not send the two paths down different texts; a step's picks must agree
@@ -210,10 +243,13 @@ std::vector<mx::array> decode(const Model& m, const std::vector<std::vector<int>
 
 void expect_stack_equals_layer_steps(const Model& m, const char* what) {
   // A short prompt, one past the cache's 256-token chunk (its buffers are
-  // replaced mid-decode), two interleaved sequences, and a batch of 3.
-  std::vector<int> longer;
+  // replaced mid-decode), one whose keys take more ranges than a warp has
+  // lanes, two interleaved sequences, and a batch of 3.
+  std::vector<int> longer, longest;
   for (int i = 0; i < 250; ++i) longer.push_back((i * 131 + 17) % m.config().vocab_size);
-  const std::vector<std::vector<std::vector<int>>> runs = {{{5, 9, 2, 41}}, {longer}, {{7, 8}, {1, 2, 3, 4, 5}}};
+  for (int i = 0; i < 600; ++i) longest.push_back((i * 71 + 3) % m.config().vocab_size);
+  const std::vector<std::vector<std::vector<int>>> runs = {
+      {{5, 9, 2, 41}}, {longer}, {longest}, {{7, 8}, {1, 2, 3, 4, 5}}};
   for (size_t r = 0; r < runs.size() + 1; ++r) {
     const auto& prompts = r < runs.size() ? runs[r] : runs[0];
     const int batch = r < runs.size() ? 1 : 3;

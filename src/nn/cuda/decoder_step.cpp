@@ -4,10 +4,12 @@
 #include "nn/cuda/decoder_step.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -130,6 +132,8 @@ struct LayerIO {
   void* keys;
   void* values;
   char* scratch;
+  unsigned* counters = nullptr;  // (M, H) zeros: attention merges its own ranges (no combine launch)
+  bool prefetch = false;         // GEMVs ask for their first weights before waiting (overlapping launches)
 };
 
 // `step` (nullable): the device's StepValues, which a replayed step's launches
@@ -165,6 +169,7 @@ void record_layer(Launches& to, const std::vector<mx::array>& in, const Layout& 
   // (bits, group size) the launch's matrices share.
   auto gemv = [&](QGemvParams p, int K, int first) {
     p.M = M;
+    p.prefetch = io.prefetch ? 1 : 0;
     add_qgemv(to, p, K, lay.proj[first].bits, lay.proj[first].group_size, dtype);
   };
   const void* norm_q = lay.q_norm >= 0 ? cptr<void>(in[lay.q_norm]) : nullptr;
@@ -222,13 +227,16 @@ void record_layer(Launches& to, const std::vector<mx::array>& in, const Layout& 
   a.L = L, a.offset = step ? 0 : offset, a.capacity = cap, a.window = shape.window;
   a.splits = step ? 0 : splits, a.split_len = step ? 0 : split_len;
   a.step = step;
+  a.counters = io.counters, a.out = att;
   const std::string dtag = fmt::format("_p{}", Dh <= 32 ? 1 : Dh <= 64 ? 2 : Dh <= 128 ? 4 : 8);
   // A replayed step's grid holds the ranges of a full cache (those past the
   // step's splits return at once): it changes only when the cache grows.
   const int grid_splits = step ? key_splits(M, cap) : splits;
   launch(to, kernel("lmlab_attention_" + ty + dtag), dim3(grid_splits, H, M), dim3(32), 0, a);
-  CombineParams c{partials, att, H, Dh, step ? 0 : splits, step};
-  launch(to, kernel("lmlab_combine_" + ty + dtag), dim3(H, M), dim3(32), 0, c);
+  if (!io.counters) {
+    CombineParams c{partials, att, H, Dh, step ? 0 : splits, step};
+    launch(to, kernel("lmlab_combine_" + ty + dtag), dim3(H, M), dim3(32), 0, c);
+  }
 
   // 5. Output projection + residual (through the sandwich norm: its own launch).
   const bool sandwich = lay.attn_out_norm >= 0;
@@ -319,6 +327,30 @@ class LmlabCudaDecoderStep : public mx::Primitive {
   int offset_;
 };
 
+// Whether a replayed stack's launches overlap (StepGraph): on compute
+// capability 9.x, whose machine code the fatbin carries with each kernel's
+// wait (other devices run the PTX of 8.0, which has none).
+// LMLAB_GPU_OVERLAP=0 turns it off, for comparisons.
+bool overlap_launches(int device) {
+  const char* e = std::getenv("LMLAB_GPU_OVERLAP");
+  if (e && std::string_view(e) == "0") return false;
+  CUdevice d = 0;
+  int major = 0;
+  return cuDeviceGet(&d, device) == CUDA_SUCCESS &&
+         cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d) == CUDA_SUCCESS && major == 9;
+}
+
+// With LMLAB_GPU_PREFETCH=1 the GEMVs of overlapping launches ask for their
+// first weights early. Off by default: on one H200 it cost the 8B shape 9%
+// and Gemma 3 270M 10% of their decode rate (docs/gpu.md, Run 11).
+bool prefetch_weights() {
+  static const bool on = [] {
+    const char* e = std::getenv("LMLAB_GPU_PREFETCH");
+    return e && std::string_view(e) == "1";
+  }();
+  return on;
+}
+
 // The StepGraph of a decode stack: one per model shape and stream, kept for
 // the process (a step of another shape or model records its own).
 StepGraph& stack_graph(const std::vector<mx::array>& in, const std::vector<Layout>& layers, int M, mx::Stream s) {
@@ -335,7 +367,7 @@ StepGraph& stack_graph(const std::vector<mx::array>& in, const std::vector<Layou
     if (graphs->size() > 16)
       for (auto it = graphs->begin(); it != graphs->end();)
         it = it->first == key ? std::next(it) : graphs->erase(it);
-    g = std::make_unique<StepGraph>();
+    g = std::make_unique<StepGraph>(overlap_launches(s.device.index));
   }
   return *g;
 }
@@ -367,17 +399,24 @@ class LmlabCudaDecoderStack : public mx::Primitive {
     }
     for (const mx::array& a : all_) enc.add_temporary(a);
     // The scratch (the largest layer's, with room for every key range), two
-    // buffers the layers pass the residual stream through, and the step's
-    // values, kept by the graph.
+    // buffers the layers pass the residual stream through, the step's values
+    // and the attention's counters (zeroed once, left zero by each step), kept
+    // by the graph.
     size_t total = 0;
-    for (const Layout& lay : layers_) total = std::max(total, layer_scratch(all_, lay, M, kMaxSplits).total);
+    int heads = 0;
+    for (const Layout& lay : layers_) {
+      total = std::max(total, layer_scratch(all_, lay, M, kMaxSplits).total);
+      heads = std::max(heads, lay.shape.heads);
+    }
     const size_t pass = (row_bytes + 255) / 256 * 256;
+    const size_t counter_bytes = static_cast<size_t>(M) * heads * sizeof(unsigned);
     StepGraph& graph = stack_graph(all_, layers_, M, stream());
     std::lock_guard lock(graph.mutex);
     CUstream cs = enc.stream();
-    char* base = static_cast<char*>(graph.scratch(total + 2 * pass + 256, cs));
+    char* base = static_cast<char*>(graph.scratch(total + 2 * pass + 256 + counter_bytes, cs));
     char* stream_bufs[2] = {base + total, base + total + pass};
     int* step = reinterpret_cast<int*>(base + total + 2 * pass);
+    auto* counters = reinterpret_cast<unsigned*>(base + total + 2 * pass + 256);
     // What MLX has queued so far (the embedding) goes first; the stack then
     // follows on the same stream, and what MLX queues next (the head) after.
     enc.commit();
@@ -390,7 +429,8 @@ class LmlabCudaDecoderStack : public mx::Primitive {
       const bool first = l == 0, last = l + 1 == layers_.size();
       const LayerIO io{first ? cptr<void>(h) : stream_bufs[l % 2],
                        last ? mx::gpu_ptr<void>(out[0]) : stream_bufs[(l + 1) % 2],
-                       mx::gpu_ptr<void>(out[1 + 2 * l]), mx::gpu_ptr<void>(out[2 + 2 * l]), base};
+                       mx::gpu_ptr<void>(out[1 + 2 * l]), mx::gpu_ptr<void>(out[2 + 2 * l]), base, counters,
+                       graph.overlapped() && prefetch_weights()};
       record_layer(graph, all_, lay, B, L, offset_, io, layer_scratch(all_, lay, M, kMaxSplits), h.dtype(), step);
     }
     graph.launch(cs);

@@ -34,6 +34,7 @@ struct QGemvParams {
   int mode;  // 0 plain, 1 residual, 2 gated pair (mat[0] gate, mat[1] up)
   int act;   // mode 2: 0 silu (SwiGLU), 1 gelu_tanh (GeGLU)
   int rows_per_task;  // modes 0 and 1: weight rows a warp task reads together, 1 or 2 (0: 2)
+  int prefetch;  // 1: ask L2 for the first task's weights before waiting for the launch before
   QMat mat[3];
 };
 
@@ -75,6 +76,10 @@ struct AttentionParams {
   int L, offset, capacity, window;
   int splits, split_len;
   const int* step;  // nullable: offset, splits and split_len from the device (StepValues)
+  // Nullable: the last range of a head to finish merges them into `out`
+  // (M, H·Dh) instead of a combine launch; (M, H) zeros, left zero.
+  unsigned* counters;
+  void* out;
 };
 
 // out = res + RMSNorm(y) · (norm_offset + norm) for M rows of D: a sandwich

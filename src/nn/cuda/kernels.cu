@@ -46,9 +46,30 @@ __device__ __forceinline__ float round_t(float x) {
   return to_f(from_f<T>(x));
 }
 
+// Every entry point waits here first for the launch it depends on. A replayed
+// decode stack (StepGraph) lets a launch start while the one before it runs
+// (programmatic dependencies: its blocks are placed and wait here, which
+// hides the gap between launches); anywhere else this returns at once. Once
+// its wait is over, a launch lets the next one be placed: at most two are in
+// flight, the running one and the next, waiting (a trigger before the wait
+// would let every launch of the step be placed at once, each holding room
+// on the multiprocessors while it waits).
+__device__ __forceinline__ void wait_for_prior_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -379,20 +400,56 @@ __device__ void qgemv_tasks(const QGemvParams& p, const uint4* xs, const float* 
   }
 }
 
+// Asks L2 for the weights of this warp's first task (its rows, scales and
+// biases), which depend on no earlier launch: in a replayed step the launch
+// starts while the one before it runs (wait_for_prior_launch), and the bytes
+// are on their way by the time its input is.
+template <class T, int BITS, int GS, int R>
+__device__ void prefetch_first_task(const QGemvParams& p, int slots) {
+  const int warps = blockDim.x / kWarp, lane = threadIdx.x % kWarp;
+  const int task = blockIdx.x * warps + threadIdx.x / kWarp;
+  if (task >= (p.mode == 2 ? slots : (slots + R - 1) / R)) return;
+  RowRef<T> rows[R];
+  int n[R], j[R];
+  task_rows<T, BITS, GS, R>(p, task, slots, rows, n, j);
+  const int chunks = p.K / Chunk<BITS>::kElems, group_bytes = p.K / GS * static_cast<int>(sizeof(T));
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (!rows[r].w) continue;
+    for (int c = lane * 8; c < chunks; c += kWarp * 8)  // 128-byte lines
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(rows[r].w + c));
+    for (int b = lane * 128; b < group_bytes; b += kWarp * 128) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(rows[r].scales) + b));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char*>(rows[r].biases) + b));
+    }
+  }
+}
+
+// Output rows of a launch: its matrices' rows laid end to end (gated: the pairs).
+__device__ __forceinline__ int gemv_slots(const QGemvParams& p) {
+  int slots = p.mat[0].n;
+  if (p.mode != 2)
+    for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
+  return slots;
+}
+
 template <class T, int BITS, int GS, int MR>
 __device__ void qgemv(const QGemvParams& p) {
   using C = Chunk<BITS>;
   extern __shared__ uint4 smem[];
   __shared__ float red[32];
+  // A task is one row (rows_per_task 1: more warps share a small matrix) or
+  // two read together; the gate and up rows of one output always pair.
+  if (p.prefetch) {
+    if (p.mode != 2 && p.rows_per_task == 1) prefetch_first_task<T, BITS, GS, 1>(p, gemv_slots(p));
+    else prefetch_first_task<T, BITS, GS, 2>(p, gemv_slots(p));
+  }
+  wait_for_prior_launch();
   const int chunks = p.K / C::kElems;
   uint4* xs = smem;
   float* sums = reinterpret_cast<float*>(smem + static_cast<long>(p.M) * C::row_pieces(chunks));
   stage_inputs<T, BITS, MR>(p, xs, sums, red);
-  int slots = p.mat[0].n;
-  if (p.mode != 2)
-    for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
-  // A task is one row (rows_per_task 1: more warps share a small matrix) or
-  // two read together; the gate and up rows of one output always pair.
+  const int slots = gemv_slots(p);
   if (p.mode != 2 && p.rows_per_task == 1) qgemv_tasks<T, BITS, GS, MR, 1>(p, xs, sums, slots);
   else qgemv_tasks<T, BITS, GS, MR, 2>(p, xs, sums, slots);
 }
@@ -489,6 +546,59 @@ __device__ void rope_cache(const RopeCacheParams& p) {
 // warp per (row, head, split) keeps an online softmax of its keys and writes
 // (max, sum, Σ p v) to the partials; combine merges the splits.
 
+// Merges one head's key ranges (one warp): out = Σ_s w_s o_s / Σ_s w_s sum_s
+// with w_s = e^(max_s - M), M the largest max; a range without keys (sum 0)
+// has weight 0. Each lane reads the (max, sum) of up to four ranges at once
+// (kMaxSplits = 128), then the Σ p v rows eight ranges a round. The stack's
+// attention merges in its last range, the per-layer step in a launch of its
+// own: both through this, so they give the same bits.
+template <class T, int DPL>
+__device__ void merge_splits(const float* parts, int splits, int Dh, T* out, int lane) {
+  constexpr int kPer = 4;
+  const int row = Dh + 2;
+  float mxs[kPer], w[kPer];
+  float M = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int s = lane + k * kWarp;
+    mxs[k] = s < splits ? __ldcg(parts + static_cast<long>(s) * row) : -INFINITY;
+    w[k] = s < splits ? __ldcg(parts + static_cast<long>(s) * row + 1) : 0.0f;  // the range's sum for now
+    M = fmaxf(M, mxs[k]);
+  }
+  M = warp_max(M);
+  float S = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const float sum = w[k];
+    w[k] = sum != 0.0f ? __expf(mxs[k] - M) : 0.0f;
+    S += w[k] * sum;
+  }
+  S = warp_sum(S);
+  float o[DPL] = {};
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int base = k * kWarp;
+    if (base >= splits) break;
+    const int n = min(kWarp, splits - base);
+#pragma unroll 8
+    for (int t = 0; t < n; ++t) {
+      const float wt = __shfl_sync(0xffffffffu, w[k], t);
+      const float* part = parts + static_cast<long>(base + t) * row + 2;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) {
+        const int d = lane + i * kWarp;
+        if (d < Dh) o[i] += wt * __ldcg(part + d);
+      }
+    }
+  }
+  const float inv = 1.0f / S;
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) {
+    const int d = lane + i * kWarp;
+    if (d < Dh) out[d] = from_f<T>(o[i] * inv);
+  }
+}
+
 template <class T, int DPL>  // DPL: head-dim elements per lane, ⌈Dh / 32⌉
 __device__ void attention_partial(const AttentionParams& p) {
   const int lane = threadIdx.x;
@@ -570,35 +680,41 @@ __device__ void attention_partial(const AttentionParams& p) {
     const int d = lane + i * kWarp;
     if (d < Dh) part[2 + d] = o[i];
   }
+  if (!p.counters) return;  // a combine launch merges the ranges
+  // The last of the head's ranges to finish merges them all (their partials
+  // are in L2 by then: each range fences its writes before it counts itself).
+  const float* head = p.partials + (static_cast<long>(m) * H + h) * splits * (Dh + 2);
+  T* out = static_cast<T*>(p.out) + (static_cast<long>(m) * H + h) * Dh;
+  if (splits == 1) {
+    __syncwarp();
+    merge_splits<T, DPL>(head, 1, Dh, out, lane);
+    return;
+  }
+  // The warp's writes, then lane 0's fence (cumulative: it orders them all)
+  // before it counts the range; the last range's lane 0 fences again before
+  // the warp reads the others'.
+  __syncwarp();
+  unsigned* counter = p.counters + static_cast<long>(m) * H + h;
+  unsigned done = 0;
+  if (lane == 0) {
+    __threadfence();
+    done = atomicAdd(counter, 1u);
+    __threadfence();
+  }
+  done = __shfl_sync(0xffffffffu, done, 0);
+  if (done != static_cast<unsigned>(splits - 1)) return;
+  __syncwarp();
+  merge_splits<T, DPL>(head, splits, Dh, out, lane);
+  if (lane == 0) *counter = 0;  // ready for the next layer's ranges
 }
 
 template <class T, int DPL>
 __device__ void attention_combine(const CombineParams& p) {
-  const int lane = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
+  const int h = blockIdx.x, m = blockIdx.y;
   const int H = p.heads, Dh = p.head_dim;
   const int splits = p.step ? p.step[1] : p.splits;
-  const float* parts = p.partials + (static_cast<long>(m) * H + h) * splits * (Dh + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, parts[s * (Dh + 2)]);
-  float S = 0.0f, o[DPL] = {};
-  for (int s = 0; s < splits; ++s) {
-    const float* part = parts + s * (Dh + 2);
-    if (part[1] == 0.0f) continue;
-    const float f = __expf(part[0] - M);
-    S += f * part[1];
-#pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-      const int d = lane + i * kWarp;
-      if (d < Dh) o[i] += f * part[2 + d];
-    }
-  }
-  T* out = static_cast<T*>(p.out) + (static_cast<long>(m) * H + h) * Dh;
-  const float inv = 1.0f / S;
-#pragma unroll
-  for (int i = 0; i < DPL; ++i) {
-    const int d = lane + i * kWarp;
-    if (d < Dh) out[d] = from_f<T>(o[i] * inv);
-  }
+  merge_splits<T, DPL>(p.partials + (static_cast<long>(m) * H + h) * splits * (Dh + 2), splits, Dh,
+                       static_cast<T*>(p.out) + (static_cast<long>(m) * H + h) * Dh, threadIdx.x);
 }
 
 }  // namespace
@@ -623,22 +739,30 @@ __device__ void attention_combine(const CombineParams& p) {
 // Attention kernels by head-dim elements per lane (_p1: Dh ≤ 32, _p2: ≤ 64, ...).
 #define LMLAB_ATTENTION(T, NAME, DPL)                                                               \
   extern "C" __global__ void lmlab_attention_##NAME##_p##DPL(const AttentionParams p) {             \
+    wait_for_prior_launch();                                                                        \
     attention_partial<T, DPL>(p);                                                                   \
   }                                                                                                 \
   extern "C" __global__ void lmlab_combine_##NAME##_p##DPL(const CombineParams p) {                 \
+    wait_for_prior_launch();                                                                        \
     attention_combine<T, DPL>(p);                                                                   \
   }
 // 8-bit levels also in groups of 16 (the K-quants' sub-blocks, nn/cuda/gemv_form.h):
 // an 8-bit chunk is 16 weights, so each chunk is one group.
-#define LMLAB_TYPE_KERNELS(T, NAME)                                                                  \
-  LMLAB_QGEMV_GROUPS(T, NAME, 4)                                                                     \
-  LMLAB_QGEMV_GROUPS(T, NAME, 8)                                                                     \
-  LMLAB_QGEMV_ROWS(T, NAME, 8, 16)                                                                   \
-  extern "C" __global__ void lmlab_rope_cache_##NAME(const RopeCacheParams p) { rope_cache<T>(p); } \
-  extern "C" __global__ void lmlab_norm_add_##NAME(const NormAddParams p) { norm_add<T>(p); }       \
-  LMLAB_ATTENTION(T, NAME, 1)                                                                        \
-  LMLAB_ATTENTION(T, NAME, 2)                                                                        \
-  LMLAB_ATTENTION(T, NAME, 4)                                                                        \
+#define LMLAB_TYPE_KERNELS(T, NAME)                                               \
+  LMLAB_QGEMV_GROUPS(T, NAME, 4)                                                  \
+  LMLAB_QGEMV_GROUPS(T, NAME, 8)                                                  \
+  LMLAB_QGEMV_ROWS(T, NAME, 8, 16)                                                \
+  extern "C" __global__ void lmlab_rope_cache_##NAME(const RopeCacheParams p) {   \
+    wait_for_prior_launch();                                                      \
+    rope_cache<T>(p);                                                             \
+  }                                                                               \
+  extern "C" __global__ void lmlab_norm_add_##NAME(const NormAddParams p) {       \
+    wait_for_prior_launch();                                                      \
+    norm_add<T>(p);                                                               \
+  }                                                                               \
+  LMLAB_ATTENTION(T, NAME, 1)                                                     \
+  LMLAB_ATTENTION(T, NAME, 2)                                                     \
+  LMLAB_ATTENTION(T, NAME, 4)                                                     \
   LMLAB_ATTENTION(T, NAME, 8)
 
 LMLAB_TYPE_KERNELS(__half, f16)
@@ -647,6 +771,7 @@ LMLAB_TYPE_KERNELS(__nv_bfloat16, bf16)
 // A replayed step's changing values into device memory (StepValues), first
 // in its graph: the launches after it read them.
 extern "C" __global__ void lmlab_set_step(const lmlab::nn::cuda::StepValues p) {
+  wait_for_prior_launch();
   if (threadIdx.x == 0) {
     p.dst[0] = p.offset;
     p.dst[1] = p.splits;

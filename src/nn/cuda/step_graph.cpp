@@ -65,7 +65,21 @@ void StepGraph::rebuild() {
   for (Node& n : nodes_) {
     void* args[] = {n.params.data()};
     const CUDA_KERNEL_NODE_PARAMS p = node_params(n.f, n.grid, n.block, n.smem, args);
-    check(cuGraphAddKernelNode(&n.node, graph_, prev ? &prev : nullptr, prev ? 1 : 0, &p), "cuGraphAddKernelNode");
+    if (prev && overlap_) {
+      // Edge from the previous launch's trigger: this one is placed then, and
+      // waits for it to finish inside the kernel.
+      check(cuGraphAddKernelNode(&n.node, graph_, nullptr, 0, &p), "cuGraphAddKernelNode");
+      CUgraphEdgeData edge{};
+      edge.from_port = CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC;
+      edge.type = CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC;
+      if (cuGraphAddDependencies(graph_, &prev, &n.node, &edge, 1) != CUDA_SUCCESS) {
+        overlap_ = false;  // a driver without programmatic edges: plain ones
+        rebuild();
+        return;
+      }
+    } else {
+      check(cuGraphAddKernelNode(&n.node, graph_, prev ? &prev : nullptr, prev ? 1 : 0, &p), "cuGraphAddKernelNode");
+    }
     prev = n.node;
     n.dirty = false;
   }
@@ -106,6 +120,7 @@ void* StepGraph::scratch(size_t bytes, CUstream stream) {
       scratch_bytes_ = 0;
     }
     check(cuMemAlloc(&scratch_, bytes), "cuMemAlloc");
+    check(cuMemsetD8Async(scratch_, 0, bytes, stream), "cuMemsetD8Async");
     scratch_bytes_ = bytes;
   }
   return reinterpret_cast<void*>(scratch_);

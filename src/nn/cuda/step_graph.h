@@ -23,12 +23,19 @@ namespace lmlab::nn::cuda {
 
 class StepGraph : public Launches {
  public:
-  StepGraph() = default;
+  // With `overlap` (programmatic dependencies, compute capability 9.0 and up;
+  // kernels.cu, wait_for_prior_launch) a launch's blocks are placed once
+  // every block of the one before has passed its own wait, and wait at their
+  // start for it to finish: the gap between dependent launches is hidden, and
+  // at most two launches are in flight. Without, each launch starts when the
+  // one before has finished.
+  explicit StepGraph(bool overlap = false) : overlap_(overlap) {}
   StepGraph(const StepGraph&) = delete;
   StepGraph& operator=(const StepGraph&) = delete;
   ~StepGraph() override;
 
   std::mutex mutex;
+  bool overlapped() const { return overlap_; }
 
   // Starts a replay: the launches added next are the step's, in order.
   void begin();
@@ -37,7 +44,8 @@ class StepGraph : public Launches {
   void launch(CUstream stream);
 
   // Device memory the step's launches may keep between replays (the scratch),
-  // at least `bytes`; a larger request replaces it (its launches then change).
+  // at least `bytes`, zeroed when allocated (on `stream`); a larger request
+  // replaces it (its launches then change).
   void* scratch(size_t bytes, CUstream stream);
 
   // Replays so far that rebuilt the graph, and nodes updated in place (for tests).
@@ -56,6 +64,7 @@ class StepGraph : public Launches {
   void rebuild();
   void release();
 
+  bool overlap_;
   std::vector<Node> nodes_;
   size_t next_ = 0;
   bool changed_shape_ = false;
