@@ -17,7 +17,12 @@ file, runs interleaved (lmlab, lmlab q8, llama.cpp, lmlab, ...) so that a
 shared machine's load falls on all alike; written between the `bench:gemma`
 markers.
 
-Usage: .deps/py/bin/python bench/compare.py [--runs 3] [--threads 2] [--model gemma3-270m]
+With --llama-native, llama.cpp is built for this machine's CPU first
+(bench/llama-native.sh: its AVX-512, VNNI and BF16 where the CPU has them)
+instead of the test environment's portable AVX2 build; the table's header
+names the build and its CPU features either way.
+
+Usage: .deps/py/bin/python bench/compare.py [--runs 3] [--threads 2] [--model gemma3-270m] [--llama-native]
 """
 import argparse
 import json
@@ -106,12 +111,24 @@ def median(rows, key):
 
 
 def machine():
-    cpu = "unknown CPU"
+    cpu, simd = "unknown CPU", []
     try:
-        cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"model name\s*:\s*(.*)", info).group(1)
+        flags = set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())
+        simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     except Exception:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu} ({', '.join(simd) or 'no AVX2'}), {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def llama_build(native):
+    """Which llama.cpp build runs, and the CPU features it was compiled for."""
+    import llama_cpp
+    info = llama_cpp.llama_print_system_info().decode(errors="ignore")
+    feats = [f for f in re.findall(r"(\w+) = 1", info)
+             if f in ("AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "AMX_INT8", "F16C", "FMA")]
+    return f"{'native' if native else 'portable'} ({', '.join(feats) or 'none listed'})"
 
 
 def versions():
@@ -125,7 +142,12 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--model", choices=["gemma3-270m"], help="the second known model instead of the default")
+    ap.add_argument("--llama-native", action="store_true",
+                    help="llama.cpp built for this CPU (bench/llama-native.sh) instead of the portable test build")
     a = ap.parse_args()
+    if a.llama_native:
+        native = subprocess.run([str(ROOT / "bench/llama-native.sh")], capture_output=True, text=True, check=True)
+        sys.path.insert(0, str(ROOT / native.stdout.strip()))
     model = default_model(a.model)
     ids, text = prompt_ids(model)
     if a.model:
@@ -145,10 +167,10 @@ def main():
             ("load_s", "load s")]
     load = os.getloadavg()[0]
     lines = [f"Model: {Path(model).name}. Machine: {machine()}, load average {load:.1f} at the end. "
-             f"Versions: {versions()}. Median of {a.runs} runs; "
+             f"Versions: {versions()}; llama.cpp build: {llama_build(a.llama_native)}. Median of {a.runs} runs; "
              f"prompt {results['lmlab'][0]['prompt_tokens']} tokens, {GEN_TOKENS} generated (greedy, EOS ignored). "
              f"Command: `.deps/py/bin/python bench/compare.py --runs {a.runs} --threads {a.threads}"
-             + (f" --model {a.model}" if a.model else "") + "`.", "",
+             + (f" --model {a.model}" if a.model else "") + (" --llama-native" if a.llama_native else "") + "`.", "",
              "| engine | " + " | ".join(k[1] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, rows in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{median(rows, k):.3f}" for k, _ in keys) + " |")

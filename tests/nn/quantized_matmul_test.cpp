@@ -255,6 +255,56 @@ TEST(QuantizedMatmul, Int8ActivationsMatchTheirDefinition) {
           }
 }
 
+// The VNNI set is the AVX2 set compiled again with vpdpbusd for the int8
+// block sums: the same bits for every width, group size, scale type, row count
+// and activation rounding (the float GEMV and prefill GEMM too: same source).
+TEST(QuantizedMatmul, VnniKernelsGiveTheAvx2Bits) {
+  const nn::cpu::QmmKernels* avx2 = nn::cpu::avx2_qmm_kernels();
+  const nn::cpu::QmmKernels* vnni = nn::cpu::vnni_qmm_kernels();
+  if (!avx2 || !vnni || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("avx512f") ||
+      !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
+      !__builtin_cpu_supports("avx512vnni"))
+    GTEST_SKIP() << "this CPU or build has no AVX-512 VNNI kernel set";
+  int cases = 0;
+  for (int bits : {4, 5, 8})
+    for (auto dtype : {mx::float16, mx::bfloat16, mx::float32})
+      for (int gs : {32, 64, 128})
+        for (int rows : {1, 3, 9}) {
+          const int N = 12, K = gs * 5;
+          auto q = make_weights(N, K, gs, bits, dtype, 11 * bits + gs + rows);
+          auto x = mx::random::normal({rows, K}, mx::float32, mx::random::key(bits + rows));
+          mx::eval({q.w, q.scales, q.biases, x});
+          for (auto act : {nn::cpu::ActQuant::none, nn::cpu::ActQuant::q8_0, nn::cpu::ActQuant::q8_1}) {
+            nn::cpu::QmmProblem p{.x = x.data<float>(), .w = q.w.data<uint32_t>(), .scales = q.scales.data<void>(),
+                                  .biases = q.biases.data<void>(), .scale_type = nn::cpu::scale_type(dtype),
+                                  .out = nullptr, .M = rows, .N = N, .K = K, .group_size = gs, .bits = bits,
+                                  .act = act};
+            auto run = [&](const nn::cpu::QmmKernels& k) {
+              std::vector<float> out(static_cast<size_t>(rows) * N);
+              p.out = out.data();
+              if (act != nn::cpu::ActQuant::none) {
+                std::vector<int8_t> xq(static_cast<size_t>(rows) * K);
+                std::vector<float> xd(static_cast<size_t>(rows) * K / 32), xs(static_cast<size_t>(rows) * K / gs);
+                k.prepare_q8(p, xq.data(), xd.data(), xs.data());
+                k.gemv_q8(p, xq.data(), xd.data(), xs.data(), 0, N);
+              } else if (rows > 4) {
+                k.gemm(p, 0, N);
+              } else {
+                std::vector<float> xp(static_cast<size_t>(rows) * K), xs(static_cast<size_t>(rows) * K / gs);
+                k.prepare_gemv(p, xp.data(), xs.data());
+                k.gemv(p, xp.data(), xs.data(), 0, N);
+              }
+              return out;
+            };
+            const auto want = run(*avx2), got = run(*vnni);
+            EXPECT_EQ(got, want) << fmt::format("bits {} dtype {} gs {} rows {} act {}", bits,
+                                                static_cast<int>(dtype.val()), gs, rows, static_cast<int>(act));
+            ++cases;
+          }
+        }
+  EXPECT_EQ(cases, 243);
+}
+
 TEST(QuantizedMatmul, Int8ActivationsStayCloseToFloat) {
   // The rounding moves results by about 1/127 of each block's largest |x|.
   const int N = 64, K = 576;

@@ -195,8 +195,13 @@ const QmmKernels& best_kernels() {
   static const QmmKernels* const kernels = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+        __builtin_cpu_supports("f16c")) {
+      // LMLAB_NO_VNNI=1 keeps the AVX2 set (for comparisons).
+      if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && !std::getenv("LMLAB_NO_VNNI"))
+        if (const QmmKernels* k = cpu::vnni_qmm_kernels()) return k;
       if (const QmmKernels* k = cpu::avx2_qmm_kernels()) return k;
+    }
 #endif
     return &cpu::scalar_qmm_kernels();
   }();

@@ -13,6 +13,9 @@
 // the order the nibbles come out of the bytes, so no shuffles are needed.
 // gemm (many rows): dequantize a 16 × 256 panel of w into floats once and
 // multiply it with every row of x by a 3 × 4 register-blocked dot-product kernel.
+//
+// quantized_matmul_vnni.cpp compiles this file a second time with AVX-512 VNNI
+// (LMLAB_QMM_VNNI): the int8 block dot products there are one vpdpbusd each.
 #include "nn/cpu/quantized_matmul_kernels.h"
 
 #include <cmath>
@@ -20,6 +23,11 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define LMLAB_QMM_AVX2 1
 #include <immintrin.h>
+#endif
+#if defined(LMLAB_QMM_VNNI) && !(defined(LMLAB_QMM_AVX2) && defined(__AVX512VNNI__) && defined(__AVX512VL__))
+#undef LMLAB_QMM_VNNI  // not compiled with VNNI: the set below is then absent
+#define LMLAB_QMM_NO_VNNI 1
+#undef LMLAB_QMM_AVX2
 #endif
 
 namespace lmlab::nn::cpu {
@@ -467,10 +475,19 @@ inline __m256i fields_5bit(const uint8_t* w) {
   return _mm256_permute4x64_epi64(_mm256_packus_epi16(lo, hi), 0xD8);
 }
 
-// Σ q·a over one block of unsigned fields q, as 8 int32 partial sums in float.
-inline __m256 dot_unsigned(__m256i q, __m256i a) {
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1)));
+// Σ q·a over four consecutive bytes of q (unsigned) and a (signed), added to
+// the int32 lanes of acc. The products never saturate vpmaddubsw's int16 pairs
+// here (|q·a| ≤ 128·127, two a pair), so both forms give the same sums.
+inline __m256i dot4_add(__m256i acc, __m256i q, __m256i a) {
+#ifdef LMLAB_QMM_VNNI
+  return _mm256_dpbusd_epi32(acc, q, a);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1)));
+#endif
 }
+
+// Σ q·a over one block of unsigned fields q, as 8 int32 partial sums in float.
+inline __m256 dot_unsigned(__m256i q, __m256i a) { return _mm256_cvtepi32_ps(dot4_add(_mm256_setzero_si256(), q, a)); }
 
 // The same for signed fields q (8-bit weights used as q − 128).
 inline __m256 dot_signed(__m256i q, __m256i a) {
@@ -481,9 +498,14 @@ inline __m256 dot_signed(__m256i q, __m256i a) {
 inline __m256 dot_pair_4bit(const uint8_t* w, __m256i a_even, __m256i a_odd) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+#ifdef LMLAB_QMM_VNNI
+  const __m256i lo = dot4_add(_mm256_setzero_si256(), _mm256_and_si256(u, low4), a_even);
+  return _mm256_cvtepi32_ps(dot4_add(lo, _mm256_and_si256(_mm256_srli_epi16(u, 4), low4), a_odd));
+#else
   const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(u, low4), a_even),
                                        _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u, 4), low4), a_odd));
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+#endif
 }
 
 // One unpaired 4-bit block (16 bytes at w).
@@ -491,7 +513,7 @@ inline __m256 dot_single_4bit(const uint8_t* w, __m256i a) {
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
   const __m256i uw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(u, 4), low4), _mm_and_si128(u, low4));
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, a), _mm256_set1_epi16(1)));
+  return dot_unsigned(uw, a);
 }
 
 // The bias terms of R weight rows for one row of x: Σ_g b_g·s_g (s_g: the
@@ -829,7 +851,15 @@ const QmmKernels kAvx2Kernels{prepare_dispatch, gemv_dispatch, gemm_dispatch, pr
 
 }  // namespace
 
+#ifdef LMLAB_QMM_VNNI
+const QmmKernels* vnni_qmm_kernels() { return &kAvx2Kernels; }
+#else
 const QmmKernels* avx2_qmm_kernels() { return &kAvx2Kernels; }
+#endif
+
+#elif defined(LMLAB_QMM_NO_VNNI)
+
+const QmmKernels* vnni_qmm_kernels() { return nullptr; }
 
 #else
 

@@ -94,5 +94,8 @@ void run_qmm_many(const QmmProblem* problems, int count);
 const QmmKernels& scalar_qmm_kernels();
 // The AVX2+FMA+F16C set, or nullptr when not compiled in.
 const QmmKernels* avx2_qmm_kernels();
+// The same set with AVX-512 VNNI dot products for int8 activations (the same
+// bits; needs avx512vnni and avx512vl), or nullptr when not compiled in.
+const QmmKernels* vnni_qmm_kernels();
 
 }  // namespace lmlab::nn::cpu
