@@ -140,26 +140,34 @@ int rows_per_task() {
   return v ? std::atoi(v) : 0;
 }
 
-void enqueue(const Launch& l, Kernel f, int sms, cudaStream_t s, bool show) {
-  const int smem = static_cast<int>(smem_bytes(l.K));
-  int per_sm = 0;
-  ok(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, f, 256, smem), "occupancy");
-  const int wave = std::max(per_sm, 1) * sms;
-  QGemvParams p = l.p;
+// A launch's parameters and geometry, as add_qgemv sets them.
+struct Shaped {
+  QGemvParams p;
+  int grid, smem, per_sm;
+};
+
+Shaped shape(const Launch& l, Kernel f, int sms) {
+  Shaped r{l.p, 0, static_cast<int>(smem_bytes(l.K)), 0};
+  ok(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r.per_sm, f, 256, r.smem), "occupancy");
+  const int wave = std::max(r.per_sm, 1) * sms;
   // As add_qgemv: one row a task when every row gets a warp of one wave.
-  int slots = p.mat[0].n;
-  for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
-  if (p.mode != 2 && p.rows_per_task == 0) p.rows_per_task = slots <= wave * 8 ? 1 : 2;
-  const int grid = std::min((tasks_of(p) + 7) / 8, wave);
-  f<<<grid, 256, smem, s>>>(p);
-  if (show) std::printf("  grid %d blocks (%d a multiprocessor at most), %d tasks, %d B shared\n", grid, per_sm, tasks_of(l.p), smem);
+  int slots = r.p.mat[0].n;
+  for (int j = 1; j < r.p.nmat; ++j) slots += r.p.mat[j].n;
+  if (r.p.mode != 2 && r.p.rows_per_task == 0) r.p.rows_per_task = slots <= wave * 8 ? 1 : 2;
+  r.grid = std::min((tasks_of(r.p) + 7) / 8, wave);
+  return r;
 }
 
-// QGEMV_OVERLAP=1|2: the graph's launches overlap as in a replayed decode
-// step (StepGraph::Overlap triggered | launched: each launch placed once every
-// block of the one before has passed its wait | started, and waiting for it
-// inside the kernel); QGEMV_PREFETCH=1 adds the weights' prefetch before
-// that wait.
+void enqueue(const Launch& l, Kernel f, int sms, cudaStream_t s, bool show) {
+  const Shaped x = shape(l, f, sms);
+  f<<<x.grid, 256, x.smem, s>>>(x.p);
+  if (show) std::printf("  grid %d blocks (%d a multiprocessor at most), %d tasks, %d B shared\n", x.grid, x.per_sm, tasks_of(l.p), x.smem);
+}
+
+// QGEMV_OVERLAP=1|2: the graph's launches overlap, each placed once every
+// block of the one before has passed its wait (1, as a replayed decode step's
+// StepGraph does) or has started (2), and waiting for it inside the kernel;
+// QGEMV_PREFETCH=1 adds the weights' prefetch before that wait.
 bool env_on(const char* name) {
   const char* v = std::getenv(name);
   return v && std::string(v) == "1";
@@ -172,25 +180,16 @@ cudaGraph_t overlapped_graph(const std::vector<const Launch*>& ls, Kernel f, int
   cudaGraph_t g;
   ok(cudaGraphCreate(&g, 0), "graph");
   cudaGraphNode_t prev = nullptr;
-  std::vector<QGemvParams> params(ls.size());
-  for (size_t i = 0; i < ls.size(); ++i) {
-    const Launch& l = *ls[i];
-    const int smem = static_cast<int>(smem_bytes(l.K));
-    int per_sm = 0;
-    ok(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, f, 256, smem), "occupancy");
-    const int wave = std::max(per_sm, 1) * sms;
-    QGemvParams& p = params[i];
-    p = l.p;
-    int slots = p.mat[0].n;
-    for (int j = 1; j < p.nmat; ++j) slots += p.mat[j].n;
-    if (p.mode != 2 && p.rows_per_task == 0) p.rows_per_task = slots <= wave * 8 ? 1 : 2;
-    p.prefetch = env_on("QGEMV_PREFETCH") ? 1 : 0;
-    void* args[] = {&p};
+  const int prefetch = env_on("QGEMV_PREFETCH") ? 1 : 0;
+  for (const Launch* l : ls) {
+    Shaped x = shape(*l, f, sms);
+    x.p.prefetch = prefetch;
+    void* args[] = {&x.p};  // copied by cudaGraphAddKernelNode
     cudaKernelNodeParams kp{};
     kp.func = reinterpret_cast<void*>(f);
-    kp.gridDim = dim3(std::min((tasks_of(p) + 7) / 8, wave));
+    kp.gridDim = dim3(x.grid);
     kp.blockDim = dim3(256);
-    kp.sharedMemBytes = smem;
+    kp.sharedMemBytes = x.smem;
     kp.kernelParams = args;
     cudaGraphNode_t node;
     ok(cudaGraphAddKernelNode(&node, g, nullptr, 0, &kp), "add node");
